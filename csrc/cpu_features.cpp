@@ -1,0 +1,81 @@
+#include "cpu_features.h"
+
+#include <c10/util/Exception.h>
+
+#include <atomic>
+#include <cstdlib>
+
+namespace fire_kernels {
+
+namespace {
+
+bool cpu_has(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512:
+      // libgcc's check also asks the OS (XCR0) whether it saves the zmm state.
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+    case Isa::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::kPortable:
+      return true;
+  }
+  return false;
+}
+
+constexpr Isa kAllIsas[] = {Isa::kAvx512, Isa::kAvx2, Isa::kPortable};
+
+Isa best_isa() {
+  for (Isa isa : kAllIsas)
+    if (cpu_has(isa)) return isa;
+  return Isa::kPortable;
+}
+
+Isa parse_isa(const std::string& name) {
+  if (name == "auto" || name.empty()) return best_isa();
+  for (Isa isa : kAllIsas) {
+    if (name == isa_name(isa)) {
+      TORCH_CHECK(cpu_has(isa), "fire_kernels: this CPU cannot run the '", name,
+                  "' kernels; available: ", c10::Join(", ", available_isas()));
+      return isa;
+    }
+  }
+  TORCH_CHECK(false, "fire_kernels: unknown ISA '", name,
+              "'; expected 'auto' or one of: ", c10::Join(", ", available_isas()));
+}
+
+Isa initial_isa() {
+  const char* env = std::getenv("FIRE_KERNELS_ISA");
+  return parse_isa(env ? env : "auto");
+}
+
+std::atomic<Isa>& isa_slot() {
+  static std::atomic<Isa> slot{initial_isa()};
+  return slot;
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512:
+      return "avx512";
+    case Isa::kAvx2:
+      return "avx2";
+    case Isa::kPortable:
+      return "portable";
+  }
+  return "?";
+}
+
+std::vector<std::string> available_isas() {
+  std::vector<std::string> names;
+  for (Isa isa : kAllIsas)
+    if (cpu_has(isa)) names.emplace_back(isa_name(isa));
+  return names;
+}
+
+Isa current_isa() { return isa_slot().load(std::memory_order_relaxed); }
+
+void set_isa(const std::string& name) { isa_slot().store(parse_isa(name)); }
+
+}  // namespace fire_kernels

@@ -1,0 +1,175 @@
+// CPU kernel of the operator fire_kernels::fire (schema in fire_kernels/ops.py):
+// checks the arguments, allocates the output in the input's memory format,
+// splits the work into bands and runs them on PyTorch's thread pool with the
+// per-ISA kernel chosen by cpu_features.
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+
+#include "cpu_features.h"
+#include "fire_dense.h"
+#include "pack_hwc.h"
+
+namespace fire_kernels {
+
+namespace {
+
+void check_float_cpu(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), "fire: ", name, " must be a CPU tensor, got one on ",
+              t.device());
+  TORCH_CHECK(t.scalar_type() == at::kFloat, "fire: the CPU kernel takes float32; ", name,
+              " is ", t.scalar_type());
+}
+
+void check_weight(const at::Tensor& w, const char* name, int64_t out, int64_t in, int64_t k) {
+  check_float_cpu(w, name);
+  TORCH_CHECK(w.dim() == 4 && w.size(0) == out && w.size(1) == in && w.size(2) == k &&
+                  w.size(3) == k,
+              "fire: expected ", name, " of shape [", out, ", ", in, ", ", k, ", ", k, "], got ",
+              w.sizes());
+}
+
+void check_bias(const std::optional<at::Tensor>& b, const char* name, int64_t out) {
+  if (!b) return;
+  check_float_cpu(*b, name);
+  TORCH_CHECK(b->dim() == 1 && b->size(0) == out, "fire: expected ", name, " of shape [", out,
+              "], got ", b->sizes());
+}
+
+// Pixel q = y*W + x of `t` (dims 2 and 3) at q * pixel_stride, if one exists.
+bool uniform_pixels(const at::Tensor& t, int64_t* pixel_stride) {
+  const int64_t H = t.size(2), W = t.size(3);
+  if (W == 1) {
+    *pixel_stride = t.stride(2);
+    return true;
+  }
+  *pixel_stride = t.stride(3);
+  return H == 1 || t.stride(2) == W * t.stride(3);
+}
+
+// Pixels per band: the three squeeze buffers of a band should stay well
+// inside L2 (512 KiB per core on the machines we tune for), next to the
+// weights that stream through.
+constexpr int64_t kSqueezeBufferBytes = 192 * 1024;
+
+void choose_bands(FireDenseArgs& a, int64_t threads) {
+  const int64_t HW = a.H * a.W;
+  const int64_t per_pixel = 3 * a.S * static_cast<int64_t>(sizeof(float));
+  const int64_t max_band = std::max<int64_t>(64, kSqueezeBufferBytes / per_pixel - 2 * a.W);
+  int64_t bands = (HW + max_band - 1) / max_band;
+  // With few items, make their count a multiple of the thread count so no
+  // thread idles at the end (small batches of small images).
+  if (a.N * bands < 4 * threads)
+    while ((a.N * bands) % threads != 0 && bands < HW) ++bands;
+  a.band = (HW + bands - 1) / bands;
+  a.bands_per_image = (HW + a.band - 1) / a.band;
+}
+
+FireDenseBandsFn kernel_for(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512:
+      return &fire_dense_bands_avx512;
+    case Isa::kAvx2:
+      return &fire_dense_bands_avx2;
+    case Isa::kPortable:
+      return &fire_dense_bands_portable;
+  }
+  return &fire_dense_bands_portable;
+}
+
+// Per-thread scratch, kept between calls (PyTorch's pool threads persist).
+// Zero-filled when it grows, so the halo lanes that tiles read but never
+// store are always finite.
+float* thread_scratch(int64_t floats) {
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  thread_local std::unique_ptr<float, Free> buffer;
+  thread_local int64_t capacity = 0;
+  if (floats > capacity) {
+    const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
+    buffer.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+    TORCH_CHECK(buffer, "fire: could not allocate ", bytes, " bytes of scratch");
+    std::fill_n(buffer.get(), floats, 0.f);
+    capacity = floats;
+  }
+  return buffer.get();
+}
+
+}  // namespace
+
+at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
+                    const std::optional<at::Tensor>& squeeze_bias,
+                    const at::Tensor& expand1x1_weight,
+                    const std::optional<at::Tensor>& expand1x1_bias,
+                    const at::Tensor& expand3x3_weight,
+                    const std::optional<at::Tensor>& expand3x3_bias) {
+  check_float_cpu(x, "input");
+  TORCH_CHECK(x.dim() == 4, "fire: expected a 4-D input (N, C, H, W), got ", x.dim(),
+              "-D of shape ", x.sizes());
+  TORCH_CHECK(squeeze_weight.dim() == 4 && expand1x1_weight.dim() == 4,
+              "fire: expected 4-D conv weights, got squeeze_weight ", squeeze_weight.sizes(),
+              " and expand1x1_weight ", expand1x1_weight.sizes());
+  const int64_t S = squeeze_weight.size(0), C = x.size(1);
+  const int64_t E1 = expand1x1_weight.size(0), E3 = expand3x3_weight.size(0);
+  TORCH_CHECK(squeeze_weight.size(1) == C, "fire: expected an input with ",
+              squeeze_weight.size(1), " channels (squeeze_weight.shape[1]), got ", C);
+  check_weight(squeeze_weight, "squeeze_weight", S, C, 1);
+  check_weight(expand1x1_weight, "expand1x1_weight", E1, S, 1);
+  check_weight(expand3x3_weight, "expand3x3_weight", E3, S, 3);
+  check_bias(squeeze_bias, "squeeze_bias", S);
+  check_bias(expand1x1_bias, "expand1x1_bias", E1);
+  check_bias(expand3x3_bias, "expand3x3_bias", E3);
+  TORCH_CHECK(C >= 1 && S >= 1 && E1 >= 1 && E3 >= 1,
+              "fire: every convolution needs at least one channel; got C=", C, ", S=", S,
+              ", E1=", E1, ", E3=", E3);
+
+  const int64_t N = x.size(0), H = x.size(2), W = x.size(3);
+  // The output keeps the input's memory format, and that picks the kernels.
+  const at::MemoryFormat format = x.suggest_memory_format();
+  at::Tensor out = at::empty({N, E1 + E3, H, W}, x.options(), format);
+  if (out.numel() == 0) return out;
+
+  const at::Tensor ws = squeeze_weight.contiguous();
+  const at::Tensor we1 = expand1x1_weight.contiguous();
+  const at::Tensor we3 = expand3x3_weight.contiguous();
+  const at::Tensor bs = squeeze_bias ? squeeze_bias->contiguous() : at::Tensor();
+  const at::Tensor be1 = expand1x1_bias ? expand1x1_bias->contiguous() : at::Tensor();
+  const at::Tensor be3 = expand3x3_bias ? expand3x3_bias->contiguous() : at::Tensor();
+
+  FireDenseArgs a{};
+  a.N = N, a.C = C, a.H = H, a.W = W, a.S = S, a.E1 = E1, a.E3 = E3;
+  a.x = x.data_ptr<float>();
+  a.x_sn = x.stride(0), a.x_sc = x.stride(1), a.x_sh = x.stride(2), a.x_sw = x.stride(3);
+  a.x_uniform = uniform_pixels(x, &a.x_ps);
+  a.w_s = ws.data_ptr<float>(), a.w_e1 = we1.data_ptr<float>(), a.w_e3 = we3.data_ptr<float>();
+  a.b_s = bs.defined() ? bs.data_ptr<float>() : nullptr;
+  a.b_e1 = be1.defined() ? be1.data_ptr<float>() : nullptr;
+  a.b_e3 = be3.defined() ? be3.data_ptr<float>() : nullptr;
+  a.out = out.data_ptr<float>();
+  std::shared_ptr<const PackedHwc> packed;
+  a.channels_last = format == at::MemoryFormat::ChannelsLast;
+  if (a.channels_last) {
+    packed = packed_hwc_weights(squeeze_weight, expand1x1_weight, expand3x3_weight);
+    const float* base = packed->data.data_ptr<float>();
+    a.p_ws = base + packed->ws, a.p_we1 = base + packed->we1, a.p_we3 = base + packed->we3;
+    a.Sp = packed->Sp, a.E1p = packed->E1p, a.E3p = packed->E3p;
+  }
+  choose_bands(a, at::get_num_threads());
+
+  const FireDenseBandsFn kernel = kernel_for(current_isa());
+  const int64_t scratch_floats = fire_dense_scratch_layout(a).total;
+  at::parallel_for(0, a.N * a.bands_per_image, 1, [&](int64_t begin, int64_t end) {
+    kernel(a, begin, end, thread_scratch(scratch_floats));
+  });
+  return out;
+}
+
+TORCH_LIBRARY_IMPL(fire_kernels, CPU, m) { m.impl("fire", &fire_cpu); }
+
+}  // namespace fire_kernels

@@ -1,0 +1,80 @@
+// The dense fused Fire kernel: parameters shared by the dispatcher
+// (fire_cpu.cpp) and the per-ISA kernels (fire_dense_<isa>.cpp).
+//
+// This header holds only plain data and declarations, so that including it
+// from a translation unit compiled for AVX-512 cannot leak an AVX-512
+// instantiation of some inline function into code that runs on any CPU.
+#pragma once
+
+#include <cstdint>
+
+namespace fire_kernels {
+
+// One Fire forward, float32. Strides are in elements. Bias pointers may be
+// null (bias=False convolutions).
+struct FireDenseArgs {
+  int64_t N, C, H, W;  // input
+  int64_t S, E1, E3;   // squeeze, expand 1x1 and expand 3x3 channels
+
+  const float* x;
+  int64_t x_sn, x_sc, x_sh, x_sw;
+  // Pixel q = y*W + x sits at x + q*x_ps (x_sh == W*x_sw, or a single row or column).
+  bool x_uniform;
+  int64_t x_ps;
+
+  // PyTorch's layouts, read by the NCHW kernels.
+  const float* w_s;   // [S][C]        (squeeze.weight, contiguous)
+  const float* w_e1;  // [E1][S]       (expand1x1.weight, contiguous)
+  const float* w_e3;  // [E3][S][3][3] (expand3x3.weight, contiguous)
+  const float* b_s;   // [S] or null
+  const float* b_e1;  // [E1] or null
+  const float* b_e3;  // [E3] or null
+
+  // Channels-last kernels: the output is [N][H][W][E1 + E3] and the weights
+  // come transposed, output channels innermost and padded with zeros to
+  // Sp, E1p, E3p (multiples of kChannelPad): see pack_hwc.h.
+  bool channels_last;
+  const float* p_ws;   // [C][Sp]
+  const float* p_we1;  // [S][E1p]
+  const float* p_we3;  // [9][S][E3p], tap t = 3*dy + dx
+  int64_t Sp, E1p, E3p;
+
+  // NCHW: [N][E1 + E3][H][W] contiguous; channels last: [N][H][W][E1 + E3].
+  float* out;
+
+  // Work decomposition: each image's H*W pixels, taken in row-major order,
+  // are cut into `bands_per_image` bands of `band` pixels (the last shorter).
+  int64_t band;
+  int64_t bands_per_image;
+};
+
+// Packed channel counts are multiples of this (the widest vector), so every
+// vector load of packed weights or padded biases stays inside them.
+constexpr int64_t kChannelPad = 16;
+// Upper bounds on the micro-kernel tiles of every ISA, so that one scratch
+// layout serves them all.
+constexpr int kMaxTilePixels = 64;
+// Rows in front of a squeeze buffer: the shifted stores reach one before.
+constexpr int64_t kScratchGuard = 16;
+
+// Per-thread scratch of the kernel, in floats from a 64-byte aligned base.
+struct FireDenseScratch {
+  int64_t lp;     // pixels (rows) per squeeze buffer
+  int64_t bufs;   // 3 squeeze buffers: NCHW [3][S][lp], channels last [3][lp][Sp]
+  int64_t tile;   // gathered input tile [C][kMaxTilePixels] (NCHW kernels)
+  int64_t bias;   // biases padded with zeros: [Sp], [E1p], [E3p]
+  int64_t total;
+};
+FireDenseScratch fire_dense_scratch_layout(const FireDenseArgs& a);
+
+// Computes the work items [begin, end) (item = image * bands_per_image +
+// band) into a.out, using `scratch` (fire_dense_scratch_layout(a).total
+// floats, 64-byte aligned, exclusive to the calling thread).
+using FireDenseBandsFn = void (*)(const FireDenseArgs& a, int64_t begin,
+                                  int64_t end, float* scratch);
+
+void fire_dense_bands_avx512(const FireDenseArgs&, int64_t, int64_t, float*);
+void fire_dense_bands_avx2(const FireDenseArgs&, int64_t, int64_t, float*);
+void fire_dense_bands_portable(const FireDenseArgs&, int64_t, int64_t, float*);
+
+}  // namespace fire_kernels

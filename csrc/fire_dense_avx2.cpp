@@ -1,0 +1,14 @@
+// The dense fused Fire kernel compiled for AVX2 + FMA (see fire_dense_impl.h).
+#include "fire_dense.h"
+
+#pragma GCC target("avx2,fma")
+#include "vec_avx2.h"
+
+using Vec = VecAvx2;
+#define FK_ISA_NAMESPACE avx2
+#include "fire_dense_impl.h"
+
+void fire_kernels::fire_dense_bands_avx2(const FireDenseArgs& a, int64_t begin, int64_t end,
+                                           float* scratch) {
+  avx2::run_bands(a, begin, end, scratch);
+}

@@ -1,0 +1,18 @@
+// The dense fused Fire kernel compiled for AVX-512F (see fire_dense_impl.h).
+#include "fire_dense.h"
+
+#pragma GCC target("avx512f,fma")
+// GCC 12 warns that _mm512_max_ps reads the "undefined" vector it passes as
+// the merge source of an all-ones mask: a false positive.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "vec_avx512.h"
+
+using Vec = VecAvx512;
+#define FK_ISA_NAMESPACE avx512
+#include "fire_dense_impl.h"
+
+void fire_kernels::fire_dense_bands_avx512(const FireDenseArgs& a, int64_t begin, int64_t end,
+                                           float* scratch) {
+  avx512::run_bands(a, begin, end, scratch);
+}

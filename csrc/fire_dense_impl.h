@@ -1,0 +1,161 @@
+// The dense fused Fire kernel, written once over a vector type `Vec`
+// (vec_avx512.h, vec_avx2.h, vec_portable.h) and compiled once per ISA by
+// fire_dense_<isa>.cpp, each inside its own namespace FK_ISA_NAMESPACE.
+//
+// Math (per image, pixels q = y*W + x taken in row-major "flat" order):
+//   s[c][q]   = relu(b_s[c]  + sum_k  w_s[c][k]  * x[k][q])                 squeeze
+//   o1[e][q]  = relu(b_e1[e] + sum_c  w_e1[e][c] * s[c][q])                 expand 1x1
+//   o3[e][q]  = relu(b_e3[e] + sum_{c,dy,dx} w_e3[e][c][dy][dx]
+//                                     * s[c][(y+dy-1)*W + (x+dx-1)])        expand 3x3, s = 0 off the image
+//   out = cat(o1, o3) along channels: each expand stores into its own slice.
+//
+// Tiling:
+//   * Work item = one band of `band` consecutive flat pixels [q0, q1) of one
+//     image. The 3x3 needs the squeeze at [q0 - W - 1, q1 + W + 1): the band
+//     plus one row (and one pixel) of halo on each side. Only that is computed,
+//     into per-thread scratch that stays in L2; no full squeeze tensor exists.
+//   * The squeeze is stored three times: as is (centre column, dx = 1), shifted
+//     right by one pixel (bufL[q] = s[q-1], dx = 0) and left by one
+//     (bufR[q] = s[q+1], dx = 2), with the pixels whose neighbour falls off the
+//     left/right image edge set to zero, and rows off the top/bottom edge zero.
+//     Then every 3x3 tap is a plain contiguous read at offset (dy-1)*W pixels
+//     in one of the three buffers, so the whole band is one flat loop over
+//     pixels: no per-row tails, and tiles stay full even on 13x13 images.
+//   * Two families of micro-kernels, one per memory format, so that neither
+//     transposes activations:
+//       NCHW (fire_dense_nchw.inc): vectors along pixels. A register tile is
+//       Vec::CO output channels x Vec::NV vectors of pixels; per input channel
+//       and tap, NV pixel vectors are loaded and each of the CO weights
+//       broadcast into CO*NV FMAs. Weights are read in PyTorch's own layout.
+//       Buffers are [dx][S][pixel].
+//       Channels last (fire_dense_nhwc.inc): vectors along output channels.
+//       A register tile is Vec::MR pixels x Vec::NRV vectors of channels; per
+//       input channel and tap, NRV weight vectors are loaded and each pixel's
+//       activation broadcast into MR*NRV FMAs. Weights come packed with output
+//       channels innermost (pack_hwc.cpp). Buffers are [dx][pixel][Sp].
+//     In both, one micro-kernel does the squeeze (one tap, input x), the 1x1
+//     expand (one tap, the centre buffer) and the 3x3 expand (nine taps), and
+//     the epilogue (bias, ReLU, store into the output's channel slice, so the
+//     concat is free) runs on registers.
+//   * Expands loop over channel blocks outside and pixel tiles inside, so a
+//     block's weights stay in L1 while its tiles sweep the band's buffers (L2).
+//   * Tails get micro-kernels of their own size (template instances for every
+//     smaller tile), chosen at run time; stores past the valid pixels or
+//     channels are masked or skipped.
+//
+// Only intrinsics and this file's own helpers are used here: no std::
+// templates, whose instantiations would be shared with code compiled for
+// other ISAs.
+#include "fire_dense.h"
+
+namespace fire_kernels {
+namespace FK_ISA_NAMESPACE {
+namespace {
+
+using reg = Vec::reg;
+constexpr int VW = Vec::W;
+static_assert(Vec::W * Vec::NV <= kMaxTilePixels, "tile wider than the scratch layout allows");
+static_assert(Vec::MR <= kMaxTilePixels, "tile wider than the scratch layout allows");
+
+FK_INLINE int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+FK_INLINE int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+void zero_range(float* p, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) p[k] = 0.f;
+}
+
+// Where one band's scratch lives and how its pixels map into it.
+struct Band {
+  int64_t q0, q1;  // the band's flat pixels in its image
+  int64_t lp;      // pixels per squeeze buffer
+  float* buf;      // the three squeeze buffers, dx = 0 (bufL), 1 (centre), 2 (bufR)
+  // Buffer pixel of flat image pixel q (valid for q0 - W - 1 <= q < q1 + W + 1).
+  FK_INLINE int64_t idx(int64_t q, int64_t W) const { return kScratchGuard + q - (q0 - W); }
+};
+
+// Tap t = 3*dy + dx of the 3x3 reads buffer dx at pixel offset (dy-1)*W.
+FK_INLINE int64_t tap_offset(int t, int64_t buf_stride, int64_t row) {
+  return (t % 3) * buf_stride + (t / 3 - 1) * row;
+}
+
+#include "fire_dense_nchw.inc"
+#include "fire_dense_nhwc.inc"
+
+// Zero what the 3x3 must see as padding, in all three buffers: pixels off the
+// image, the left neighbour of column 0 (bufL) and the right neighbour of
+// column W-1 (bufR). at(d, q) is the start of the `n` floats (n_step apart)
+// of buffer d at image pixel q.
+template <typename At>
+void zero_padding(const FireDenseArgs& a, const Band& bd, int64_t n, int64_t n_step, At at) {
+  const int64_t W = a.W, HW = a.H * a.W;
+  const int64_t lo = bd.q0 - W, hi = bd.q1 + W;  // the pixels the expands read
+  auto zero_pixel = [&](int d, int64_t q) {
+    float* p = at(d, q);
+    for (int64_t c = 0; c < n; ++c) p[c * n_step] = 0.f;
+  };
+  for (int d = 0; d < 3; ++d) {
+    for (int64_t q = lo; q < imin(hi, 0); ++q) zero_pixel(d, q);
+    for (int64_t q = imax(lo, HW); q < hi; ++q) zero_pixel(d, q);
+    if (d == 1) continue;
+    const int64_t col = (d == 0) ? 0 : W - 1;
+    const int64_t start = imax(lo, 0);
+    int64_t q = start - start % W + col;
+    if (q < start) q += W;
+    for (; q < imin(hi, HW); q += W) zero_pixel(d, q);
+  }
+}
+
+}  // namespace
+
+void run_bands(const FireDenseArgs& a, int64_t begin, int64_t end, float* scratch) {
+  const FireDenseScratch layout = fire_dense_scratch_layout(a);
+  // Biases padded with zeros (and zeros for absent ones), so that channel
+  // tails and bias=False need no special case.
+  const int64_t Sp = (a.S + kChannelPad - 1) / kChannelPad * kChannelPad;
+  const int64_t E1p = (a.E1 + kChannelPad - 1) / kChannelPad * kChannelPad;
+  float* b_s = scratch + layout.bias;
+  float* b_e1 = b_s + Sp;
+  float* b_e3 = b_e1 + E1p;
+  const float* biases[3] = {a.b_s, a.b_e1, a.b_e3};
+  float* padded[3] = {b_s, b_e1, b_e3};
+  const int64_t sizes[3] = {a.S, a.E1, a.E3};
+  const int64_t padded_sizes[3] = {Sp, E1p, (a.E3 + kChannelPad - 1) / kChannelPad * kChannelPad};
+  for (int k = 0; k < 3; ++k) {
+    zero_range(padded[k], padded_sizes[k]);
+    if (biases[k])
+      for (int64_t c = 0; c < sizes[k]; ++c) padded[k][c] = biases[k][c];
+  }
+
+  const int64_t HW = a.H * a.W;
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t n = item / a.bands_per_image;
+    const int64_t band = item % a.bands_per_image;
+    Band bd;
+    bd.q0 = band * a.band;
+    bd.q1 = imin(HW, bd.q0 + a.band);
+    if (bd.q0 >= bd.q1) continue;
+    bd.lp = layout.lp;
+    bd.buf = scratch + layout.bufs;
+    const float* x_img = a.x + n * a.x_sn;
+    if (a.channels_last) {
+      float* out_img = a.out + n * HW * (a.E1 + a.E3);
+      nhwc::squeeze(a, bd, x_img, b_s);
+      zero_padding(a, bd, a.Sp, 1, [&](int d, int64_t q) {
+        return bd.buf + (d * bd.lp + bd.idx(q, a.W)) * a.Sp;
+      });
+      nhwc::expand(a, bd, out_img, false, 0, a.E1, a.E1p, a.p_we1, b_e1);
+      nhwc::expand(a, bd, out_img, true, a.E1, a.E3, a.E3p, a.p_we3, b_e3);
+    } else {
+      float* out_img = a.out + n * (a.E1 + a.E3) * HW;
+      nchw::squeeze(a, bd, x_img, scratch + layout.tile, b_s);
+      zero_padding(a, bd, a.S, bd.lp, [&](int d, int64_t q) {
+        return bd.buf + d * a.S * bd.lp + bd.idx(q, a.W);
+      });
+      nchw::expand(a, bd, out_img, false, 0, a.E1, a.w_e1, b_e1);
+      nchw::expand(a, bd, out_img, true, a.E1, a.E3, a.w_e3, b_e3);
+    }
+  }
+}
+
+}  // namespace FK_ISA_NAMESPACE
+}  // namespace fire_kernels

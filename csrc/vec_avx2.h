@@ -1,0 +1,39 @@
+// 8-lane float vectors for AVX2 + FMA.
+//
+// Included only by kernel translation units that wrap it in
+// `#pragma GCC target("avx2,fma")`, so no AVX instruction is ever emitted
+// for code that runs before the CPU check.
+#pragma once
+
+#include <immintrin.h>
+
+#include "inline.h"
+
+struct VecAvx2 {
+  using reg = __m256;
+  static constexpr int W = 8;
+  // NCHW tile: CO output channels x NV vectors of pixels (6 x 16 px, BLIS'
+  // Zen shape): 12 accumulators, 2 pixel vectors and 1 broadcast fit the 16
+  // ymm registers.
+  static constexpr int CO = 6;
+  static constexpr int NV = 2;
+  // Channels-last tile: 6 pixels x 2 vectors of output channels: 12
+  // accumulators, 2 weight vectors and 1 broadcast.
+  static constexpr int MR = 6;
+  static constexpr int NRV = 2;
+
+  FK_INLINE static reg zero() { return _mm256_setzero_ps(); }
+  FK_INLINE static reg load(const float* p) { return _mm256_loadu_ps(p); }
+  FK_INLINE static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  FK_INLINE static reg broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  // a * b + c
+  FK_INLINE static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  FK_INLINE static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  // max(0, v) that keeps NaN: vmaxps returns its second operand when either is NaN.
+  FK_INLINE static reg relu(reg v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }
+  FK_INLINE static void store_first(float* p, reg v, int n) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
+    _mm256_maskstore_ps(p, mask, v);
+  }
+};

@@ -1,0 +1,36 @@
+// 16-lane float vectors for AVX-512F.
+//
+// Included only by kernel translation units that wrap it in
+// `#pragma GCC target("avx512f")`, so no AVX-512 instruction is ever emitted
+// for code that runs before the CPU check.
+#pragma once
+
+#include <immintrin.h>
+
+#include "inline.h"
+
+struct VecAvx512 {
+  using reg = __m512;
+  static constexpr int W = 16;
+  // NCHW tile: 8 output channels x 3 vectors of pixels (48 px): 24
+  // accumulators, 3 pixel vectors and 1 broadcast of the 32 zmm registers.
+  static constexpr int CO = 8;
+  static constexpr int NV = 3;
+  // Channels-last tile: 6 pixels x 4 vectors of output channels (64): 24
+  // accumulators, 4 weight vectors and 1 broadcast.
+  static constexpr int MR = 6;
+  static constexpr int NRV = 4;
+
+  FK_INLINE static reg zero() { return _mm512_setzero_ps(); }
+  FK_INLINE static reg load(const float* p) { return _mm512_loadu_ps(p); }
+  FK_INLINE static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
+  FK_INLINE static reg broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  // a * b + c
+  FK_INLINE static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  FK_INLINE static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  // max(0, v) that keeps NaN: vmaxps returns its second operand when either is NaN.
+  FK_INLINE static reg relu(reg v) { return _mm512_max_ps(_mm512_setzero_ps(), v); }
+  FK_INLINE static void store_first(float* p, reg v, int n) {
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);
+  }
+};

@@ -1,0 +1,68 @@
+"""fire_kernels: SqueezeNet's Fire module as one fused kernel (C++ on CPU, Triton on GPU).
+
+Three ways in::
+
+    import fire_kernels as fk
+    fk.fuse_fire_modules(model)                      # swap every Fire of a model
+    m = fk.FusedFire(64, 16, 64, 64)                 # use the module (torchvision's signature)
+    y = fk.fire(x, ws, bs, we1, be1, we3, be3)       # call the op (torch.ops.fire_kernels.fire)
+"""
+
+from . import ops  # defines the operator before the extension registers its kernels
+from . import _extension
+from .functional import BACKENDS, fire
+from .models import SqueezeNet, squeezenet1_0, squeezenet1_1
+from .module import FusedFire, fuse_fire_modules, is_fire_like
+from .reference import Fire, fire_reference
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS",
+    "Fire",
+    "FusedFire",
+    "SqueezeNet",
+    "cpu_isa",
+    "available_cpu_isas",
+    "set_cpu_isa",
+    "fire",
+    "fire_reference",
+    "fuse_fire_modules",
+    "refresh_packed_weights",
+    "is_fire_like",
+    "squeezenet1_0",
+    "squeezenet1_1",
+]
+
+
+def _require_extension():
+    if _extension.C is None:
+        raise RuntimeError(f"the C++ extension is unavailable: {_extension.LOAD_ERROR}")
+    return _extension.C
+
+
+def available_cpu_isas() -> list[str]:
+    """The vector ISAs of the CPU kernels this machine can run, best first."""
+    return list(_require_extension().available_isas())
+
+
+def cpu_isa() -> str:
+    """The vector ISA the CPU kernels use now (``FIRE_KERNELS_ISA`` sets the initial one)."""
+    return _require_extension().current_isa()
+
+
+def set_cpu_isa(name: str) -> None:
+    """Forces the CPU kernels' ISA: ``"auto"`` or one of :func:`available_cpu_isas`."""
+    _require_extension().set_isa(name)
+
+
+def refresh_packed_weights() -> None:
+    """Drops every cached packed copy of Fire weights, so the next forward repacks.
+
+    The kernels repack by themselves whenever a weight's version counter moves
+    (optimizer steps, ``load_state_dict``, in-place ops on the parameter). Only
+    writes through ``param.data``, which bypass version counters as they bypass
+    autograd, need this call before the next channels-last forward.
+    """
+    if _extension.C is not None:
+        _extension.C.clear_hwc_pack_cache()

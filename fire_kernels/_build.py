@@ -1,0 +1,34 @@
+"""How the C++ extension is compiled: shared by ``setup.py`` and the just-in-time build.
+
+This file imports nothing from the package, so ``setup.py`` can load it by path.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# csrc/ beside the package: present in a source checkout and an editable install.
+CSRC_DIR = Path(__file__).resolve().parent.parent / "csrc"
+
+
+def sources() -> list[str]:
+    """The C++ sources, sorted so builds are reproducible."""
+    return sorted(str(p) for p in CSRC_DIR.glob("*.cpp"))
+
+
+def cxx_flags() -> list[str]:
+    """Compiler flags. ``DEBUG=1`` builds ``-O0 -g``.
+
+    No ``-march``: the build must run on any x86-64 CPU. The AVX2 and AVX-512
+    kernels are compiled for their ISA by ``#pragma GCC target`` inside their own
+    translation units and are only called after a run-time CPU check.
+    ``-fopenmp`` makes ``at::parallel_for`` (an inline OpenMP loop in PyTorch's
+    headers) parallel; the OpenMP runtime is the one torch already loaded.
+    """
+    opt = ["-O0", "-g"] if os.environ.get("DEBUG") == "1" else ["-O3"]
+    return [*opt, "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"]
+
+
+def ld_flags() -> list[str]:
+    return ["-fopenmp"]

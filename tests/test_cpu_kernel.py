@@ -1,0 +1,119 @@
+"""The fused C++ kernel against the PyTorch reference: SqueezeNet's layers, odd
+shapes, memory formats and views, on every ISA path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._prims_common import suggest_memory_format
+
+import fire_kernels as fk
+from conftest import SQUEEZENET_LAYERS, assert_close_to_reference, fire_weights, make_fire
+
+pytestmark = pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
+
+FORMATS = [torch.contiguous_format, torch.channels_last]
+
+
+def run_cpp(x: torch.Tensor, m: torch.nn.Module) -> torch.Tensor:
+    return fk.fire(x, *fire_weights(m), backend="cpp")
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("cfg,hw", SQUEEZENET_LAYERS)
+def test_squeezenet_layers(cfg, hw, batch, isa):
+    m = make_fire(*cfg)
+    for fmt in FORMATS:
+        x = torch.randn(batch, cfg[0], hw, hw).to(memory_format=fmt)
+        out = run_cpp(x, m)
+        assert out.is_contiguous(memory_format=fmt)
+        assert_close_to_reference(out, m(x))
+
+
+ODD_SHAPES = [
+    # (N, C, S, E1, E3, H, W)
+    (1, 3, 1, 1, 1, 1, 1),  # everything minimal
+    (2, 3, 2, 5, 7, 1, 1),  # 1x1 images: every 3x3 tap but the centre is padding
+    (1, 3, 16, 64, 64, 1, 37),  # one row
+    (1, 3, 16, 64, 64, 37, 1),  # one column
+    (3, 7, 5, 7, 13, 9, 11),  # channel counts that fill no tile
+    (1, 64, 1, 3, 5, 8, 8),  # squeeze of 1
+    (1, 33, 64, 70, 50, 70, 70),  # many bands per image, band edges inside rows
+    (1, 20, 8, 24, 40, 2, 300),  # wide strip: bands inside one long row
+    (5, 40, 24, 8, 16, 5, 3),  # more images than bands
+]
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("shape", ODD_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_odd_shapes(shape, fmt, isa):
+    n, c, s, e1, e3, h, w = shape
+    m = make_fire(c, s, e1, e3, seed=sum(shape))
+    x = torch.randn(n, c, h, w).to(memory_format=fmt)
+    assert_close_to_reference(run_cpp(x, m), m(x))
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=["nchw", "channels_last"])
+def test_no_bias(fmt, isa):
+    m = make_fire(24, 8, 16, 16, bias=False)
+    x = torch.randn(2, 24, 9, 10).to(memory_format=fmt)
+    assert_close_to_reference(run_cpp(x, m), m(x))
+
+
+def _views(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Non-contiguous inputs of the same logical shape (N, 12, 8, 9)."""
+    big = torch.randn(3, 20, 17, 19)
+    return {
+        "row_crop": big[:2, 3:15, 2:10, 5:14],
+        "strided": big[:2, :12, ::2, ::2][:, :, :8, :9],
+        "transposed_hw": torch.randn(2, 12, 9, 8).transpose(2, 3),
+        "channel_slice": torch.randn(2, 30, 8, 9)[:, 7:19],
+        "expanded_batch": torch.randn(1, 12, 8, 9).expand(2, 12, 8, 9),
+        "channels_last_crop": torch.randn(2, 12, 10, 12).to(memory_format=torch.channels_last)[
+            :, :, 1:9, 2:11
+        ],
+        "nhwc_permuted": torch.randn(2, 8, 9, 12).permute(0, 3, 1, 2),
+    }
+
+
+@pytest.mark.parametrize("view", list(_views(torch.empty(0))))
+def test_views(view, isa):
+    x = _views(torch.empty(0))[view]
+    assert x.shape == (2, 12, 8, 9)
+    m = make_fire(12, 5, 6, 10)
+    out = run_cpp(x, m)
+    assert_close_to_reference(out, m(x))
+    # The output keeps the input's memory format (PyTorch's suggestion for it).
+    assert out.is_contiguous(memory_format=suggest_memory_format(x))
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=["nchw", "channels_last"])
+def test_batch_zero(fmt):
+    m = make_fire(8, 4, 4, 4)
+    x = torch.randn(0, 8, 5, 5).to(memory_format=fmt)
+    out = run_cpp(x, m)
+    assert out.shape == (0, 8, 5, 5)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_thread_counts_agree(threads):
+    """torch.set_num_threads governs the kernel, and every split gives the same result."""
+    m = make_fire(32, 16, 32, 32)
+    x = torch.randn(3, 32, 21, 21)
+    torch.set_num_threads(1)
+    expected = run_cpp(x, m)
+    torch.set_num_threads(threads)
+    torch.testing.assert_close(run_cpp(x, m), expected, atol=0, rtol=0)
+
+
+def test_nan_and_inf_propagate_like_reference():
+    m = make_fire(8, 4, 6, 6)
+    x = torch.randn(1, 8, 6, 6)
+    x[0, 2, 3, 3] = float("nan")
+    x[0, 5, 0, 0] = float("inf")
+    for fmt in FORMATS:
+        xf = x.to(memory_format=fmt)
+        out, ref = run_cpp(xf, m), m(xf)
+        assert torch.equal(out.isnan(), ref.isnan())
+        finite = ~ref.isnan()
+        assert_close_to_reference(out[finite], ref[finite])

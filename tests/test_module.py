@@ -1,0 +1,167 @@
+"""FusedFire and fuse_fire_modules: the drop-in contract of SPEC §3."""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+import pytest
+import torch
+from torch import nn
+
+import fire_kernels as fk
+from conftest import assert_close_to_reference, fire_weights, make_fire
+
+
+def test_same_signature_children_and_state_dict_keys():
+    ref = fk.Fire(64, 16, 64, 64)
+    fused = fk.FusedFire(64, 16, 64, 64)
+    assert list(ref.state_dict()) == list(fused.state_dict())
+    for name in ("squeeze", "expand1x1", "expand3x3"):
+        assert type(getattr(fused, name)) is nn.Conv2d
+    assert fused.inplanes == 64
+    # Checkpoints load both ways.
+    fused.load_state_dict(ref.state_dict())
+    ref.load_state_dict(fused.state_dict())
+
+
+def test_constructed_module_matches_reference():
+    fused = fk.FusedFire(24, 8, 16, 16)
+    ref = fk.Fire(24, 8, 16, 16)
+    ref.load_state_dict(fused.state_dict())
+    x = torch.randn(2, 24, 7, 7)
+    assert_close_to_reference(fused(x), ref(x))
+
+
+def test_from_fire_shares_parameter_objects():
+    ref = make_fire(16, 8, 8, 8)
+    fused = fk.FusedFire.from_fire(ref)
+    ids = {id(p) for p in ref.parameters()}
+    assert {id(p) for p in fused.parameters()} == ids
+    with torch.no_grad():
+        ref.expand3x3.weight.mul_(-1)  # an edit through the old module is seen by the new
+    x = torch.randn(1, 16, 6, 6)
+    assert_close_to_reference(fused(x), ref(x))
+
+
+def test_from_fire_rejects_other_modules():
+    with pytest.raises(TypeError, match="expand3x3"):
+        bad = fk.Fire(8, 4, 4, 4)
+        bad.expand3x3 = nn.Conv2d(4, 4, 3, padding=2)
+        fk.FusedFire.from_fire(bad)
+    with pytest.raises(TypeError, match="ELU"):
+        elu = fk.Fire(8, 4, 4, 4)
+        elu.expand1x1_activation = nn.ELU()
+        fk.FusedFire.from_fire(elu)
+    with pytest.raises(TypeError, match="squeeze"):
+        fk.FusedFire.from_fire(nn.Linear(3, 3))
+
+
+def test_extra_repr_and_backend_attribute():
+    m = fk.FusedFire(64, 16, 64, 64, backend="torch")
+    assert "64, 16, 64, 64" in repr(m) and "backend='torch'" in repr(m)
+    m.backend = "auto"
+    assert m.backend == "auto"
+    with pytest.raises(ValueError, match="unknown backend 'cuda'"):
+        m.backend = "cuda"
+
+
+@pytest.mark.parametrize("builder", [fk.squeezenet1_0, fk.squeezenet1_1])
+def test_fuse_whole_squeezenet(builder):
+    torch.manual_seed(0)
+    model = builder().eval()
+    ref = copy.deepcopy(model)
+    keys = list(model.state_dict())
+    assert fk.fuse_fire_modules(model) is model
+    fused = [m for m in model.modules() if isinstance(m, fk.FusedFire)]
+    assert len(fused) == 8
+    assert not any(isinstance(m, fk.Fire) for m in model.modules())
+    assert list(model.state_dict()) == keys  # checkpoints still load
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            model.to(memory_format=fmt)
+            ref.to(memory_format=fmt)
+            xf = x.to(memory_format=fmt)
+            out, expected = model(xf), ref(xf)
+            assert_close_to_reference(out, expected)
+            assert torch.equal(out.argmax(1), expected.argmax(1))
+
+
+def test_fuse_any_fire_shaped_class_and_filter():
+    class MyFire(nn.Module):  # not torchvision's class, same structure
+        def __init__(self):
+            super().__init__()
+            self.squeeze = nn.Conv2d(8, 4, 1)
+            self.expand1x1 = nn.Conv2d(4, 6, 1)
+            self.expand3x3 = nn.Conv2d(4, 6, 3, padding=1)
+
+        def forward(self, x):
+            s = torch.relu(self.squeeze(x))
+            return torch.cat([torch.relu(self.expand1x1(s)), torch.relu(self.expand3x3(s))], 1)
+
+    model = nn.Sequential(MyFire(), nn.Sequential(fk.Fire(12, 4, 4, 4)), nn.Conv2d(8, 8, 1))
+    fk.fuse_fire_modules(model, filter_fn=lambda m, name: name != "1.0")
+    assert isinstance(model[0], fk.FusedFire)
+    assert isinstance(model[1][0], fk.Fire)  # filtered out
+    assert isinstance(model[2], nn.Conv2d)
+    fk.fuse_fire_modules(model, backend="torch")
+    assert isinstance(model[1][0], fk.FusedFire) and model[1][0].backend == "torch"
+    assert model[0].backend == "auto"  # already fused: left as it was
+
+
+def test_weight_updates_are_always_seen():
+    """Optimizer steps, load_state_dict, in-place edits (also through .data) and
+    replaced parameters: the next forward uses the current values."""
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        ref = make_fire(16, 8, 12, 12)
+        fused = fk.FusedFire.from_fire(ref)
+        x = torch.randn(2, 16, 7, 7).to(memory_format=fmt)
+
+        def check():
+            with torch.no_grad():
+                assert_close_to_reference(fused(x), ref(x))
+
+        check()
+        opt = torch.optim.SGD(fused.parameters(), lr=0.5)
+        fused(x).square().mean().backward()
+        opt.step()
+        check()
+        fused.load_state_dict(make_fire(16, 8, 12, 12, seed=7).state_dict())
+        check()
+        with torch.no_grad():
+            fused.expand3x3.weight[:, :, 1, 1] = 0.0
+        check()
+        fused.expand3x3.weight.data.mul_(0.5)
+        # .data edits bypass version counters: the NCHW kernel reads the
+        # weights directly, the channels-last one needs the documented refresh.
+        if fmt == torch.channels_last:
+            fk.refresh_packed_weights()
+        check()
+        ref.squeeze.weight = nn.Parameter(torch.randn_like(ref.squeeze.weight) * 0.3)
+        check()
+
+
+def test_concurrent_forwards_from_threads():
+    fused = fk.FusedFire.from_fire(make_fire(32, 16, 32, 32))
+    inputs = [torch.randn(2, 32, 11 + k, 9) for k in range(8)]
+    inputs = [x if k % 2 else x.to(memory_format=torch.channels_last) for k, x in enumerate(inputs)]
+    with torch.no_grad():
+        expected = [fk.fire_reference(x, *fire_weights(fused)) for x in inputs]
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        try:
+            with torch.no_grad():
+                for _ in range(20):
+                    assert_close_to_reference(fused(inputs[k]), expected[k])
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+
