@@ -1,0 +1,219 @@
+"""CPU benchmark of the fused Fire kernel against its baselines (SPEC §5).
+
+Per Fire layer of SqueezeNet 1.0 and 1.1 (SPEC §4) and per whole network, at each
+batch size: FusedFire (NCHW and channels-last inputs) against eager PyTorch (NCHW,
+channels-last), ``torch.compile`` of the eager module and ONNX Runtime's CPU execution
+provider, all timed interleaved in this one process (medians). Prints markdown tables
+and appends every measurement to a long-format CSV.
+
+    python benchmarks/bench_cpu.py                       # all 16 layers + networks, batch 1 and 16
+    python benchmarks/bench_cpu.py --layers v1_1-fire2 --batches 1 --no-compile --no-onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import datetime
+import io
+import math
+import platform
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import fire_kernels as fk
+from fire_kernels.models import FIRE_CONFIGS
+from fire_kernels.timing import fire_macs, interleaved_medians, matmul_peak_gflops
+
+SPATIAL = {"1_0": [54, 54, 54, 27, 27, 27, 27, 13], "1_1": [55, 55, 27, 27, 13, 13, 13, 13]}
+LAYERS = {
+    f"v{v}-fire{k + 2}": (cfg, hw)
+    for v, cfgs in FIRE_CONFIGS.items()
+    for k, (cfg, hw) in enumerate(zip(cfgs, SPATIAL[v]))
+}
+NETWORKS = {"squeezenet1_1": fk.squeezenet1_1, "squeezenet1_0": fk.squeezenet1_0}
+CL = torch.channels_last
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def onnx_session(model: nn.Module, x: torch.Tensor, threads: int):
+    """An ONNX Runtime CPU session for `model` (all graph optimisations, so its
+    NCHWc layout transformer runs), or None if onnxruntime is not installed."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17, input_names=["x"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # ORT's pool threads otherwise spin after each run and steal the cores
+    # from whichever candidate is timed next.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    feed = {"x": x.contiguous().numpy()}
+    return lambda: session.run(None, feed)
+
+
+def candidates(
+    eager: nn.Module, x: torch.Tensor, args: argparse.Namespace
+) -> dict[str, callable]:
+    """name -> zero-argument callable, all computing eager(x)."""
+    fused = fk.fuse_fire_modules(copy.deepcopy(eager)) if not isinstance(eager, fk.Fire) else (
+        fk.FusedFire.from_fire(copy.deepcopy(eager))
+    )
+    eager_cl = copy.deepcopy(eager).to(memory_format=CL)
+    fused_cl = copy.deepcopy(fused).to(memory_format=CL)
+    x_cl = x.to(memory_format=CL)
+    runs = {
+        "fused_nchw": lambda: fused(x),
+        "fused_cl": lambda: fused_cl(x_cl),
+        "eager_nchw": lambda: eager(x),
+        "eager_cl": lambda: eager_cl(x_cl),
+    }
+    if args.compile:
+        compiled = torch.compile(copy.deepcopy(eager))
+        runs["compile"] = lambda: compiled(x)
+    if args.onnx:
+        session = onnx_session(eager, x, args.threads)
+        if session is not None:
+            runs["onnxruntime"] = session
+    return runs
+
+
+def measure(eager: nn.Module, x: torch.Tensor, args: argparse.Namespace) -> dict[str, float]:
+    runs = candidates(eager, x, args)
+    with torch.inference_mode():
+        expected = eager(x)
+        for name, fn in runs.items():
+            out = fn()
+            out = torch.as_tensor(out[0]) if isinstance(out, list) else out
+            scale = max(expected.abs().max().item(), 1.0)
+            err = (out - expected).abs().max().item() / scale
+            if err > 1e-3:
+                raise AssertionError(f"{name} disagrees with eager PyTorch: rel. error {err:.1e}")
+        times = interleaved_medians(list(runs.values()), repeats=args.repeats)
+    return dict(zip(runs, times))
+
+
+def geomean(xs: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in xs) / len(xs))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layers", nargs="*", default=list(LAYERS), choices=list(LAYERS))
+    parser.add_argument("--networks", nargs="*", default=list(NETWORKS), choices=list(NETWORKS))
+    parser.add_argument("--batches", nargs="*", type=int, default=[1, 16])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=40, help="timed runs per candidate")
+    parser.add_argument("--no-compile", dest="compile", action="store_false")
+    parser.add_argument("--no-onnx", dest="onnx", action="store_false")
+    parser.add_argument("--csv", type=Path, default=Path(__file__).with_name("results_cpu.csv"))
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    peak = matmul_peak_gflops()
+    date = datetime.date.today().isoformat()
+    env = dict(
+        date=date, cpu=cpu_model(), threads=args.threads, torch=torch.__version__,
+        isa=fk.cpu_isa() if fk._extension.C is not None else "none",
+    )
+    print(f"# CPU benchmark, {date}: {env['cpu']}, {args.threads} threads, torch "
+          f"{torch.__version__}, ISA {env['isa']}, torch.mm peak {peak:.0f} GFLOP/s")
+    print(f"# command: {' '.join([Path(sys.executable).name, *sys.argv])}\n")
+
+    rows: list[dict] = []
+    for batch in args.batches:
+        table = []
+        for name in args.layers:
+            (c, s, e1, e3), hw = LAYERS[name]
+            ref = fk.Fire(c, s, e1, e3).eval()
+            x = torch.randn(batch, c, hw, hw)
+            t = measure(ref, x, args)
+            gflops = 2 * fire_macs(batch, c, s, e1, e3, hw, hw) / 1e9
+            table.append((name, t, gflops))
+            for k, v in t.items():
+                rows.append(dict(env, workload=name, batch=batch, candidate=k, seconds=v,
+                                 gflops=gflops / v, peak_gflops=peak))
+        print_layer_table(batch, table, peak)
+        net_table = []
+        for name in args.networks:
+            model = NETWORKS[name]().eval()
+            t = measure(model, torch.randn(batch, 3, 224, 224), args)
+            net_table.append((name, t))
+            for k, v in t.items():
+                rows.append(dict(env, workload=name, batch=batch, candidate=k, seconds=v,
+                                 gflops=float("nan"), peak_gflops=peak))
+        print_network_table(batch, net_table)
+
+    new = not args.csv.exists()
+    with args.csv.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+    print(f"appended {len(rows)} rows to {args.csv}")
+    return 0
+
+
+def print_layer_table(batch: int, table, peak: float) -> None:
+    names = list(table[0][1])
+    others = [n for n in names if not n.startswith("fused")]
+    print(f"## Fire layers, batch {batch} (ms; ratios = baseline time / fused time)\n")
+    header = ["layer", *names, "fused GFLOP/s", "% peak", "NCHW: vs eager", "CL: vs eager CL",
+              "best fused vs " + ", ".join(o for o in others if o not in ("eager_nchw",))]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    ratios: dict[str, list[float]] = {}
+    for name, t, gflops in table:
+        best = min(t["fused_nchw"], t["fused_cl"])
+        r = {"nchw": t["eager_nchw"] / t["fused_nchw"], "cl": t["eager_cl"] / t["fused_cl"]}
+        for o in others:
+            r[o] = t[o] / best
+        for k, v in r.items():
+            ratios.setdefault(k, []).append(v)
+        cells = [name, *(f"{t[n] * 1e3:.3f}" for n in names), f"{gflops / best:.0f}",
+                 f"{100 * gflops / best / peak:.0f}", f"{r['nchw']:.2f}x", f"{r['cl']:.2f}x",
+                 ", ".join(f"{r[o]:.2f}x" for o in others if o != "eager_nchw")]
+        print("| " + " | ".join(cells) + " |")
+    print("\ngeomean: " + ", ".join(f"{k} {geomean(v):.2f}x (min {min(v):.2f}x)"
+                                   for k, v in ratios.items()) + "\n")
+
+
+def print_network_table(batch: int, table) -> None:
+    if not table:
+        return
+    names = list(table[0][1])
+    print(f"## Whole networks, batch {batch} (ms; rest of the network eager)\n")
+    header = ["network", *names, "fused_cl vs eager_cl", "fused_nchw vs eager_nchw"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for name, t in table:
+        cells = [name, *(f"{t[n] * 1e3:.2f}" for n in names),
+                 f"{t['eager_cl'] / t['fused_cl']:.2f}x", f"{t['eager_nchw'] / t['fused_nchw']:.2f}x"]
+        print("| " + " | ".join(cells) + " |")
+    print()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
