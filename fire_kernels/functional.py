@@ -18,6 +18,8 @@ from .reference import fire_reference
 
 __all__ = ["fire", "BACKENDS", "Backend", "resolve_backend"]
 
+_FIRE_OP = torch.ops.fire_kernels.fire.default
+
 Backend = Literal["auto", "cpp", "triton", "torch"]
 BACKENDS: tuple[str, ...] = ("auto", "cpp", "triton", "torch")
 
@@ -87,4 +89,4 @@ def fire(
     check_fire_args(*args)
     if resolve_backend(backend, x) == "torch":
         return fire_reference(*args)
-    return torch.ops.fire_kernels.fire(*args)
+    return _FIRE_OP(*args)

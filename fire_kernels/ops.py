@@ -22,12 +22,12 @@ _lib.define(
 
 
 def _check_param(name: str, t: Tensor, shape: tuple, x: Tensor, who: str) -> None:
+    """Raises the error for a parameter known to be wrong."""
     if t.shape != shape:
         raise ValueError(f"{who} expected {name} of shape {list(shape)}, got {list(t.shape)}")
     if t.device != x.device:
         raise RuntimeError(f"{who}: {name} is on {t.device} but the input is on {x.device}")
-    if t.dtype != x.dtype:
-        raise TypeError(f"{who}: {name} is {t.dtype} but the input is {x.dtype}")
+    raise TypeError(f"{who}: {name} is {t.dtype} but the input is {x.dtype}")
 
 
 def check_fire_args(
@@ -68,15 +68,17 @@ def check_fire_args(
             f"{who}: every convolution needs at least one channel; got C={C}, S={S}, "
             f"E1={E1}, E3={E3}"
         )
-    _check_param("squeeze.weight", squeeze_weight, (S, C, 1, 1), x, who)
-    _check_param("expand1x1.weight", expand1x1_weight, (E1, S, 1, 1), x, who)
-    _check_param("expand3x3.weight", expand3x3_weight, (E3, S, 3, 3), x, who)
-    if squeeze_bias is not None:
-        _check_param("squeeze.bias", squeeze_bias, (S,), x, who)
-    if expand1x1_bias is not None:
-        _check_param("expand1x1.bias", expand1x1_bias, (E1,), x, who)
-    if expand3x3_bias is not None:
-        _check_param("expand3x3.bias", expand3x3_bias, (E3,), x, who)
+    device, dtype = x.device, x.dtype
+    for name, t, shape in (
+        ("squeeze.weight", squeeze_weight, (S, C, 1, 1)),
+        ("expand1x1.weight", expand1x1_weight, (E1, S, 1, 1)),
+        ("expand3x3.weight", expand3x3_weight, (E3, S, 3, 3)),
+        ("squeeze.bias", squeeze_bias, (S,)),
+        ("expand1x1.bias", expand1x1_bias, (E1,)),
+        ("expand3x3.bias", expand3x3_bias, (E3,)),
+    ):
+        if t is not None and (t.shape != shape or t.device != device or t.dtype != dtype):
+            _check_param(name, t, shape, x, who)
 
 
 @torch.library.register_fake("fire_kernels::fire")
