@@ -30,14 +30,14 @@ void check_weight(const at::Tensor& w, const char* name, int64_t out, int64_t in
   check_float_cpu(w, name);
   TORCH_CHECK(w.dim() == 4 && w.size(0) == out && w.size(1) == in && w.size(2) == k &&
                   w.size(3) == k,
-              "fire: expected ", name, " of shape [", out, ", ", in, ", ", k, ", ", k, "], got ",
+              "fire expected ", name, " of shape [", out, ", ", in, ", ", k, ", ", k, "], got ",
               w.sizes());
 }
 
 void check_bias(const std::optional<at::Tensor>& b, const char* name, int64_t out) {
   if (!b) return;
   check_float_cpu(*b, name);
-  TORCH_CHECK(b->dim() == 1 && b->size(0) == out, "fire: expected ", name, " of shape [", out,
+  TORCH_CHECK(b->dim() == 1 && b->size(0) == out, "fire expected ", name, " of shape [", out,
               "], got ", b->sizes());
 }
 
@@ -110,21 +110,21 @@ at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
                     const at::Tensor& expand3x3_weight,
                     const std::optional<at::Tensor>& expand3x3_bias) {
   check_float_cpu(x, "input");
-  TORCH_CHECK(x.dim() == 4, "fire: expected a 4-D input (N, C, H, W), got ", x.dim(),
+  TORCH_CHECK(x.dim() == 4, "fire expected a 4-D input (N, C, H, W), got ", x.dim(),
               "-D of shape ", x.sizes());
   TORCH_CHECK(squeeze_weight.dim() == 4 && expand1x1_weight.dim() == 4,
-              "fire: expected 4-D conv weights, got squeeze_weight ", squeeze_weight.sizes(),
-              " and expand1x1_weight ", expand1x1_weight.sizes());
+              "fire expected 4-D conv weights, got squeeze.weight ", squeeze_weight.sizes(),
+              " and expand1x1.weight ", expand1x1_weight.sizes());
   const int64_t S = squeeze_weight.size(0), C = x.size(1);
   const int64_t E1 = expand1x1_weight.size(0), E3 = expand3x3_weight.size(0);
-  TORCH_CHECK(squeeze_weight.size(1) == C, "fire: expected an input with ",
-              squeeze_weight.size(1), " channels (squeeze_weight.shape[1]), got ", C);
-  check_weight(squeeze_weight, "squeeze_weight", S, C, 1);
-  check_weight(expand1x1_weight, "expand1x1_weight", E1, S, 1);
-  check_weight(expand3x3_weight, "expand3x3_weight", E3, S, 3);
-  check_bias(squeeze_bias, "squeeze_bias", S);
-  check_bias(expand1x1_bias, "expand1x1_bias", E1);
-  check_bias(expand3x3_bias, "expand3x3_bias", E3);
+  TORCH_CHECK(squeeze_weight.size(1) == C, "fire expected ", squeeze_weight.size(1),
+              " input channels, got ", C);
+  check_weight(squeeze_weight, "squeeze.weight", S, C, 1);
+  check_weight(expand1x1_weight, "expand1x1.weight", E1, S, 1);
+  check_weight(expand3x3_weight, "expand3x3.weight", E3, S, 3);
+  check_bias(squeeze_bias, "squeeze.bias", S);
+  check_bias(expand1x1_bias, "expand1x1.bias", E1);
+  check_bias(expand3x3_bias, "expand3x3.bias", E3);
   TORCH_CHECK(C >= 1 && S >= 1 && E1 >= 1 && E3 >= 1,
               "fire: every convolution needs at least one channel; got C=", C, ", S=", S,
               ", E1=", E1, ", E3=", E3);
