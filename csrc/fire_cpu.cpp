@@ -8,8 +8,13 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 #include "cpu_features.h"
 #include "fire_dense.h"
@@ -101,6 +106,23 @@ float* thread_scratch(int64_t floats) {
   return buffer.get();
 }
 
+// Asks Linux to back a large fresh output with 2 MiB pages. PyTorch's CPU
+// allocator hands out fresh mmap-ed memory for big tensors, and faulting it in
+// 4 KiB at a time cost up to a third of a batch-16 Fire (measured; PyTorch's
+// own THP_MEM_ALLOC_ENABLE=1 does the same for every allocation). Without
+// transparent huge pages (or off Linux) this does nothing.
+void advise_huge_pages(const at::Tensor& t) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t last = (begin + t.nbytes()) & ~(kHuge - 1);
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+#else
+  (void)t;
+#endif
+}
+
 }  // namespace
 
 at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
@@ -134,6 +156,7 @@ at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
   const at::MemoryFormat format = x.suggest_memory_format();
   at::Tensor out = at::empty({N, E1 + E3, H, W}, x.options(), format);
   if (out.numel() == 0) return out;
+  advise_huge_pages(out);
 
   const at::Tensor ws = squeeze_weight.contiguous();
   const at::Tensor we1 = expand1x1_weight.contiguous();
