@@ -62,40 +62,67 @@ bool uniform_pixels(const at::Tensor& t, int64_t* pixel_stride) {
 // weights that stream through.
 constexpr int64_t kSqueezeBufferBytes = 192 * 1024;
 
-void choose_bands(FireDenseArgs& a, int64_t threads) {
+// Splits the work: returns true if each image is to be computed as one band
+// shared by all threads (see FirePhase), else sets the bands per image.
+bool choose_bands(FireDenseArgs& a, int64_t threads) {
   const int64_t HW = a.H * a.W;
   const int64_t per_pixel = 3 * a.S * static_cast<int64_t>(sizeof(float));
   const int64_t max_band = std::max<int64_t>(64, kSqueezeBufferBytes / per_pixel - 2 * a.W);
   int64_t bands = (HW + max_band - 1) / max_band;
+  if (threads > 1 && bands == 1 && a.N < threads) {
+    // Fewer images than threads, each small enough for one band: cutting them
+    // into bands would recompute halos and have every thread stream all the
+    // weights; share one squeeze and split the output channels instead.
+    a.band = HW;
+    a.bands_per_image = 1;
+    return true;
+  }
   // With few items, make their count a multiple of the thread count so no
-  // thread idles at the end (small batches of small images).
+  // thread idles at the end.
   if (a.N * bands < 4 * threads)
     while ((a.N * bands) % threads != 0 && bands < HW) ++bands;
   a.band = (HW + bands - 1) / bands;
   a.bands_per_image = (HW + a.band - 1) / a.band;
+  return false;
 }
 
-FireDenseBandsFn kernel_for(Isa isa) {
+FireDenseFn kernel_for(Isa isa) {
   switch (isa) {
     case Isa::kAvx512:
-      return &fire_dense_bands_avx512;
+      return &fire_dense_avx512;
     case Isa::kAvx2:
-      return &fire_dense_bands_avx2;
+      return &fire_dense_avx2;
     case Isa::kPortable:
-      return &fire_dense_bands_portable;
+      return &fire_dense_portable;
   }
-  return &fire_dense_bands_portable;
+  return &fire_dense_portable;
+}
+
+// Output channel where the expands of a shared image are split into `parts`
+// of equal work: an expand 1x1 channel costs S MACs a pixel, a 3x3 one 9*S.
+// Multiples of kChannelPad, so the channels-last kernels' vector loads of
+// packed weights stay inside their padding.
+int64_t channel_split(const FireDenseArgs& a, int64_t part, int64_t parts) {
+  if (part >= parts) return a.E1 + a.E3;
+  const int64_t total = a.E1 + 9 * a.E3;
+  const int64_t target = total * part / parts;
+  const int64_t c = target <= a.E1 ? target : a.E1 + (target - a.E1) / 9;
+  const int64_t aligned = (c + kChannelPad / 2) / kChannelPad * kChannelPad;
+  return std::min(aligned, a.E1 + a.E3);
 }
 
 // Per-thread scratch, kept between calls (PyTorch's pool threads persist).
 // Zero-filled when it grows, so the halo lanes that tiles read but never
-// store are always finite.
-float* thread_scratch(int64_t floats) {
+// store are always finite. kind 0: the kernel's own scratch; kind 1: the
+// squeeze buffers a calling thread shares with its workers.
+float* thread_scratch(int64_t floats, int kind = 0) {
   struct Free {
     void operator()(float* p) const { std::free(p); }
   };
-  thread_local std::unique_ptr<float, Free> buffer;
-  thread_local int64_t capacity = 0;
+  thread_local std::unique_ptr<float, Free> buffers[2];
+  thread_local int64_t capacities[2] = {0, 0};
+  std::unique_ptr<float, Free>& buffer = buffers[kind];
+  int64_t& capacity = capacities[kind];
   if (floats > capacity) {
     const size_t bytes = (static_cast<size_t>(floats) * sizeof(float) + 63) / 64 * 64;
     buffer.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
@@ -183,13 +210,37 @@ at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
     a.p_ws = base + packed->ws, a.p_we1 = base + packed->we1, a.p_we3 = base + packed->we3;
     a.Sp = packed->Sp, a.E1p = packed->E1p, a.E3p = packed->E3p;
   }
-  choose_bands(a, at::get_num_threads());
+  const int64_t threads = at::get_num_threads();
+  const bool shared = choose_bands(a, threads);
 
-  const FireDenseBandsFn kernel = kernel_for(current_isa());
+  const FireDenseFn kernel = kernel_for(current_isa());
   const int64_t scratch_floats = fire_dense_scratch_layout(a).total;
-  at::parallel_for(0, a.N * a.bands_per_image, 1, [&](int64_t begin, int64_t end) {
-    kernel(a, begin, end, thread_scratch(scratch_floats));
-  });
+  if (!shared) {
+    at::parallel_for(0, a.N * a.bands_per_image, 1, [&](int64_t begin, int64_t end) {
+      kernel(a, FireDenseWork{FirePhase::kBands, begin, end, 0, nullptr},
+             thread_scratch(scratch_floats));
+    });
+    return out;
+  }
+  float* buffers = thread_scratch(scratch_floats, 1);
+  const int64_t HW = H * W;
+  const int64_t squeeze_chunks = (HW + kSharedSplitAlign - 1) / kSharedSplitAlign;
+  for (int64_t n = 0; n < N; ++n) {
+    at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
+      const int64_t q0 = std::min(HW, squeeze_chunks * begin / threads * kSharedSplitAlign);
+      const int64_t q1 = std::min(HW, squeeze_chunks * end / threads * kSharedSplitAlign);
+      if (q0 < q1)
+        kernel(a, FireDenseWork{FirePhase::kSqueeze, q0, q1, n, buffers},
+               thread_scratch(scratch_floats));
+    });
+    kernel(a, FireDenseWork{FirePhase::kPadding, 0, 0, n, buffers}, thread_scratch(scratch_floats));
+    at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
+      const int64_t c0 = channel_split(a, begin, threads), c1 = channel_split(a, end, threads);
+      if (c0 < c1)
+        kernel(a, FireDenseWork{FirePhase::kExpand, c0, c1, n, buffers},
+               thread_scratch(scratch_floats));
+    });
+  }
   return out;
 }
 

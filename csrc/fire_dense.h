@@ -67,14 +67,33 @@ struct FireDenseScratch {
 };
 FireDenseScratch fire_dense_scratch_layout(const FireDenseArgs& a);
 
-// Computes the work items [begin, end) (item = image * bands_per_image +
-// band) into a.out, using `scratch` (fire_dense_scratch_layout(a).total
-// floats, 64-byte aligned, exclusive to the calling thread).
-using FireDenseBandsFn = void (*)(const FireDenseArgs& a, int64_t begin,
-                                  int64_t end, float* scratch);
+// What one call of the per-ISA kernel does.
+//   kBands:   work items [begin, end), item = image * bands_per_image + band:
+//             each its own squeeze (with halo) into per-thread scratch, then
+//             both expands. The default: threads never share data.
+//   kSqueeze, kPadding, kExpand: the three steps of one image `n` computed as
+//             a single band whose squeeze buffers (`shared`) all threads use,
+//             for when there are fewer bands than threads (one small image):
+//             the squeeze of pixels [begin, end) (a multiple of
+//             kSharedSplitAlign apart, so no partial tile overwrites another
+//             thread's pixels), then the padding zeros (one thread), then the
+//             expands of output channels [begin, end) of the concat.
+enum class FirePhase { kBands, kSqueeze, kPadding, kExpand };
+struct FireDenseWork {
+  FirePhase phase;
+  int64_t begin, end;
+  int64_t n;
+  float* shared;  // 3 squeeze buffers laid out as fire_dense_scratch_layout(a) with band = H*W
+};
+// A multiple of every ISA's squeeze tile width.
+constexpr int64_t kSharedSplitAlign = 48;
 
-void fire_dense_bands_avx512(const FireDenseArgs&, int64_t, int64_t, float*);
-void fire_dense_bands_avx2(const FireDenseArgs&, int64_t, int64_t, float*);
-void fire_dense_bands_portable(const FireDenseArgs&, int64_t, int64_t, float*);
+using FireDenseFn = void (*)(const FireDenseArgs& a, const FireDenseWork& work, float* scratch);
+
+// `scratch`: fire_dense_scratch_layout(a).total floats, 64-byte aligned,
+// exclusive to the calling thread.
+void fire_dense_avx512(const FireDenseArgs&, const FireDenseWork&, float*);
+void fire_dense_avx2(const FireDenseArgs&, const FireDenseWork&, float*);
+void fire_dense_portable(const FireDenseArgs&, const FireDenseWork&, float*);
 
 }  // namespace fire_kernels

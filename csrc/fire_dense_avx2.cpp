@@ -8,7 +8,7 @@ using Vec = VecAvx2;
 #define FK_ISA_NAMESPACE avx2
 #include "fire_dense_impl.h"
 
-void fire_kernels::fire_dense_bands_avx2(const FireDenseArgs& a, int64_t begin, int64_t end,
-                                           float* scratch) {
-  avx2::run_bands(a, begin, end, scratch);
+void fire_kernels::fire_dense_avx2(const FireDenseArgs& a, const FireDenseWork& work,
+                                     float* scratch) {
+  avx2::run(a, work, scratch);
 }

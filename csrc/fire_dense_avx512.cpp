@@ -12,7 +12,7 @@ using Vec = VecAvx512;
 #define FK_ISA_NAMESPACE avx512
 #include "fire_dense_impl.h"
 
-void fire_kernels::fire_dense_bands_avx512(const FireDenseArgs& a, int64_t begin, int64_t end,
-                                           float* scratch) {
-  avx512::run_bands(a, begin, end, scratch);
+void fire_kernels::fire_dense_avx512(const FireDenseArgs& a, const FireDenseWork& work,
+                                     float* scratch) {
+  avx512::run(a, work, scratch);
 }

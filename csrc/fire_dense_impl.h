@@ -107,53 +107,89 @@ void zero_padding(const FireDenseArgs& a, const Band& bd, int64_t n, int64_t n_s
 
 }  // namespace
 
-void run_bands(const FireDenseArgs& a, int64_t begin, int64_t end, float* scratch) {
+void run(const FireDenseArgs& a, const FireDenseWork& work, float* scratch) {
   const FireDenseScratch layout = fire_dense_scratch_layout(a);
   // Biases padded with zeros (and zeros for absent ones), so that channel
   // tails and bias=False need no special case.
-  const int64_t Sp = (a.S + kChannelPad - 1) / kChannelPad * kChannelPad;
-  const int64_t E1p = (a.E1 + kChannelPad - 1) / kChannelPad * kChannelPad;
+  const int64_t padded_sizes[3] = {(a.S + kChannelPad - 1) / kChannelPad * kChannelPad,
+                                   (a.E1 + kChannelPad - 1) / kChannelPad * kChannelPad,
+                                   (a.E3 + kChannelPad - 1) / kChannelPad * kChannelPad};
   float* b_s = scratch + layout.bias;
-  float* b_e1 = b_s + Sp;
-  float* b_e3 = b_e1 + E1p;
-  const float* biases[3] = {a.b_s, a.b_e1, a.b_e3};
-  float* padded[3] = {b_s, b_e1, b_e3};
-  const int64_t sizes[3] = {a.S, a.E1, a.E3};
-  const int64_t padded_sizes[3] = {Sp, E1p, (a.E3 + kChannelPad - 1) / kChannelPad * kChannelPad};
-  for (int k = 0; k < 3; ++k) {
-    zero_range(padded[k], padded_sizes[k]);
-    if (biases[k])
-      for (int64_t c = 0; c < sizes[k]; ++c) padded[k][c] = biases[k][c];
+  float* b_e1 = b_s + padded_sizes[0];
+  float* b_e3 = b_e1 + padded_sizes[1];
+  if (work.phase != FirePhase::kPadding) {
+    const float* biases[3] = {a.b_s, a.b_e1, a.b_e3};
+    float* padded[3] = {b_s, b_e1, b_e3};
+    const int64_t sizes[3] = {a.S, a.E1, a.E3};
+    for (int k = 0; k < 3; ++k) {
+      zero_range(padded[k], padded_sizes[k]);
+      if (biases[k])
+        for (int64_t c = 0; c < sizes[k]; ++c) padded[k][c] = biases[k][c];
+    }
   }
 
-  const int64_t HW = a.H * a.W;
-  for (int64_t item = begin; item < end; ++item) {
-    const int64_t n = item / a.bands_per_image;
-    const int64_t band = item % a.bands_per_image;
-    Band bd;
-    bd.q0 = band * a.band;
-    bd.q1 = imin(HW, bd.q0 + a.band);
-    if (bd.q0 >= bd.q1) continue;
-    bd.lp = layout.lp;
-    bd.buf = scratch + layout.bufs;
-    const float* x_img = a.x + n * a.x_sn;
+  const int64_t HW = a.H * a.W, W = a.W, channels = a.E1 + a.E3;
+  // Output channels [c_begin, c_end) of the concat, split between the expands.
+  auto expands = [&](const Band& bd, float* out_img, int64_t c_begin, int64_t c_end) {
+    const int64_t e1_end = imin(c_end, a.E1), e3_begin = imax(c_begin, a.E1) - a.E1;
     if (a.channels_last) {
-      float* out_img = a.out + n * HW * (a.E1 + a.E3);
-      nhwc::squeeze(a, bd, x_img, b_s);
-      zero_padding(a, bd, a.Sp, 1, [&](int d, int64_t q) {
-        return bd.buf + (d * bd.lp + bd.idx(q, a.W)) * a.Sp;
-      });
-      nhwc::expand(a, bd, out_img, false, 0, a.E1, a.E1p, a.p_we1, b_e1);
-      nhwc::expand(a, bd, out_img, true, a.E1, a.E3, a.E3p, a.p_we3, b_e3);
+      if (c_begin < e1_end) nhwc::expand(a, bd, out_img, false, 0, c_begin, e1_end, a.E1p, a.p_we1, b_e1);
+      if (c_end > a.E1) nhwc::expand(a, bd, out_img, true, a.E1, e3_begin, c_end - a.E1, a.E3p, a.p_we3, b_e3);
     } else {
-      float* out_img = a.out + n * (a.E1 + a.E3) * HW;
-      nchw::squeeze(a, bd, x_img, scratch + layout.tile, b_s);
-      zero_padding(a, bd, a.S, bd.lp, [&](int d, int64_t q) {
-        return bd.buf + d * a.S * bd.lp + bd.idx(q, a.W);
-      });
-      nchw::expand(a, bd, out_img, false, 0, a.E1, a.w_e1, b_e1);
-      nchw::expand(a, bd, out_img, true, a.E1, a.E3, a.w_e3, b_e3);
+      if (c_begin < e1_end) nchw::expand(a, bd, out_img, false, 0, c_begin, e1_end, a.w_e1, b_e1);
+      if (c_end > a.E1) nchw::expand(a, bd, out_img, true, a.E1, e3_begin, c_end - a.E1, a.w_e3, b_e3);
     }
+  };
+  auto squeeze = [&](const Band& bd, const float* x_img, int64_t qa, int64_t qb) {
+    if (a.channels_last)
+      nhwc::squeeze(a, bd, x_img, b_s, qa, qb);
+    else
+      nchw::squeeze(a, bd, x_img, scratch + layout.tile, b_s, qa, qb);
+  };
+  auto padding = [&](const Band& bd) {
+    if (a.channels_last)
+      zero_padding(a, bd, a.Sp, 1, [&](int d, int64_t q) {
+        return bd.buf + (d * bd.lp + bd.idx(q, W)) * a.Sp;
+      });
+    else
+      zero_padding(a, bd, a.S, bd.lp, [&](int d, int64_t q) {
+        return bd.buf + d * a.S * bd.lp + bd.idx(q, W);
+      });
+  };
+  auto image_out = [&](int64_t n) { return a.out + n * channels * HW; };
+
+  if (work.phase == FirePhase::kBands) {
+    for (int64_t item = work.begin; item < work.end; ++item) {
+      const int64_t n = item / a.bands_per_image;
+      Band bd;
+      bd.q0 = (item % a.bands_per_image) * a.band;
+      bd.q1 = imin(HW, bd.q0 + a.band);
+      if (bd.q0 >= bd.q1) continue;
+      bd.lp = layout.lp;
+      bd.buf = scratch + layout.bufs;
+      squeeze(bd, a.x + n * a.x_sn, imax(0, bd.q0 - W - 1), imin(HW, bd.q1 + W + 1));
+      padding(bd);
+      expands(bd, image_out(n), 0, channels);
+    }
+    return;
+  }
+  Band bd;  // the whole image, in the shared buffers
+  bd.q0 = 0;
+  bd.q1 = HW;
+  bd.lp = layout.lp;
+  bd.buf = work.shared;
+  switch (work.phase) {
+    case FirePhase::kSqueeze:
+      squeeze(bd, a.x + work.n * a.x_sn, work.begin, work.end);
+      break;
+    case FirePhase::kPadding:
+      padding(bd);
+      break;
+    case FirePhase::kExpand:
+      expands(bd, image_out(work.n), work.begin, work.end);
+      break;
+    case FirePhase::kBands:
+      break;
   }
 }
 

@@ -7,7 +7,7 @@ using Vec = VecPortable;
 #define FK_ISA_NAMESPACE portable
 #include "fire_dense_impl.h"
 
-void fire_kernels::fire_dense_bands_portable(const FireDenseArgs& a, int64_t begin, int64_t end,
-                                           float* scratch) {
-  portable::run_bands(a, begin, end, scratch);
+void fire_kernels::fire_dense_portable(const FireDenseArgs& a, const FireDenseWork& work,
+                                     float* scratch) {
+  portable::run(a, work, scratch);
 }

@@ -95,11 +95,15 @@ def test_batch_zero(fmt):
     assert out.shape == (0, 8, 5, 5)
 
 
+@pytest.mark.parametrize("fmt", FORMATS, ids=["nchw", "channels_last"])
+@pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_thread_counts_agree(threads):
-    """torch.set_num_threads governs the kernel, and every split gives the same result."""
-    m = make_fire(32, 16, 32, 32)
-    x = torch.randn(3, 32, 21, 21)
+def test_thread_counts_agree(threads, batch, fmt, isa):
+    """torch.set_num_threads governs the kernel, and every split of the work (bands
+    of pixels, or one image's squeeze shared by all threads and its output channels
+    split between them) gives bit-identical results."""
+    m = make_fire(32, 16, 40, 56)
+    x = torch.randn(batch, 32, 21, 21).to(memory_format=fmt)
     torch.set_num_threads(1)
     expected = run_cpp(x, m)
     torch.set_num_threads(threads)
