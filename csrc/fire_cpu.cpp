@@ -17,7 +17,7 @@
 #endif
 
 #include "cpu_features.h"
-#include "fire_dense.h"
+#include "fire_kernel.h"
 #include "pack_hwc.h"
 
 namespace fire_kernels {
@@ -64,7 +64,7 @@ constexpr int64_t kSqueezeBufferBytes = 192 * 1024;
 
 // Splits the work: returns true if each image is to be computed as one band
 // shared by all threads (see FirePhase), else sets the bands per image.
-bool choose_bands(FireDenseArgs& a, int64_t threads) {
+bool choose_bands(FireArgs& a, int64_t threads) {
   const int64_t HW = a.H * a.W;
   const int64_t per_pixel = 3 * a.S * static_cast<int64_t>(sizeof(float));
   const int64_t max_band = std::max<int64_t>(64, kSqueezeBufferBytes / per_pixel - 2 * a.W);
@@ -86,23 +86,23 @@ bool choose_bands(FireDenseArgs& a, int64_t threads) {
   return false;
 }
 
-FireDenseFn kernel_for(Isa isa) {
+FireKernelFn kernel_for(Isa isa) {
   switch (isa) {
     case Isa::kAvx512:
-      return &fire_dense_avx512;
+      return &fire_kernel_avx512;
     case Isa::kAvx2:
-      return &fire_dense_avx2;
+      return &fire_kernel_avx2;
     case Isa::kPortable:
-      return &fire_dense_portable;
+      return &fire_kernel_portable;
   }
-  return &fire_dense_portable;
+  return &fire_kernel_portable;
 }
 
 // Output channel where the expands of a shared image are split into `parts`
 // of equal work: an expand 1x1 channel costs S MACs a pixel, a 3x3 one 9*S.
 // Multiples of kChannelPad, so the channels-last kernels' vector loads of
 // packed weights stay inside their padding.
-int64_t channel_split(const FireDenseArgs& a, int64_t part, int64_t parts) {
+int64_t channel_split(const FireArgs& a, int64_t part, int64_t parts) {
   if (part >= parts) return a.E1 + a.E3;
   const int64_t total = a.E1 + 9 * a.E3;
   const int64_t target = total * part / parts;
@@ -192,7 +192,7 @@ at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
   const at::Tensor be1 = expand1x1_bias ? expand1x1_bias->contiguous() : at::Tensor();
   const at::Tensor be3 = expand3x3_bias ? expand3x3_bias->contiguous() : at::Tensor();
 
-  FireDenseArgs a{};
+  FireArgs a{};
   a.N = N, a.C = C, a.H = H, a.W = W, a.S = S, a.E1 = E1, a.E3 = E3;
   a.x = x.data_ptr<float>();
   a.x_sn = x.stride(0), a.x_sc = x.stride(1), a.x_sh = x.stride(2), a.x_sw = x.stride(3);
@@ -213,11 +213,11 @@ at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
   const int64_t threads = at::get_num_threads();
   const bool shared = choose_bands(a, threads);
 
-  const FireDenseFn kernel = kernel_for(current_isa());
-  const int64_t scratch_floats = fire_dense_scratch_layout(a).total;
+  const FireKernelFn kernel = kernel_for(current_isa());
+  const int64_t scratch_floats = fire_scratch_layout(a).total;
   if (!shared) {
     at::parallel_for(0, a.N * a.bands_per_image, 1, [&](int64_t begin, int64_t end) {
-      kernel(a, FireDenseWork{FirePhase::kBands, begin, end, 0, nullptr},
+      kernel(a, FireWork{FirePhase::kBands, begin, end, 0, nullptr},
              thread_scratch(scratch_floats));
     });
     return out;
@@ -230,14 +230,14 @@ at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
       const int64_t q0 = std::min(HW, squeeze_chunks * begin / threads * kSharedSplitAlign);
       const int64_t q1 = std::min(HW, squeeze_chunks * end / threads * kSharedSplitAlign);
       if (q0 < q1)
-        kernel(a, FireDenseWork{FirePhase::kSqueeze, q0, q1, n, buffers},
+        kernel(a, FireWork{FirePhase::kSqueeze, q0, q1, n, buffers},
                thread_scratch(scratch_floats));
     });
-    kernel(a, FireDenseWork{FirePhase::kPadding, 0, 0, n, buffers}, thread_scratch(scratch_floats));
+    kernel(a, FireWork{FirePhase::kPadding, 0, 0, n, buffers}, thread_scratch(scratch_floats));
     at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
       const int64_t c0 = channel_split(a, begin, threads), c1 = channel_split(a, end, threads);
       if (c0 < c1)
-        kernel(a, FireDenseWork{FirePhase::kExpand, c0, c1, n, buffers},
+        kernel(a, FireWork{FirePhase::kExpand, c0, c1, n, buffers},
                thread_scratch(scratch_floats));
     });
   }

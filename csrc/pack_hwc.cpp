@@ -8,7 +8,7 @@
 #include <mutex>
 #include <vector>
 
-#include "fire_dense.h"
+#include "fire_kernel.h"
 
 namespace fire_kernels {
 

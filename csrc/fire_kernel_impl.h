@@ -1,6 +1,6 @@
 // The dense fused Fire kernel, written once over a vector type `Vec`
 // (vec_avx512.h, vec_avx2.h, vec_portable.h) and compiled once per ISA by
-// fire_dense_<isa>.cpp, each inside its own namespace FK_ISA_NAMESPACE.
+// fire_kernel_<isa>.cpp, each inside its own namespace FK_ISA_NAMESPACE.
 //
 // Math (per image, pixels q = y*W + x taken in row-major "flat" order):
 //   s[c][q]   = relu(b_s[c]  + sum_k  w_s[c][k]  * x[k][q])                 squeeze
@@ -46,7 +46,7 @@
 // Only intrinsics and this file's own helpers are used here: no std::
 // templates, whose instantiations would be shared with code compiled for
 // other ISAs.
-#include "fire_dense.h"
+#include "fire_kernel.h"
 
 namespace fire_kernels {
 namespace FK_ISA_NAMESPACE {
@@ -86,7 +86,7 @@ FK_INLINE int64_t tap_offset(int t, int64_t buf_stride, int64_t row) {
 // column W-1 (bufR). at(d, q) is the start of the `n` floats (n_step apart)
 // of buffer d at image pixel q.
 template <typename At>
-void zero_padding(const FireDenseArgs& a, const Band& bd, int64_t n, int64_t n_step, At at) {
+void zero_padding(const FireArgs& a, const Band& bd, int64_t n, int64_t n_step, At at) {
   const int64_t W = a.W, HW = a.H * a.W;
   const int64_t lo = bd.q0 - W, hi = bd.q1 + W;  // the pixels the expands read
   auto zero_pixel = [&](int d, int64_t q) {
@@ -107,8 +107,8 @@ void zero_padding(const FireDenseArgs& a, const Band& bd, int64_t n, int64_t n_s
 
 }  // namespace
 
-void run(const FireDenseArgs& a, const FireDenseWork& work, float* scratch) {
-  const FireDenseScratch layout = fire_dense_scratch_layout(a);
+void run(const FireArgs& a, const FireWork& work, float* scratch) {
+  const FireScratch layout = fire_scratch_layout(a);
   // Biases padded with zeros (and zeros for absent ones), so that channel
   // tails and bias=False need no special case.
   const int64_t padded_sizes[3] = {(a.S + kChannelPad - 1) / kChannelPad * kChannelPad,

@@ -1,5 +1,5 @@
-// The dense fused Fire kernel compiled for AVX-512F (see fire_dense_impl.h).
-#include "fire_dense.h"
+// The fused Fire kernels (dense and sparse) compiled for AVX-512F (see fire_kernel_impl.h).
+#include "fire_kernel.h"
 
 #pragma GCC target("avx512f,fma")
 // GCC 12 warns that _mm512_max_ps reads the "undefined" vector it passes as
@@ -10,9 +10,9 @@
 
 using Vec = VecAvx512;
 #define FK_ISA_NAMESPACE avx512
-#include "fire_dense_impl.h"
+#include "fire_kernel_impl.h"
 
-void fire_kernels::fire_dense_avx512(const FireDenseArgs& a, const FireDenseWork& work,
+void fire_kernels::fire_kernel_avx512(const FireArgs& a, const FireWork& work,
                                      float* scratch) {
   avx512::run(a, work, scratch);
 }

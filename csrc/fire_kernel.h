@@ -1,5 +1,5 @@
-// The dense fused Fire kernel: parameters shared by the dispatcher
-// (fire_cpu.cpp) and the per-ISA kernels (fire_dense_<isa>.cpp).
+// The fused Fire kernels (dense and sparse): parameters shared by the dispatcher
+// (fire_cpu.cpp) and the per-ISA kernels (fire_kernel_<isa>.cpp).
 //
 // This header holds only plain data and declarations, so that including it
 // from a translation unit compiled for AVX-512 cannot leak an AVX-512
@@ -12,7 +12,7 @@ namespace fire_kernels {
 
 // One Fire forward, float32. Strides are in elements. Bias pointers may be
 // null (bias=False convolutions).
-struct FireDenseArgs {
+struct FireArgs {
   int64_t N, C, H, W;  // input
   int64_t S, E1, E3;   // squeeze, expand 1x1 and expand 3x3 channels
 
@@ -58,14 +58,14 @@ constexpr int kMaxTilePixels = 64;
 constexpr int64_t kScratchGuard = 16;
 
 // Per-thread scratch of the kernel, in floats from a 64-byte aligned base.
-struct FireDenseScratch {
+struct FireScratch {
   int64_t lp;     // pixels (rows) per squeeze buffer
   int64_t bufs;   // 3 squeeze buffers: NCHW [3][S][lp], channels last [3][lp][Sp]
   int64_t tile;   // gathered input tile [C][kMaxTilePixels] (NCHW kernels)
   int64_t bias;   // biases padded with zeros: [Sp], [E1p], [E3p]
   int64_t total;
 };
-FireDenseScratch fire_dense_scratch_layout(const FireDenseArgs& a);
+FireScratch fire_scratch_layout(const FireArgs& a);
 
 // What one call of the per-ISA kernel does.
 //   kBands:   work items [begin, end), item = image * bands_per_image + band:
@@ -79,21 +79,21 @@ FireDenseScratch fire_dense_scratch_layout(const FireDenseArgs& a);
 //             thread's pixels), then the padding zeros (one thread), then the
 //             expands of output channels [begin, end) of the concat.
 enum class FirePhase { kBands, kSqueeze, kPadding, kExpand };
-struct FireDenseWork {
+struct FireWork {
   FirePhase phase;
   int64_t begin, end;
   int64_t n;
-  float* shared;  // 3 squeeze buffers laid out as fire_dense_scratch_layout(a) with band = H*W
+  float* shared;  // 3 squeeze buffers laid out as fire_scratch_layout(a) with band = H*W
 };
 // A multiple of every ISA's squeeze tile width.
 constexpr int64_t kSharedSplitAlign = 48;
 
-using FireDenseFn = void (*)(const FireDenseArgs& a, const FireDenseWork& work, float* scratch);
+using FireKernelFn = void (*)(const FireArgs& a, const FireWork& work, float* scratch);
 
-// `scratch`: fire_dense_scratch_layout(a).total floats, 64-byte aligned,
+// `scratch`: fire_scratch_layout(a).total floats, 64-byte aligned,
 // exclusive to the calling thread.
-void fire_dense_avx512(const FireDenseArgs&, const FireDenseWork&, float*);
-void fire_dense_avx2(const FireDenseArgs&, const FireDenseWork&, float*);
-void fire_dense_portable(const FireDenseArgs&, const FireDenseWork&, float*);
+void fire_kernel_avx512(const FireArgs&, const FireWork&, float*);
+void fire_kernel_avx2(const FireArgs&, const FireWork&, float*);
+void fire_kernel_portable(const FireArgs&, const FireWork&, float*);
 
 }  // namespace fire_kernels

@@ -1,4 +1,4 @@
-#include "fire_dense.h"
+#include "fire_kernel.h"
 
 namespace fire_kernels {
 
@@ -6,8 +6,8 @@ namespace {
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 }  // namespace
 
-FireDenseScratch fire_dense_scratch_layout(const FireDenseArgs& a) {
-  FireDenseScratch s;
+FireScratch fire_scratch_layout(const FireArgs& a) {
+  FireScratch s;
   // A band's squeeze spans band + 2 rows + 2 pixels of halo; the tiles that
   // cover it, and the shifted stores, overrun by less than two tiles.
   s.lp = round_up(kScratchGuard + a.band + 2 * a.W + 2 + 2 * kMaxTilePixels, 16);

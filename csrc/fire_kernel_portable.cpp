@@ -1,0 +1,13 @@
+// The fused Fire kernels (dense and sparse) compiled for the baseline ISA (any CPU) (see fire_kernel_impl.h).
+#include "fire_kernel.h"
+
+#include "vec_portable.h"
+
+using Vec = VecPortable;
+#define FK_ISA_NAMESPACE portable
+#include "fire_kernel_impl.h"
+
+void fire_kernels::fire_kernel_portable(const FireArgs& a, const FireWork& work,
+                                     float* scratch) {
+  portable::run(a, work, scratch);
+}
