@@ -1,7 +1,7 @@
-// CPU kernel of the operator fire_kernels::fire (schema in fire_kernels/ops.py):
-// checks the arguments, allocates the output in the input's memory format,
-// splits the work into bands and runs them on PyTorch's thread pool with the
-// per-ISA kernel chosen by cpu_features.
+// CPU kernels of the operators fire_kernels::fire and fire_kernels::fire_sparse
+// (schemas in fire_kernels/ops.py): check the arguments, allocate the output in
+// the input's memory format, split the work and run it on PyTorch's thread pool
+// with the per-ISA kernel chosen by cpu_features.
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -46,6 +46,18 @@ void check_bias(const std::optional<at::Tensor>& b, const char* name, int64_t ou
               "], got ", b->sizes());
 }
 
+void check_input(const at::Tensor& x) {
+  check_float_cpu(x, "input");
+  TORCH_CHECK(x.dim() == 4, "fire expected a 4-D input (N, C, H, W), got ", x.dim(),
+              "-D of shape ", x.sizes());
+}
+
+void check_channels(int64_t C, int64_t S, int64_t E1, int64_t E3) {
+  TORCH_CHECK(C >= 1 && S >= 1 && E1 >= 1 && E3 >= 1,
+              "fire: every convolution needs at least one channel; got C=", C, ", S=", S,
+              ", E1=", E1, ", E3=", E3);
+}
+
 // Pixel q = y*W + x of `t` (dims 2 and 3) at q * pixel_stride, if one exists.
 bool uniform_pixels(const at::Tensor& t, int64_t* pixel_stride) {
   const int64_t H = t.size(2), W = t.size(3);
@@ -57,17 +69,45 @@ bool uniform_pixels(const at::Tensor& t, int64_t* pixel_stride) {
   return H == 1 || t.stride(2) == W * t.stride(3);
 }
 
-// Pixels per band: the three squeeze buffers of a band should stay well
-// inside L2 (512 KiB per core on the machines we tune for), next to the
-// weights that stream through.
-constexpr int64_t kSqueezeBufferBytes = 192 * 1024;
+// Asks Linux to back a large fresh output with 2 MiB pages. PyTorch's CPU
+// allocator hands out fresh mmap-ed memory for big tensors, and faulting it in
+// 4 KiB at a time cost up to a third of a batch-16 Fire (measured; PyTorch's
+// own THP_MEM_ALLOC_ENABLE=1 does the same for every allocation). Without
+// transparent huge pages (or off Linux) this does nothing.
+void advise_huge_pages(const at::Tensor& t) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t last = (begin + t.nbytes()) & ~(kHuge - 1);
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+#else
+  (void)t;
+#endif
+}
+
+// The output (in the input's memory format) and the arguments every kernel
+// shares; weights are filled in by the caller.
+at::Tensor start_args(const at::Tensor& x, int64_t S, int64_t E1, int64_t E3, FireArgs& a) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const at::MemoryFormat format = x.suggest_memory_format();
+  at::Tensor out = at::empty({N, E1 + E3, H, W}, x.options(), format);
+  a = FireArgs{};
+  a.N = N, a.C = C, a.H = H, a.W = W, a.S = S, a.E1 = E1, a.E3 = E3;
+  a.x = x.data_ptr<float>();
+  a.x_sn = x.stride(0), a.x_sc = x.stride(1), a.x_sh = x.stride(2), a.x_sw = x.stride(3);
+  a.x_uniform = uniform_pixels(x, &a.x_ps);
+  a.channels_last = format == at::MemoryFormat::ChannelsLast;
+  a.out = out.data_ptr<float>();
+  if (out.numel() > 0) advise_huge_pages(out);
+  return out;
+}
 
 // Splits the work: returns true if each image is to be computed as one band
 // shared by all threads (see FirePhase), else sets the bands per image.
 bool choose_bands(FireArgs& a, int64_t threads) {
   const int64_t HW = a.H * a.W;
-  const int64_t per_pixel = 3 * a.S * static_cast<int64_t>(sizeof(float));
-  const int64_t max_band = std::max<int64_t>(64, kSqueezeBufferBytes / per_pixel - 2 * a.W);
+  const int64_t max_band = max_band_pixels(a.S, a.W);
   int64_t bands = (HW + max_band - 1) / max_band;
   if (threads > 1 && bands == 1 && a.N < threads) {
     // Fewer images than threads, each small enough for one band: cutting them
@@ -99,16 +139,24 @@ FireKernelFn kernel_for(Isa isa) {
 }
 
 // Output channel where the expands of a shared image are split into `parts`
-// of equal work: an expand 1x1 channel costs S MACs a pixel, a 3x3 one 9*S.
-// Multiples of kChannelPad, so the channels-last kernels' vector loads of
-// packed weights stay inside their padding.
+// of equal work, at a multiple of kChannelPad (so the channels-last kernels'
+// vector loads of packed weights stay inside their padding, and sparse groups
+// stay whole). Dense: an expand 1x1 channel costs S MACs a pixel, a 3x3 one
+// 9*S. Sparse: a group costs its entries.
 int64_t channel_split(const FireArgs& a, int64_t part, int64_t parts) {
-  if (part >= parts) return a.E1 + a.E3;
-  const int64_t total = a.E1 + 9 * a.E3;
-  const int64_t target = total * part / parts;
-  const int64_t c = target <= a.E1 ? target : a.E1 + (target - a.E1) / 9;
-  const int64_t aligned = (c + kChannelPad / 2) / kChannelPad * kChannelPad;
-  return std::min(aligned, a.E1 + a.E3);
+  const int64_t E = a.E1 + a.E3;
+  if (part >= parts) return E;
+  int64_t c;
+  if (a.sparse) {
+    const int64_t groups = (E + a.sparse->block - 1) / a.sparse->block;
+    const int64_t target = int64_t{a.sparse->e_rows[groups]} * part / parts;
+    const int32_t* g = std::lower_bound(a.sparse->e_rows, a.sparse->e_rows + groups, target);
+    c = (g - a.sparse->e_rows) * a.sparse->block;
+  } else {
+    const int64_t target = (a.E1 + 9 * a.E3) * part / parts;
+    c = target <= a.E1 ? target : a.E1 + (target - a.E1) / 9;
+  }
+  return std::min(E, (c + kChannelPad / 2) / kChannelPad * kChannelPad);
 }
 
 // Per-thread scratch, kept between calls (PyTorch's pool threads persist).
@@ -133,86 +181,10 @@ float* thread_scratch(int64_t floats, int kind = 0) {
   return buffer.get();
 }
 
-// Asks Linux to back a large fresh output with 2 MiB pages. PyTorch's CPU
-// allocator hands out fresh mmap-ed memory for big tensors, and faulting it in
-// 4 KiB at a time cost up to a third of a batch-16 Fire (measured; PyTorch's
-// own THP_MEM_ALLOC_ENABLE=1 does the same for every allocation). Without
-// transparent huge pages (or off Linux) this does nothing.
-void advise_huge_pages(const at::Tensor& t) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t last = (begin + t.nbytes()) & ~(kHuge - 1);
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-#else
-  (void)t;
-#endif
-}
-
-}  // namespace
-
-at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
-                    const std::optional<at::Tensor>& squeeze_bias,
-                    const at::Tensor& expand1x1_weight,
-                    const std::optional<at::Tensor>& expand1x1_bias,
-                    const at::Tensor& expand3x3_weight,
-                    const std::optional<at::Tensor>& expand3x3_bias) {
-  check_float_cpu(x, "input");
-  TORCH_CHECK(x.dim() == 4, "fire expected a 4-D input (N, C, H, W), got ", x.dim(),
-              "-D of shape ", x.sizes());
-  TORCH_CHECK(squeeze_weight.dim() == 4 && expand1x1_weight.dim() == 4,
-              "fire expected 4-D conv weights, got squeeze.weight ", squeeze_weight.sizes(),
-              " and expand1x1.weight ", expand1x1_weight.sizes());
-  const int64_t S = squeeze_weight.size(0), C = x.size(1);
-  const int64_t E1 = expand1x1_weight.size(0), E3 = expand3x3_weight.size(0);
-  TORCH_CHECK(squeeze_weight.size(1) == C, "fire expected ", squeeze_weight.size(1),
-              " input channels, got ", C);
-  check_weight(squeeze_weight, "squeeze.weight", S, C, 1);
-  check_weight(expand1x1_weight, "expand1x1.weight", E1, S, 1);
-  check_weight(expand3x3_weight, "expand3x3.weight", E3, S, 3);
-  check_bias(squeeze_bias, "squeeze.bias", S);
-  check_bias(expand1x1_bias, "expand1x1.bias", E1);
-  check_bias(expand3x3_bias, "expand3x3.bias", E3);
-  TORCH_CHECK(C >= 1 && S >= 1 && E1 >= 1 && E3 >= 1,
-              "fire: every convolution needs at least one channel; got C=", C, ", S=", S,
-              ", E1=", E1, ", E3=", E3);
-
-  const int64_t N = x.size(0), H = x.size(2), W = x.size(3);
-  // The output keeps the input's memory format, and that picks the kernels.
-  const at::MemoryFormat format = x.suggest_memory_format();
-  at::Tensor out = at::empty({N, E1 + E3, H, W}, x.options(), format);
-  if (out.numel() == 0) return out;
-  advise_huge_pages(out);
-
-  const at::Tensor ws = squeeze_weight.contiguous();
-  const at::Tensor we1 = expand1x1_weight.contiguous();
-  const at::Tensor we3 = expand3x3_weight.contiguous();
-  const at::Tensor bs = squeeze_bias ? squeeze_bias->contiguous() : at::Tensor();
-  const at::Tensor be1 = expand1x1_bias ? expand1x1_bias->contiguous() : at::Tensor();
-  const at::Tensor be3 = expand3x3_bias ? expand3x3_bias->contiguous() : at::Tensor();
-
-  FireArgs a{};
-  a.N = N, a.C = C, a.H = H, a.W = W, a.S = S, a.E1 = E1, a.E3 = E3;
-  a.x = x.data_ptr<float>();
-  a.x_sn = x.stride(0), a.x_sc = x.stride(1), a.x_sh = x.stride(2), a.x_sw = x.stride(3);
-  a.x_uniform = uniform_pixels(x, &a.x_ps);
-  a.w_s = ws.data_ptr<float>(), a.w_e1 = we1.data_ptr<float>(), a.w_e3 = we3.data_ptr<float>();
-  a.b_s = bs.defined() ? bs.data_ptr<float>() : nullptr;
-  a.b_e1 = be1.defined() ? be1.data_ptr<float>() : nullptr;
-  a.b_e3 = be3.defined() ? be3.data_ptr<float>() : nullptr;
-  a.out = out.data_ptr<float>();
-  std::shared_ptr<const PackedHwc> packed;
-  a.channels_last = format == at::MemoryFormat::ChannelsLast;
-  if (a.channels_last) {
-    packed = packed_hwc_weights(squeeze_weight, expand1x1_weight, expand3x3_weight);
-    const float* base = packed->data.data_ptr<float>();
-    a.p_ws = base + packed->ws, a.p_we1 = base + packed->we1, a.p_we3 = base + packed->we3;
-    a.Sp = packed->Sp, a.E1p = packed->E1p, a.E3p = packed->E3p;
-  }
+// Runs the kernel over every image of `a` on PyTorch's thread pool.
+void run(FireArgs& a) {
   const int64_t threads = at::get_num_threads();
   const bool shared = choose_bands(a, threads);
-
   const FireKernelFn kernel = kernel_for(current_isa());
   const int64_t scratch_floats = fire_scratch_layout(a).total;
   if (!shared) {
@@ -220,12 +192,12 @@ at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
       kernel(a, FireWork{FirePhase::kBands, begin, end, 0, nullptr},
              thread_scratch(scratch_floats));
     });
-    return out;
+    return;
   }
   float* buffers = thread_scratch(scratch_floats, 1);
-  const int64_t HW = H * W;
+  const int64_t HW = a.H * a.W;
   const int64_t squeeze_chunks = (HW + kSharedSplitAlign - 1) / kSharedSplitAlign;
-  for (int64_t n = 0; n < N; ++n) {
+  for (int64_t n = 0; n < a.N; ++n) {
     at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
       const int64_t q0 = std::min(HW, squeeze_chunks * begin / threads * kSharedSplitAlign);
       const int64_t q1 = std::min(HW, squeeze_chunks * end / threads * kSharedSplitAlign);
@@ -241,9 +213,146 @@ at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
                thread_scratch(scratch_floats));
     });
   }
+}
+
+const float* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+
+at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
+  return t ? t->contiguous() : at::Tensor();
+}
+
+// The entries of packed sparse weights: [groups + 1] row starts, then one
+// position per entry, and `block` values per entry.
+void check_sparse_part(const at::Tensor& values, const at::Tensor& index, int64_t groups,
+                       int64_t block, const char* name) {
+  TORCH_CHECK(index.device().is_cpu() && index.scalar_type() == at::kInt && index.dim() == 1 &&
+                  index.is_contiguous(),
+              "fire_sparse expected ", name, "_index to be a contiguous 1-D int32 CPU tensor");
+  check_float_cpu(values, name);
+  TORCH_CHECK(values.dim() == 1 && values.is_contiguous(), "fire_sparse expected ", name,
+              "_values to be a contiguous 1-D tensor");
+  TORCH_CHECK(index.numel() >= groups + 1, "fire_sparse: ", name, "_index has ", index.numel(),
+              " elements, fewer than the ", groups + 1, " row starts");
+  const int32_t* rows = index.data_ptr<int32_t>();
+  const int64_t entries = index.numel() - groups - 1;
+  TORCH_CHECK(rows[0] == 0 && rows[groups] == entries, "fire_sparse: ", name,
+              "_index row starts must run from 0 to its ", entries, " entries");
+  for (int64_t g = 0; g < groups; ++g)
+    TORCH_CHECK(rows[g] <= rows[g + 1], "fire_sparse: ", name, "_index row starts decrease");
+  TORCH_CHECK(values.numel() == entries * block, "fire_sparse expected ", entries * block, " ",
+              name, "_values (", entries, " entries x block ", block, "), got ", values.numel());
+}
+
+// Every entry position within [lo, hi], so no input can make the kernel read
+// outside its buffers. One pass of min/max over the entries.
+void check_positions(const at::Tensor& index, int64_t groups, int64_t lo, int64_t hi,
+                     const char* name) {
+  const int32_t* pos = index.data_ptr<int32_t>() + groups + 1;
+  const int64_t entries = index.numel() - groups - 1;
+  int32_t mn = 0, mx = 0;
+  if (entries > 0) {
+    mn = *std::min_element(pos, pos + entries);
+    mx = *std::max_element(pos, pos + entries);
+  }
+  TORCH_CHECK(entries == 0 || (mn >= lo && mx <= hi), "fire_sparse: ", name,
+              "_index holds positions outside [", lo, ", ", hi, "]: packed for another shape?");
+}
+
+}  // namespace
+
+at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
+                    const std::optional<at::Tensor>& squeeze_bias,
+                    const at::Tensor& expand1x1_weight,
+                    const std::optional<at::Tensor>& expand1x1_bias,
+                    const at::Tensor& expand3x3_weight,
+                    const std::optional<at::Tensor>& expand3x3_bias) {
+  check_input(x);
+  TORCH_CHECK(squeeze_weight.dim() == 4 && expand1x1_weight.dim() == 4,
+              "fire expected 4-D conv weights, got squeeze.weight ", squeeze_weight.sizes(),
+              " and expand1x1.weight ", expand1x1_weight.sizes());
+  const int64_t S = squeeze_weight.size(0), C = x.size(1);
+  const int64_t E1 = expand1x1_weight.size(0), E3 = expand3x3_weight.size(0);
+  TORCH_CHECK(squeeze_weight.size(1) == C, "fire expected ", squeeze_weight.size(1),
+              " input channels, got ", C);
+  check_weight(squeeze_weight, "squeeze.weight", S, C, 1);
+  check_weight(expand1x1_weight, "expand1x1.weight", E1, S, 1);
+  check_weight(expand3x3_weight, "expand3x3.weight", E3, S, 3);
+  check_bias(squeeze_bias, "squeeze.bias", S);
+  check_bias(expand1x1_bias, "expand1x1.bias", E1);
+  check_bias(expand3x3_bias, "expand3x3.bias", E3);
+  check_channels(C, S, E1, E3);
+
+  FireArgs a;
+  at::Tensor out = start_args(x, S, E1, E3, a);
+  if (out.numel() == 0) return out;
+  const at::Tensor ws = squeeze_weight.contiguous();
+  const at::Tensor we1 = expand1x1_weight.contiguous();
+  const at::Tensor we3 = expand3x3_weight.contiguous();
+  const at::Tensor bs = contiguous_or_undefined(squeeze_bias);
+  const at::Tensor be1 = contiguous_or_undefined(expand1x1_bias);
+  const at::Tensor be3 = contiguous_or_undefined(expand3x3_bias);
+  a.w_s = ws.data_ptr<float>(), a.w_e1 = we1.data_ptr<float>(), a.w_e3 = we3.data_ptr<float>();
+  a.b_s = data_or_null(bs), a.b_e1 = data_or_null(be1), a.b_e3 = data_or_null(be3);
+  std::shared_ptr<const PackedHwc> packed;
+  if (a.channels_last) {
+    packed = packed_hwc_weights(squeeze_weight, expand1x1_weight, expand3x3_weight);
+    const float* base = packed->data.data_ptr<float>();
+    a.p_ws = base + packed->ws, a.p_we1 = base + packed->we1, a.p_we3 = base + packed->we3;
+    a.Sp = packed->Sp, a.E1p = packed->E1p, a.E3p = packed->E3p;
+  }
+  run(a);
   return out;
 }
 
-TORCH_LIBRARY_IMPL(fire_kernels, CPU, m) { m.impl("fire", &fire_cpu); }
+at::Tensor fire_sparse_cpu(const at::Tensor& x, const at::Tensor& squeeze_values,
+                           const at::Tensor& squeeze_index,
+                           const std::optional<at::Tensor>& squeeze_bias,
+                           const at::Tensor& expand_values, const at::Tensor& expand_index,
+                           const std::optional<at::Tensor>& expand1x1_bias,
+                           const std::optional<at::Tensor>& expand3x3_bias,
+                           int64_t squeeze_channels, int64_t expand1x1_channels,
+                           int64_t expand3x3_channels, int64_t block, int64_t width) {
+  check_input(x);
+  const int64_t C = x.size(1), S = squeeze_channels;
+  const int64_t E1 = expand1x1_channels, E3 = expand3x3_channels;
+  check_channels(C, S, E1, E3);
+  TORCH_CHECK(block == 1 || block == 4, "fire_sparse: block must be 1 or 4, got ", block);
+  TORCH_CHECK(width == x.size(3), "fire_sparse: the weights were packed for images ", width,
+              " wide, the input is ", x.size(3), " wide");
+  check_bias(squeeze_bias, "squeeze.bias", S);
+  check_bias(expand1x1_bias, "expand1x1.bias", E1);
+  check_bias(expand3x3_bias, "expand3x3.bias", E3);
+  const int64_t s_groups = (S + block - 1) / block, e_groups = (E1 + E3 + block - 1) / block;
+  check_sparse_part(squeeze_values, squeeze_index, s_groups, block, "squeeze");
+  check_sparse_part(expand_values, expand_index, e_groups, block, "expand");
+  const int64_t W = x.size(3);
+  const int64_t lp = squeeze_row_pitch(max_band_pixels(S, W), W);
+  check_positions(squeeze_index, s_groups, 0, C - 1, "squeeze");
+  check_positions(expand_index, e_groups, -W, (3 * S - 1) * lp + W, "expand");
+
+  FireArgs a;
+  at::Tensor out = start_args(x, S, E1, E3, a);
+  if (out.numel() == 0) return out;
+  const at::Tensor bs = contiguous_or_undefined(squeeze_bias);
+  const at::Tensor be1 = contiguous_or_undefined(expand1x1_bias);
+  const at::Tensor be3 = contiguous_or_undefined(expand3x3_bias);
+  a.b_s = data_or_null(bs), a.b_e1 = data_or_null(be1), a.b_e3 = data_or_null(be3);
+  FireSparse sp;
+  sp.block = block;
+  sp.s_rows = squeeze_index.data_ptr<int32_t>();
+  sp.s_chan = sp.s_rows + s_groups + 1;
+  sp.s_values = squeeze_values.data_ptr<float>();
+  sp.e_rows = expand_index.data_ptr<int32_t>();
+  sp.e_offset = sp.e_rows + e_groups + 1;
+  sp.e_values = expand_values.data_ptr<float>();
+  a.sparse = &sp;
+  run(a);
+  return out;
+}
+
+TORCH_LIBRARY_IMPL(fire_kernels, CPU, m) {
+  m.impl("fire", &fire_cpu);
+  m.impl("fire_sparse", &fire_sparse_cpu);
+}
 
 }  // namespace fire_kernels

@@ -10,6 +10,25 @@
 
 namespace fire_kernels {
 
+// Sparse weights (see fire_sparse_pack.cpp). Output channels go in groups of
+// `block` (1, or 4 sharing their nonzero positions); each group lists its
+// entries: an input position and `block` weights (zero-padded).
+//   squeeze: groups over the S squeeze channels; an entry's position is an
+//     input channel c.
+//   expands: groups over the E1 + E3 channels of the concat, the 1x1 expand
+//     being the centre tap of a 3x3; an entry's position is its offset in the
+//     NCHW squeeze buffers, (dx*S + c)*lp + (dy-1)*W for tap (dy, dx), valid
+//     for one image width W and lp = squeeze_row_pitch(max_band_pixels(S, W), W).
+struct FireSparse {
+  int64_t block;
+  const int32_t* s_rows;   // [groups + 1]: group g's entries are [s_rows[g], s_rows[g+1])
+  const int32_t* s_chan;   // [entries]
+  const float* s_values;   // [entries][block]
+  const int32_t* e_rows;   // [groups + 1]
+  const int32_t* e_offset; // [entries]
+  const float* e_values;   // [entries][block]
+};
+
 // One Fire forward, float32. Strides are in elements. Bias pointers may be
 // null (bias=False convolutions).
 struct FireArgs {
@@ -39,6 +58,10 @@ struct FireArgs {
   const float* p_we3;  // [9][S][E3p], tap t = 3*dy + dx
   int64_t Sp, E1p, E3p;
 
+  // Non-null: the sparse kernels, which read only these (not w_* or p_*);
+  // they keep NCHW squeeze buffers whatever the memory format.
+  const FireSparse* sparse;
+
   // NCHW: [N][E1 + E3][H][W] contiguous; channels last: [N][H][W][E1 + E3].
   float* out;
 
@@ -57,12 +80,18 @@ constexpr int kMaxTilePixels = 64;
 // Rows in front of a squeeze buffer: the shifted stores reach one before.
 constexpr int64_t kScratchGuard = 16;
 
+// Pixels per band: bounded so that a band's squeeze buffers stay in L2.
+int64_t max_band_pixels(int64_t S, int64_t W);
+// Pixels per channel row of a squeeze buffer for bands of up to `band` pixels
+// of images W wide: the band, two halo rows and slack for tile overruns.
+int64_t squeeze_row_pitch(int64_t band, int64_t W);
+
 // Per-thread scratch of the kernel, in floats from a 64-byte aligned base.
 struct FireScratch {
   int64_t lp;     // pixels (rows) per squeeze buffer
   int64_t bufs;   // 3 squeeze buffers: NCHW [3][S][lp], channels last [3][lp][Sp]
-  int64_t tile;   // gathered input tile [C][kMaxTilePixels] (NCHW kernels)
-  int64_t bias;   // biases padded with zeros: [Sp], [E1p], [E3p]
+  int64_t tile;   // gathered input tile [C][kMaxTilePixels] (NCHW and sparse kernels)
+  int64_t bias;   // biases padded with zeros: [Sp], [E1p], [E3p], then [E1 + E3] (concat)
   int64_t total;
 };
 FireScratch fire_scratch_layout(const FireArgs& a);
@@ -74,10 +103,9 @@ FireScratch fire_scratch_layout(const FireArgs& a);
 //   kSqueeze, kPadding, kExpand: the three steps of one image `n` computed as
 //             a single band whose squeeze buffers (`shared`) all threads use,
 //             for when there are fewer bands than threads (one small image):
-//             the squeeze of pixels [begin, end) (a multiple of
-//             kSharedSplitAlign apart, so no partial tile overwrites another
-//             thread's pixels), then the padding zeros (one thread), then the
-//             expands of output channels [begin, end) of the concat.
+//             the squeeze of pixels [begin, end), then the padding zeros (one
+//             thread), then the expands of output channels [begin, end) of the
+//             concat.
 enum class FirePhase { kBands, kSqueeze, kPadding, kExpand };
 struct FireWork {
   FirePhase phase;
@@ -85,7 +113,8 @@ struct FireWork {
   int64_t n;
   float* shared;  // 3 squeeze buffers laid out as fire_scratch_layout(a) with band = H*W
 };
-// A multiple of every ISA's squeeze tile width.
+// Threads split a shared squeeze at multiples of this many pixels, a multiple
+// of the dense kernels' tile widths, so that only the last tile is partial.
 constexpr int64_t kSharedSplitAlign = 48;
 
 using FireKernelFn = void (*)(const FireArgs& a, const FireWork& work, float* scratch);

@@ -78,8 +78,26 @@ FK_INLINE int64_t tap_offset(int t, int64_t buf_stride, int64_t row) {
   return (t % 3) * buf_stride + (t / 3 - 1) * row;
 }
 
+// Stores one vector of squeeze output s[q .. q + VW) at `centre` (the centre
+// buffer) and, shifted, into bufL (bufL[q + 1] = s[q]) and bufR (bufR[q - 1] =
+// s[q]); only the first n lanes when n < VW, so that a partial tile never
+// writes pixels it does not own (threads may share the buffers).
+FK_INLINE void store_squeeze(const FireArgs& a, const Band& bd, float* centre, reg s, int64_t n) {
+  const int64_t stride = a.S * bd.lp;
+  if (n >= VW) {
+    Vec::store(centre, s);
+    Vec::store(centre - stride + 1, s);
+    Vec::store(centre + stride - 1, s);
+  } else if (n > 0) {
+    Vec::store_first(centre, s, static_cast<int>(n));
+    Vec::store_first(centre - stride + 1, s, static_cast<int>(n));
+    Vec::store_first(centre + stride - 1, s, static_cast<int>(n));
+  }
+}
+
 #include "fire_dense_nchw.inc"
 #include "fire_dense_nhwc.inc"
+#include "fire_sparse_nchw.inc"
 
 // Zero what the 3x3 must see as padding, in all three buffers: pixels off the
 // image, the left neighbour of column 0 (bufL) and the right neighbour of
@@ -117,6 +135,8 @@ void run(const FireArgs& a, const FireWork& work, float* scratch) {
   float* b_s = scratch + layout.bias;
   float* b_e1 = b_s + padded_sizes[0];
   float* b_e3 = b_e1 + padded_sizes[1];
+  // The concat's biases, for the sparse expands.
+  float* b_cat = b_e3 + padded_sizes[2];
   if (work.phase != FirePhase::kPadding) {
     const float* biases[3] = {a.b_s, a.b_e1, a.b_e3};
     float* padded[3] = {b_s, b_e1, b_e3};
@@ -126,13 +146,20 @@ void run(const FireArgs& a, const FireWork& work, float* scratch) {
       if (biases[k])
         for (int64_t c = 0; c < sizes[k]; ++c) padded[k][c] = biases[k][c];
     }
+    for (int64_t c = 0; c < a.E1; ++c) b_cat[c] = b_e1[c];
+    for (int64_t c = 0; c < a.E3; ++c) b_cat[a.E1 + c] = b_e3[c];
   }
 
   const int64_t HW = a.H * a.W, W = a.W, channels = a.E1 + a.E3;
+  // The buffers' layout: channels-last [dx][pixel][Sp] for the dense
+  // channels-last kernels, else NCHW [dx][S][pixel].
+  const bool nhwc = a.channels_last && !a.sparse;
   // Output channels [c_begin, c_end) of the concat, split between the expands.
   auto expands = [&](const Band& bd, float* out_img, int64_t c_begin, int64_t c_end) {
     const int64_t e1_end = imin(c_end, a.E1), e3_begin = imax(c_begin, a.E1) - a.E1;
-    if (a.channels_last) {
+    if (a.sparse) {
+      sparse::expand(a, bd, out_img, c_begin, c_end, b_cat);
+    } else if (nhwc) {
       if (c_begin < e1_end) nhwc::expand(a, bd, out_img, false, 0, c_begin, e1_end, a.E1p, a.p_we1, b_e1);
       if (c_end > a.E1) nhwc::expand(a, bd, out_img, true, a.E1, e3_begin, c_end - a.E1, a.E3p, a.p_we3, b_e3);
     } else {
@@ -141,13 +168,15 @@ void run(const FireArgs& a, const FireWork& work, float* scratch) {
     }
   };
   auto squeeze = [&](const Band& bd, const float* x_img, int64_t qa, int64_t qb) {
-    if (a.channels_last)
+    if (a.sparse)
+      sparse::squeeze(a, bd, x_img, scratch + layout.tile, b_s, qa, qb);
+    else if (nhwc)
       nhwc::squeeze(a, bd, x_img, b_s, qa, qb);
     else
       nchw::squeeze(a, bd, x_img, scratch + layout.tile, b_s, qa, qb);
   };
   auto padding = [&](const Band& bd) {
-    if (a.channels_last)
+    if (nhwc)
       zero_padding(a, bd, a.Sp, 1, [&](int d, int64_t q) {
         return bd.buf + (d * bd.lp + bd.idx(q, W)) * a.Sp;
       });

@@ -1,24 +1,43 @@
 #include "fire_kernel.h"
 
+#include <algorithm>
+
 namespace fire_kernels {
 
 namespace {
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 }  // namespace
 
-FireScratch fire_scratch_layout(const FireArgs& a) {
-  FireScratch s;
+// The three squeeze buffers of a band should stay well inside L2 (512 KiB per
+// core on the machines we tune for), next to the weights that stream through.
+constexpr int64_t kSqueezeBufferBytes = 192 * 1024;
+
+int64_t max_band_pixels(int64_t S, int64_t W) {
+  const int64_t per_pixel = 3 * S * static_cast<int64_t>(sizeof(float));
+  return std::max<int64_t>(64, kSqueezeBufferBytes / per_pixel - 2 * W);
+}
+
+int64_t squeeze_row_pitch(int64_t band, int64_t W) {
   // A band's squeeze spans band + 2 rows + 2 pixels of halo; the tiles that
   // cover it, and the shifted stores, overrun by less than two tiles.
-  s.lp = round_up(kScratchGuard + a.band + 2 * a.W + 2 + 2 * kMaxTilePixels, 16);
+  int64_t lp = round_up(kScratchGuard + band + 2 * W + 2 + 2 * kMaxTilePixels, 16);
   // Channel rows a multiple of 1 KiB apart would all map to the same L1 sets.
-  if (!a.channels_last && s.lp % 256 == 0) s.lp += 16;
+  if (lp % 256 == 0) lp += 16;
+  return lp;
+}
+
+FireScratch fire_scratch_layout(const FireArgs& a) {
+  FireScratch s;
+  // The sparse kernels' weights hold offsets into the buffers, computed for
+  // the largest band; every band of the call uses that pitch.
+  s.lp = squeeze_row_pitch(a.sparse ? max_band_pixels(a.S, a.W) : a.band, a.W);
   const int64_t Sp = round_up(a.S, kChannelPad);
   const int64_t E1p = round_up(a.E1, kChannelPad), E3p = round_up(a.E3, kChannelPad);
+  const bool nhwc = a.channels_last && !a.sparse;
   s.bufs = 0;
   s.tile = s.bufs + 3 * Sp * s.lp;
-  s.bias = s.tile + (a.channels_last ? 0 : round_up(a.C * kMaxTilePixels, 16));
-  s.total = s.bias + Sp + E1p + E3p;
+  s.bias = s.tile + (nhwc ? 0 : round_up(a.C * kMaxTilePixels, 16));
+  s.total = s.bias + Sp + E1p + E3p + round_up(a.E1 + a.E3, 16);
   return s;
 }
 

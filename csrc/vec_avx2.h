@@ -21,6 +21,10 @@ struct VecAvx2 {
   // accumulators, 2 weight vectors and 1 broadcast.
   static constexpr int MR = 6;
   static constexpr int NRV = 2;
+  // Sparse tiles: vectors of pixels for groups of 1 channel (two chains of
+  // accumulators) and of 4 channels.
+  static constexpr int SNV1 = 4;
+  static constexpr int SNV4 = 2;
 
   FK_INLINE static reg zero() { return _mm256_setzero_ps(); }
   FK_INLINE static reg load(const float* p) { return _mm256_loadu_ps(p); }

@@ -20,6 +20,10 @@ struct VecAvx512 {
   // accumulators, 4 weight vectors and 1 broadcast.
   static constexpr int MR = 6;
   static constexpr int NRV = 4;
+  // Sparse tiles: vectors of pixels for groups of 1 channel (two chains of
+  // accumulators) and of 4 channels.
+  static constexpr int SNV1 = 4;
+  static constexpr int SNV4 = 2;
 
   FK_INLINE static reg zero() { return _mm512_setzero_ps(); }
   FK_INLINE static reg load(const float* p) { return _mm512_loadu_ps(p); }

@@ -19,6 +19,10 @@ struct VecPortable {
   // Channels-last tile: 4 pixels x 16 output channels.
   static constexpr int MR = 4;
   static constexpr int NRV = 1;
+  // Sparse tiles: vectors of pixels for groups of 1 channel (two chains of
+  // accumulators) and of 4 channels.
+  static constexpr int SNV1 = 2;
+  static constexpr int SNV4 = 1;
 
   FK_INLINE static reg zero() {
     reg r;

@@ -1,8 +1,12 @@
-"""The operator ``torch.ops.fire_kernels.fire``: schema, argument checks, fake kernel, autograd.
+"""The operators ``torch.ops.fire_kernels.*``: schemas, argument checks, fake kernels, autograd.
 
-The device kernels are registered elsewhere: the CPU kernel in C++
-(``csrc/fire_cpu.cpp``, ``TORCH_LIBRARY_IMPL``), the CUDA kernel in Triton. The
-schema is defined here, in Python, so the operator exists (for
+* ``fire``: the fused Fire from the plain conv weights (dense).
+* ``pack_sparse``: a Fire's weights in the sparse kernels' format (plain tensors).
+* ``fire_sparse``: the fused Fire from packed sparse weights (inference).
+
+The device kernels are registered elsewhere: the CPU kernels in C++
+(``csrc/*.cpp``, ``TORCH_LIBRARY_IMPL``), the CUDA kernel in Triton. The
+schemas are defined here, in Python, so the operators exist (for
 ``torch.compile`` and for CUDA) even when the C++ extension is not built.
 """
 
@@ -18,6 +22,16 @@ _lib = torch.library.Library("fire_kernels", "DEF")
 _lib.define(
     "fire(Tensor x, Tensor squeeze_weight, Tensor? squeeze_bias, Tensor expand1x1_weight, "
     "Tensor? expand1x1_bias, Tensor expand3x3_weight, Tensor? expand3x3_bias) -> Tensor"
+)
+_lib.define(
+    "pack_sparse(Tensor squeeze_weight, Tensor expand1x1_weight, Tensor expand3x3_weight, "
+    "int block, int width) -> (Tensor, Tensor, Tensor, Tensor)"
+)
+_lib.define(
+    "fire_sparse(Tensor x, Tensor squeeze_values, Tensor squeeze_index, Tensor? squeeze_bias, "
+    "Tensor expand_values, Tensor expand_index, Tensor? expand1x1_bias, Tensor? expand3x3_bias, "
+    "int squeeze_channels, int expand1x1_channels, int expand3x3_channels, int block, int width) "
+    "-> Tensor"
 )
 
 
@@ -81,6 +95,14 @@ def check_fire_args(
             _check_param(name, t, shape, x, who)
 
 
+def _empty_output(x: Tensor, channels) -> Tensor:
+    """The kernels' output: (N, channels, H, W) in the input's memory format."""
+    n, _, h, w = x.shape
+    return torch.empty(
+        (n, channels, h, w), dtype=x.dtype, device=x.device, memory_format=suggest_memory_format(x)
+    )
+
+
 @torch.library.register_fake("fire_kernels::fire")
 def _fire_fake(
     x: Tensor,
@@ -95,12 +117,7 @@ def _fire_fake(
         x, squeeze_weight, squeeze_bias, expand1x1_weight, expand1x1_bias, expand3x3_weight,
         expand3x3_bias,
     )
-    n, _, h, w = x.shape
-    channels = expand1x1_weight.shape[0] + expand3x3_weight.shape[0]
-    # The kernels allocate their output in the input's memory format.
-    return torch.empty(
-        (n, channels, h, w), dtype=x.dtype, device=x.device, memory_format=suggest_memory_format(x)
-    )
+    return _empty_output(x, expand1x1_weight.shape[0] + expand3x3_weight.shape[0])
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -141,3 +158,42 @@ def _backward(ctx, grad_out: Tensor):
 
 
 torch.library.register_autograd("fire_kernels::fire", _backward, setup_context=_setup_context)
+
+
+@torch.library.register_fake("fire_kernels::pack_sparse")
+def _pack_sparse_fake(squeeze_weight, expand1x1_weight, expand3x3_weight, block, width):
+    # The number of entries depends on the weights' values.
+    ctx = torch.library.get_ctx()
+    s, e = squeeze_weight.shape[0], expand1x1_weight.shape[0] + expand3x3_weight.shape[0]
+    s_entries, e_entries = ctx.new_dynamic_size(), ctx.new_dynamic_size()
+    groups_s, groups_e = -(-s // block), -(-e // block)
+    f32 = dict(dtype=torch.float32, device=squeeze_weight.device)
+    i32 = dict(dtype=torch.int32, device=squeeze_weight.device)
+    return (
+        squeeze_weight.new_empty((s_entries * block,), **f32),
+        squeeze_weight.new_empty((groups_s + 1 + s_entries,), **i32),
+        squeeze_weight.new_empty((e_entries * block,), **f32),
+        squeeze_weight.new_empty((groups_e + 1 + e_entries,), **i32),
+    )
+
+
+@torch.library.register_fake("fire_kernels::fire_sparse")
+def _fire_sparse_fake(
+    x, squeeze_values, squeeze_index, squeeze_bias, expand_values, expand_index, expand1x1_bias,
+    expand3x3_bias, squeeze_channels, expand1x1_channels, expand3x3_channels, block, width,
+):
+    if x.dim() != 4:
+        raise ValueError(f"fire_sparse expected a 4-D input (N, C, H, W), got {x.dim()}-D")
+    return _empty_output(x, expand1x1_channels + expand3x3_channels)
+
+
+def _sparse_backward(ctx, grad_out):
+    raise RuntimeError(
+        "fire_sparse is inference-only (its weights are packed); train with the dense op "
+        "(FusedFire does so whenever gradients are needed)"
+    )
+
+
+torch.library.register_autograd(
+    "fire_kernels::fire_sparse", _sparse_backward, setup_context=lambda ctx, inputs, output: None
+)
