@@ -91,6 +91,7 @@ struct FireScratch {
   int64_t lp;     // pixels (rows) per squeeze buffer
   int64_t bufs;   // 3 squeeze buffers: NCHW [3][S][lp], channels last [3][lp][Sp]
   int64_t tile;   // gathered input tile [C][kMaxTilePixels] (NCHW and sparse kernels)
+  int64_t stage;  // [16][kMaxTilePixels]: sparse output on its way to channels last
   int64_t bias;   // biases padded with zeros: [Sp], [E1p], [E3p], then [E1 + E3] (concat)
   int64_t total;
 };

@@ -95,6 +95,30 @@ FK_INLINE void store_squeeze(const FireArgs& a, const Band& bd, float* centre, r
   }
 }
 
+// Copies `valid` image pixels from t0 into tile[c * ld + l] for every input
+// channel c, zero-filling lanes [valid, width): the NCHW kernels' view of a
+// strided or channels-last input, or of a partial last tile (which must not be
+// read past the input's end). Channels-last blocks go through VW x VW
+// transposes.
+void gather_tile(const FireArgs& a, const float* x_img, int64_t t0, int64_t valid, int64_t width,
+                 float* tile, int64_t ld) {
+  const int64_t W = a.W;
+  for (int64_t c = 0; c < a.C; ++c) zero_range(tile + c * ld + valid, width - valid);
+  int64_t l = 0, c_done = 0;
+  if (a.x_uniform && a.x_sc == 1) {
+    c_done = a.C - a.C % VW;
+    for (; l + VW <= valid; l += VW)
+      for (int64_t c = 0; c < c_done; c += VW)
+        Vec::transpose(x_img + (t0 + l) * a.x_ps + c, a.x_ps, tile + c * ld + l, ld);
+  }
+  for (int64_t p = 0; p < valid; ++p) {
+    const int64_t q = t0 + p;
+    const float* src = x_img + (a.x_uniform ? q * a.x_ps : (q / W) * a.x_sh + (q % W) * a.x_sw);
+    // Pixels before l have their first c_done channels from the transposes.
+    for (int64_t c = p < l ? c_done : 0; c < a.C; ++c) tile[c * ld + p] = src[c * a.x_sc];
+  }
+}
+
 #include "fire_dense_nchw.inc"
 #include "fire_dense_nhwc.inc"
 #include "fire_sparse_nchw.inc"
@@ -158,7 +182,7 @@ void run(const FireArgs& a, const FireWork& work, float* scratch) {
   auto expands = [&](const Band& bd, float* out_img, int64_t c_begin, int64_t c_end) {
     const int64_t e1_end = imin(c_end, a.E1), e3_begin = imax(c_begin, a.E1) - a.E1;
     if (a.sparse) {
-      sparse::expand(a, bd, out_img, c_begin, c_end, b_cat);
+      sparse::expand(a, bd, out_img, c_begin, c_end, scratch + layout.stage, b_cat);
     } else if (nhwc) {
       if (c_begin < e1_end) nhwc::expand(a, bd, out_img, false, 0, c_begin, e1_end, a.E1p, a.p_we1, b_e1);
       if (c_end > a.E1) nhwc::expand(a, bd, out_img, true, a.E1, e3_begin, c_end - a.E1, a.E3p, a.p_we3, b_e3);

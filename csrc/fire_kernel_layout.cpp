@@ -36,7 +36,8 @@ FireScratch fire_scratch_layout(const FireArgs& a) {
   const bool nhwc = a.channels_last && !a.sparse;
   s.bufs = 0;
   s.tile = s.bufs + 3 * Sp * s.lp;
-  s.bias = s.tile + (nhwc ? 0 : round_up(a.C * kMaxTilePixels, 16));
+  s.stage = s.tile + (nhwc ? 0 : round_up(a.C * kMaxTilePixels, 16));
+  s.bias = s.stage + (a.sparse ? 16 * kMaxTilePixels : 0);
   s.total = s.bias + Sp + E1p + E3p + round_up(a.E1 + a.E3, 16);
   return s;
 }

@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include "inline.h"
+#include "transpose8x8.h"
 
 struct VecAvx2 {
   using reg = __m256;
@@ -39,5 +40,9 @@ struct VecAvx2 {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
     _mm256_maskstore_ps(p, mask, v);
+  }
+  // dst[j * ld + i] = src[i * ls + j] for i, j < W.
+  FK_INLINE static void transpose(const float* src, int64_t ls, float* dst, int64_t ld) {
+    transpose8x8(src, ls, dst, ld);
   }
 };

@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include "inline.h"
+#include "transpose8x8.h"
 
 struct VecAvx512 {
   using reg = __m512;
@@ -36,5 +37,12 @@ struct VecAvx512 {
   FK_INLINE static reg relu(reg v) { return _mm512_max_ps(_mm512_setzero_ps(), v); }
   FK_INLINE static void store_first(float* p, reg v, int n) {
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);
+  }
+  // dst[j * ld + i] = src[i * ls + j] for i, j < W: four 8x8 quadrants.
+  FK_INLINE static void transpose(const float* src, int64_t ls, float* dst, int64_t ld) {
+    transpose8x8(src, ls, dst, ld);
+    transpose8x8(src + 8, ls, dst + 8 * ld, ld);
+    transpose8x8(src + 8 * ls, ls, dst + 8, ld);
+    transpose8x8(src + 8 * ls + 8, ls, dst + 8 * ld + 8, ld);
   }
 };

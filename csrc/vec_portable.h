@@ -6,6 +6,8 @@
 // even where no AVX-512 CPU is at hand.
 #pragma once
 
+#include <cstdint>
+
 #include "inline.h"
 
 struct VecPortable {
@@ -58,5 +60,10 @@ struct VecPortable {
   }
   FK_INLINE static void store_first(float* p, reg a, int n) {
     for (int i = 0; i < n; ++i) p[i] = a.v[i];
+  }
+  // dst[j * ld + i] = src[i * ls + j] for i, j < W.
+  FK_INLINE static void transpose(const float* src, int64_t ls, float* dst, int64_t ld) {
+    for (int i = 0; i < W; ++i)
+      for (int j = 0; j < W; ++j) dst[j * ld + i] = src[i * ls + j];
   }
 };

@@ -12,7 +12,8 @@ from . import ops  # defines the operator before the extension registers its ker
 from . import _extension
 from .functional import BACKENDS, fire
 from .models import SqueezeNet, squeezenet1_0, squeezenet1_1
-from .module import FusedFire, fuse_fire_modules, is_fire_like
+from .module import FusedFire, fuse_fire_modules, invalidate_packed_weights, is_fire_like
+from .pruning import FireSparsity, SparsityReport, prune_fire_modules, sparsity_report
 from .reference import Fire, fire_reference
 
 __version__ = "0.1.0"
@@ -28,7 +29,11 @@ __all__ = [
     "fire",
     "fire_reference",
     "fuse_fire_modules",
+    "prune_fire_modules",
     "refresh_packed_weights",
+    "sparsity_report",
+    "FireSparsity",
+    "SparsityReport",
     "is_fire_like",
     "squeezenet1_0",
     "squeezenet1_1",
@@ -62,7 +67,9 @@ def refresh_packed_weights() -> None:
     The kernels repack by themselves whenever a weight's version counter moves
     (optimizer steps, ``load_state_dict``, in-place ops on the parameter). Only
     writes through ``param.data``, which bypass version counters as they bypass
-    autograd, need this call before the next channels-last forward.
+    autograd, need this call before the next forward that uses packed weights
+    (channels-last inputs, sparse weights).
     """
+    invalidate_packed_weights()
     if _extension.C is not None:
         _extension.C.clear_hwc_pack_cache()

@@ -2,13 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from itertools import chain
+from typing import Callable, Iterator, Literal, Union
 
+import torch
 from torch import Tensor, nn
 
-from .functional import BACKENDS, Backend, fire
+from . import sparse as _sparse
+from .functional import BACKENDS, Backend, fire, resolve_backend
 
-__all__ = ["FusedFire", "fuse_fire_modules", "is_fire_like"]
+__all__ = [
+    "FusedFire",
+    "conv_weight",
+    "fire_like_modules",
+    "fuse_fire_modules",
+    "invalidate_packed_weights",
+    "is_fire_like",
+]
+
+SparseMode = Union[Literal["auto"], bool]
+
+# Bumped by invalidate_packed_weights(): every cached packing is then stale.
+_pack_epoch = 0
+
+
+def invalidate_packed_weights() -> None:
+    """Makes every FusedFire repack its sparse weights at its next forward."""
+    global _pack_epoch
+    _pack_epoch += 1
+
+
+def conv_weight(conv: nn.Module, name: str = "weight") -> Tensor | None:
+    """The weight (or bias) ``conv.forward`` would use. For a conv pruned with
+    ``torch.nn.utils.prune`` that is ``weight_orig * weight_mask``, which its forward
+    pre-hook only computes when the conv itself is called (FusedFire never calls it)."""
+    p = conv._parameters.get(name)
+    if p is not None:
+        return p
+    orig, mask = conv._parameters.get(name + "_orig"), conv._buffers.get(name + "_mask")
+    if orig is not None and mask is not None:
+        return orig * mask
+    return getattr(conv, name)  # None (no bias), or a parametrization's result
 
 
 def _is_conv(m: object, k: int, padding: int) -> bool:
@@ -44,6 +78,13 @@ def _fire_mismatch(m: nn.Module) -> str | None:
     return None
 
 
+def fire_like_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """(qualified name, module) of every Fire-shaped module of ``model``, itself included."""
+    for name, m in model.named_modules():
+        if is_fire_like(m):
+            yield name, m
+
+
 def is_fire_like(m: nn.Module) -> bool:
     """True if ``m`` has torchvision's Fire structure: Conv2d children ``squeeze`` (1x1),
     ``expand1x1`` (1x1) and ``expand3x3`` (3x3, padding 1) of matching channels, and
@@ -64,6 +105,14 @@ class FusedFire(nn.Module):
         backend: ``"auto"`` (C++ kernel on CPU, Triton on CUDA, reference otherwise),
             ``"cpp"``, ``"triton"`` or ``"torch"`` (the plain PyTorch reference).
             Can be changed at any time through the ``backend`` attribute.
+        sparse: ``"auto"`` runs the sparse C++ kernel when the weights are sparse
+            enough for it to beat the dense one (measured crossovers in
+            ``fire_kernels.sparse``); ``True`` runs it whatever the density, ``False``
+            never. Only inference uses it: whenever autograd needs gradients, and
+            under ``torch.compile``, the dense kernel runs. The packed weights are
+            derived, cached (not in ``state_dict``) and rebuilt whenever a weight's
+            version counter moves, the input width changes, or
+            ``fire_kernels.refresh_packed_weights()`` is called.
     """
 
     def __init__(
@@ -74,6 +123,7 @@ class FusedFire(nn.Module):
         expand3x3_planes: int,
         *,
         backend: Backend = "auto",
+        sparse: SparseMode = "auto",
     ) -> None:
         super().__init__()
         self.inplanes = inplanes
@@ -81,6 +131,8 @@ class FusedFire(nn.Module):
         self.expand1x1 = nn.Conv2d(squeeze_planes, expand1x1_planes, kernel_size=1)
         self.expand3x3 = nn.Conv2d(squeeze_planes, expand3x3_planes, kernel_size=3, padding=1)
         self.backend = backend
+        self.sparse = sparse
+        self._packed: tuple | None = None
 
     @property
     def backend(self) -> str:
@@ -92,8 +144,20 @@ class FusedFire(nn.Module):
             raise ValueError(f"unknown backend {value!r}; expected one of {', '.join(BACKENDS)}")
         self._backend = value
 
+    @property
+    def sparse(self) -> SparseMode:
+        return self._sparse
+
+    @sparse.setter
+    def sparse(self, value: SparseMode) -> None:
+        if value not in ("auto", True, False):
+            raise ValueError(f"sparse must be 'auto', True or False, got {value!r}")
+        self._sparse = value
+
     @classmethod
-    def from_fire(cls, fire_module: nn.Module, *, backend: Backend = "auto") -> FusedFire:
+    def from_fire(
+        cls, fire_module: nn.Module, *, backend: Backend = "auto", sparse: SparseMode = "auto"
+    ) -> FusedFire:
         """A FusedFire computing what ``fire_module`` computes, built on the SAME
         ``nn.Conv2d`` children (hence the same Parameter objects: optimizers that hold
         them keep working, and edits through either module are seen by both).
@@ -111,6 +175,8 @@ class FusedFire(nn.Module):
         fused.expand1x1 = fire_module.expand1x1
         fused.expand3x3 = fire_module.expand3x3
         fused.backend = backend
+        fused.sparse = sparse
+        fused._packed = None
         fused.train(fire_module.training)
         return fused
 
@@ -119,21 +185,58 @@ class FusedFire(nn.Module):
             raise ValueError(
                 f"FusedFire expected {self.inplanes} input channels, got {x.shape[1]}"
             )
-        # Straight from the dicts: nn.Module.__getattr__ would cost ~1.5 us per
-        # lookup, a few percent of a small Fire's forward.
         modules = self._modules
-        sq = modules["squeeze"]._parameters
-        e1 = modules["expand1x1"]._parameters
-        e3 = modules["expand3x3"]._parameters
-        return fire(
-            x, sq["weight"], sq["bias"], e1["weight"], e1["bias"], e3["weight"], e3["bias"],
-            backend=self._backend,
+        convs = (modules["squeeze"], modules["expand1x1"], modules["expand3x3"])
+        ws, we1, we3 = (conv_weight(c) for c in convs)
+        bs, be1, be3 = (conv_weight(c, "bias") for c in convs)
+        if self._sparse is not False and self._inference_on_cpp(x, convs):
+            packed = self._sparse_weights(x.shape[3], convs, ws, we1, we3)
+            if packed is not None:
+                return torch.ops.fire_kernels.fire_sparse(
+                    x, packed.squeeze_values, packed.squeeze_index, bs, packed.expand_values,
+                    packed.expand_index, be1, be3, ws.shape[0], we1.shape[0], we3.shape[0],
+                    packed.block, packed.width,
+                )
+        return fire(x, ws, bs, we1, be1, we3, be3, backend=self._backend)
+
+    def _inference_on_cpp(self, x: Tensor, convs) -> bool:
+        """Whether this forward may run the sparse kernel: the C++ backend, no
+        gradients wanted, not inside torch.compile."""
+        if x.dim() != 4 or resolve_backend(self._backend, x) != "cpp":
+            return False
+        if torch.compiler.is_compiling():
+            return False
+        if torch.is_grad_enabled() and (
+            x.requires_grad or any(p.requires_grad for c in convs for p in c.parameters())
+        ):
+            return False
+        return True
+
+    def _sparse_weights(self, width: int, convs, ws, we1, we3) -> _sparse.SparsePacked | None:
+        """The packed sparse weights for images `width` wide, or None where the
+        dense kernel is faster; cached until a weight changes."""
+        # The exact tensors (not their ids, which a new tensor can reuse) and their
+        # version counters, which every in-place change bumps.
+        tensors = tuple(
+            t for c in convs for t in chain(c._parameters.values(), c._buffers.values())
         )
+        versions = tuple(t._version for t in tensors)
+        key = (_pack_epoch, width, self._sparse, versions)
+        if self._packed is not None:
+            cached_key, cached_tensors, packed = self._packed
+            if cached_key == key and all(a is b for a, b in zip(cached_tensors, tensors)):
+                return packed
+        block = _sparse.choose_block(ws, we1, we3) if self._sparse is True else (
+            _sparse.sparse_pays(ws, we1, we3)
+        )
+        packed = None if block is None else _sparse.pack_sparse(ws, we1, we3, block, width)
+        self._packed = (key, tensors, packed)
+        return packed
 
     def extra_repr(self) -> str:
         return (
             f"{self.inplanes}, {self.squeeze.out_channels}, {self.expand1x1.out_channels}, "
-            f"{self.expand3x3.out_channels}, backend={self._backend!r}"
+            f"{self.expand3x3.out_channels}, backend={self._backend!r}, sparse={self._sparse!r}"
         )
 
 

@@ -1,0 +1,115 @@
+"""Running a Fire's pruned weights sparse: when it pays, in which format, and packing.
+
+The sparse kernel (``torch.ops.fire_kernels.fire_sparse``) skips zero weights. It
+groups output channels by ``block`` (1, or 4 that share their nonzero positions) and
+does work in proportion to the *entries* of the packed weights: nonzero weights for
+block 1, nonzero blocks x 4 for block 4. Whether that beats the dense fused kernel
+depends on this "work density"; the crossovers below were measured on the project's
+CPU (``benchmarks/bench_sparse.py``, see ``benchmarks/RESULTS.md``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "SPARSE_MAX_WORK_DENSITY",
+    "SparsePacked",
+    "choose_block",
+    "pack_sparse",
+    "packed_nbytes",
+    "work_density",
+]
+
+#: The largest work density (block -> fraction of the dense MACs) at which the sparse
+#: kernel still beats the dense fused kernel.
+SPARSE_MAX_WORK_DENSITY = {1: 0.35, 4: 0.65}
+
+# Block 4 is used when the zeros are that well aligned to blocks of 4 channels:
+# its entries do at most this much more work than block 1's.
+_BLOCK4_MAX_EXTRA_WORK = 1.15
+
+
+class SparsePacked(NamedTuple):
+    """The arguments ``fire_sparse`` takes besides the input and the biases."""
+
+    squeeze_values: Tensor
+    squeeze_index: Tensor
+    expand_values: Tensor
+    expand_index: Tensor
+    block: int
+    width: int
+
+
+def _expand_matrix(expand1x1_weight: Tensor, expand3x3_weight: Tensor) -> Tensor:
+    """The two expands as one (E1 + E3, S, 9) conv, the 1x1 as the centre tap."""
+    e1, s = expand1x1_weight.shape[:2]
+    w1 = torch.zeros(e1, s, 9, dtype=expand1x1_weight.dtype, device=expand1x1_weight.device)
+    w1[:, :, 4] = expand1x1_weight.detach().reshape(e1, s)
+    return torch.cat([w1, expand3x3_weight.detach().reshape(expand3x3_weight.shape[0], s, 9)])
+
+
+def _entries(w: Tensor, block: int) -> int:
+    """Entries of a (O, positions...) weight packed in groups of `block` channels:
+    the (group, position) pairs where any channel of the group is nonzero."""
+    nz = w.reshape(w.shape[0], -1) != 0
+    groups = -(-nz.shape[0] // block)
+    padded = torch.zeros(groups * block, nz.shape[1], dtype=torch.bool, device=nz.device)
+    padded[: nz.shape[0]] = nz
+    return int(padded.view(groups, block, -1).any(1).sum())
+
+
+def work_density(
+    squeeze_weight: Tensor, expand1x1_weight: Tensor, expand3x3_weight: Tensor, block: int
+) -> float:
+    """The sparse kernel's MACs as a fraction of the dense kernel's (every weight is
+    one MAC per pixel, so this is entries x block / weights)."""
+    expand = _expand_matrix(expand1x1_weight, expand3x3_weight)
+    dense = squeeze_weight.numel() + expand1x1_weight.numel() + expand3x3_weight.numel()
+    entries = _entries(squeeze_weight, block) + _entries(expand, block)
+    # The 1x1 as the centre tap adds no work: its off-centre positions are zero.
+    return entries * block / dense
+
+
+def choose_block(squeeze_weight: Tensor, expand1x1_weight: Tensor, expand3x3_weight: Tensor) -> int:
+    """4 if the weights' zeros come in blocks of 4 output channels (as
+    ``prune_fire_modules(block=4)`` leaves them), else 1."""
+    w = (squeeze_weight, expand1x1_weight, expand3x3_weight)
+    d1, d4 = work_density(*w, 1), work_density(*w, 4)
+    return 4 if d4 <= _BLOCK4_MAX_EXTRA_WORK * d1 else 1
+
+
+def sparse_pays(
+    squeeze_weight: Tensor, expand1x1_weight: Tensor, expand3x3_weight: Tensor
+) -> int | None:
+    """The block to run these weights sparse with, or None if dense is faster."""
+    block = choose_block(squeeze_weight, expand1x1_weight, expand3x3_weight)
+    density = work_density(squeeze_weight, expand1x1_weight, expand3x3_weight, block)
+    return block if density <= SPARSE_MAX_WORK_DENSITY[block] else None
+
+
+def pack_sparse(
+    squeeze_weight: Tensor, expand1x1_weight: Tensor, expand3x3_weight: Tensor, block: int,
+    width: int,
+) -> SparsePacked:
+    """The weights in the sparse kernel's format, for images ``width`` pixels wide."""
+    packed = torch.ops.fire_kernels.pack_sparse(
+        squeeze_weight.detach(), expand1x1_weight.detach(), expand3x3_weight.detach(), block, width
+    )
+    return SparsePacked(*packed, block, width)
+
+
+def packed_nbytes(
+    squeeze_weight: Tensor, expand1x1_weight: Tensor, expand3x3_weight: Tensor, block: int
+) -> int:
+    """Bytes of the packed weights: per entry a 4-byte position and `block` 4-byte
+    values, per group a 4-byte start (plus one)."""
+    expand = _expand_matrix(expand1x1_weight, expand3x3_weight)
+    total = 0
+    for w in (squeeze_weight, expand):
+        groups = -(-w.shape[0] // block)
+        total += _entries(w, block) * (4 + 4 * block) + 4 * (groups + 1)
+    return total
