@@ -8,7 +8,7 @@ import torch
 from torch._prims_common import suggest_memory_format
 
 import fire_kernels as fk
-from conftest import SQUEEZENET_LAYERS, assert_close_to_reference, fire_weights, make_fire
+from conftest import ODD_SHAPES, SQUEEZENET_LAYERS, assert_close_to_reference, fire_weights, make_fire
 
 pytestmark = pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
 
@@ -30,18 +30,6 @@ def test_squeezenet_layers(cfg, hw, batch, isa):
         assert_close_to_reference(out, m(x))
 
 
-ODD_SHAPES = [
-    # (N, C, S, E1, E3, H, W)
-    (1, 3, 1, 1, 1, 1, 1),  # everything minimal
-    (2, 3, 2, 5, 7, 1, 1),  # 1x1 images: every 3x3 tap but the centre is padding
-    (1, 3, 16, 64, 64, 1, 37),  # one row
-    (1, 3, 16, 64, 64, 37, 1),  # one column
-    (3, 7, 5, 7, 13, 9, 11),  # channel counts that fill no tile
-    (1, 64, 1, 3, 5, 8, 8),  # squeeze of 1
-    (1, 33, 64, 70, 50, 70, 70),  # many bands per image, band edges inside rows
-    (1, 20, 8, 24, 40, 2, 300),  # wide strip: bands inside one long row
-    (5, 40, 24, 8, 16, 5, 3),  # more images than bands
-]
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=["nchw", "channels_last"])

@@ -1,0 +1,360 @@
+"""Sparse weights: the pruning helper, the sparse kernel against the reference on
+pruned weights, FusedFire's automatic choice and its packed-weight cache."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+import fire_kernels as fk
+from conftest import ODD_SHAPES, assert_close_to_reference, fire_weights, make_fire
+from fire_kernels.sparse import pack_sparse, packed_nbytes, work_density
+
+needs_cpp = pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
+FORMATS = [torch.contiguous_format, torch.channels_last]
+FORMAT_IDS = ["nchw", "channels_last"]
+DENSITIES = [1.0, 0.5, 0.3, 0.1, 0.02, 0.0]
+
+
+def pruned_fire(c, s, e1, e3, density, block, seed=0) -> fk.Fire:
+    m = make_fire(c, s, e1, e3, seed=seed)
+    fk.prune_fire_modules(m, 1.0 - density, block=block)
+    return m
+
+
+def run_sparse(x, m, block):
+    packed = pack_sparse(m.squeeze.weight, m.expand1x1.weight, m.expand3x3.weight, block, x.shape[3])
+    return torch.ops.fire_kernels.fire_sparse(
+        x, packed.squeeze_values, packed.squeeze_index, m.squeeze.bias, packed.expand_values,
+        packed.expand_index, m.expand1x1.bias, m.expand3x3.bias, m.squeeze.out_channels,
+        m.expand1x1.out_channels, m.expand3x3.out_channels, block, x.shape[3],
+    )
+
+
+# ---------------------------------------------------------------- pruning helper
+
+
+@pytest.mark.parametrize("amount", [0.0, 0.25, 0.5, 0.9, 0.97, 1.0])
+def test_prune_reaches_exact_density_per_layer(amount):
+    m = make_fire(30, 10, 14, 18)
+    fk.prune_fire_modules(m, amount)
+    for conv in (m.squeeze, m.expand1x1, m.expand3x3):
+        n = conv.weight.numel()
+        assert int((conv.weight == 0).sum()) == round(amount * n)
+        # The survivors are the largest: every kept |w| >= every pruned original |w|.
+    ref = make_fire(30, 10, 14, 18)
+    for conv, orig in zip((m.squeeze, m.expand3x3), (ref.squeeze, ref.expand3x3)):
+        kept = conv.weight != 0
+        if kept.any() and (~kept).any():
+            assert orig.weight.abs()[kept].min() >= orig.weight.abs()[~kept].max()
+
+
+@pytest.mark.parametrize("out_channels", [8, 13, 3])
+def test_prune_blocks_of_four_output_channels(out_channels):
+    m = make_fire(12, 6, out_channels, out_channels)
+    fk.prune_fire_modules(m, 0.5, block=4)
+    for conv in (m.expand1x1, m.expand3x3):
+        w = conv.weight.flatten(1)
+        groups = -(-w.shape[0] // 4)
+        zero_blocks = 0
+        for g in range(groups):
+            block = w[4 * g : 4 * g + 4]  # the last one may be partial
+            zero_pos = (block == 0).all(0)
+            # a position is pruned for the whole block or not at all
+            assert torch.equal((block == 0).any(0), zero_pos)
+            zero_blocks += int(zero_pos.sum())
+        assert zero_blocks == round(0.5 * groups * w.shape[1])
+
+
+def test_prune_global_scope():
+    model = nn.Sequential(make_fire(16, 8, 8, 8), make_fire(16, 8, 8, 8, seed=1))
+    with torch.no_grad():
+        model[1].expand3x3.weight.mul_(10)  # much larger weights survive global pruning
+    fk.prune_fire_modules(model, 0.8, scope="global")
+    convs = [getattr(f, n) for f in model for n in ("squeeze", "expand1x1", "expand3x3")]
+    total = sum(c.weight.numel() for c in convs)
+    assert sum(int((c.weight == 0).sum()) for c in convs) == round(0.8 * total)
+    # One threshold for all: nearly all survivors are the scaled-up weights.
+    kept = total - round(0.8 * total)
+    assert int((model[1].expand3x3.weight != 0).sum()) > 0.9 * kept
+    assert (model[0].expand3x3.weight != 0).float().mean() < 0.1
+
+
+def test_prune_respects_torch_prune_masks():
+    m = make_fire(16, 8, 12, 12)
+    torch_prune.l1_unstructured(m.expand3x3, "weight", amount=0.3)
+    first_mask = m.expand3x3.weight_mask.clone()
+    fk.prune_fire_modules(m, 0.6, convs=["expand3x3"])
+    final = m.expand3x3.weight_orig * m.expand3x3.weight_mask
+    assert int((final == 0).sum()) == round(0.6 * final.numel())
+    assert torch.all(final[first_mask == 0] == 0)  # what torch pruned stays pruned
+    # FusedFire reads the masked weight (its pre-hook never runs: the conv is not called).
+    fused = fk.FusedFire.from_fire(m)
+    x = torch.randn(2, 16, 6, 7)
+    with torch.no_grad():
+        assert_close_to_reference(fused(x), m(x))
+
+
+def test_prune_rejects_bad_arguments():
+    m = make_fire(8, 4, 4, 4)
+    for amount in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=r"amount must be in \[0, 1\]"):
+            fk.prune_fire_modules(m, amount)
+    with pytest.raises(ValueError, match="block must be 1 or 4"):
+        fk.prune_fire_modules(m, 0.5, block=2)
+    with pytest.raises(ValueError, match="scope"):
+        fk.prune_fire_modules(m, 0.5, scope="model")
+    with pytest.raises(ValueError, match="unknown convs"):
+        fk.prune_fire_modules(m, 0.5, convs=["expand5x5"])
+
+
+def test_sparsity_report():
+    model = fk.squeezenet1_1()
+    fk.prune_fire_modules(model, 0.9)
+    report = fk.sparsity_report(model, block=1)
+    assert len(report.fires) == 8
+    fire = report.fires[0]
+    assert fire.name == "features.3"
+    assert fire.nonzeros["expand3x3"] == round(0.1 * 64 * 16 * 9)
+    assert abs(report.density - 0.1) < 1e-3
+    assert report.packed_bytes < 0.25 * report.dense_bytes
+    text = str(report)
+    assert "features.3" in text and "total" in text
+
+
+@needs_cpp
+def test_packed_bytes_are_the_packed_tensors():
+    m = pruned_fire(24, 8, 16, 20, 0.3, 1)
+    for block in (1, 4):
+        p = pack_sparse(m.squeeze.weight, m.expand1x1.weight, m.expand3x3.weight, block, 9)
+        actual = sum(t.numel() * t.element_size() for t in p[:4])
+        assert packed_nbytes(m.squeeze.weight, m.expand1x1.weight, m.expand3x3.weight, block) == actual
+
+
+# ---------------------------------------------------------------- the sparse kernel
+
+
+@needs_cpp
+@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+@pytest.mark.parametrize("block", [1, 4])
+@pytest.mark.parametrize("density", DENSITIES)
+def test_sparse_kernel_densities(density, block, fmt, isa):
+    m = pruned_fire(40, 16, 24, 40, density, block)
+    x = torch.randn(2, 40, 11, 13).to(memory_format=fmt)
+    out = run_sparse(x, m, block)
+    assert out.is_contiguous(memory_format=fmt)
+    assert_close_to_reference(out, m(x))
+
+
+@needs_cpp
+def test_all_zero_weights_give_relu_of_bias():
+    m = pruned_fire(10, 4, 6, 6, 0.0, 1)
+    x = torch.randn(1, 10, 5, 5)
+    out = run_sparse(x, m, 1)
+    expected = torch.relu(torch.cat([m.expand1x1.bias, m.expand3x3.bias])).view(1, 12, 1, 1)
+    torch.testing.assert_close(out, expected.expand(1, 12, 5, 5))
+
+
+@needs_cpp
+@pytest.mark.parametrize("block", [1, 4])
+def test_empty_rows_and_partial_blocks(block, isa):
+    """Output channels with no nonzero weight, squeeze channels pruned away, and
+    channel counts that end in a partial block of 4."""
+    m = pruned_fire(17, 9, 7, 13, 0.4, block)
+    with torch.no_grad():
+        m.squeeze.weight[3] = 0
+        m.expand1x1.weight[0] = 0
+        m.expand3x3.weight[5:9] = 0
+        m.expand3x3.weight[12] = 0
+    for fmt in FORMATS:
+        x = torch.randn(3, 17, 8, 9).to(memory_format=fmt)
+        assert_close_to_reference(run_sparse(x, m, block), m(x))
+
+
+@needs_cpp
+@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+@pytest.mark.parametrize("shape", ODD_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_sparse_odd_shapes(shape, fmt, isa):
+    n, c, s, e1, e3, h, w = shape
+    for block in (1, 4):
+        m = pruned_fire(c, s, e1, e3, 0.2, block, seed=sum(shape))
+        x = torch.randn(n, c, h, w).to(memory_format=fmt)
+        assert_close_to_reference(run_sparse(x, m, block), m(x))
+
+
+@needs_cpp
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_sparse_thread_splits_agree(threads):
+    m = pruned_fire(32, 16, 40, 56, 0.2, 1)
+    for batch in (1, 3):
+        x = torch.randn(batch, 32, 21, 21)
+        torch.set_num_threads(1)
+        expected = run_sparse(x, m, 1)
+        torch.set_num_threads(threads)
+        torch.testing.assert_close(run_sparse(x, m, 1), expected, atol=0, rtol=0)
+
+
+@needs_cpp
+@pytest.mark.parametrize("k", range(3))
+def test_sparse_opcheck(k):
+    m = pruned_fire(10, 6, 7, 9, 0.3, [1, 4, 1][k])
+    x = torch.randn(2, 10, 5, 6)
+    if k == 2:
+        x = x.to(memory_format=torch.channels_last)
+    block = [1, 4, 1][k]
+    p = pack_sparse(m.squeeze.weight, m.expand1x1.weight, m.expand3x3.weight, block, 6)
+    args = (x, p.squeeze_values, p.squeeze_index, m.squeeze.bias, p.expand_values,
+            p.expand_index, m.expand1x1.bias, m.expand3x3.bias, 6, 7, 9, block, 6)
+    detached = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
+    torch.library.opcheck(torch.ops.fire_kernels.fire_sparse.default, detached)
+    torch.library.opcheck(
+        torch.ops.fire_kernels.pack_sparse.default,
+        (m.squeeze.weight.detach(), m.expand1x1.weight.detach(), m.expand3x3.weight.detach(),
+         block, 6),
+        test_utils=("test_schema", "test_faketensor"),
+    )
+
+
+@needs_cpp
+def test_sparse_op_compiles_fullgraph():
+    m = pruned_fire(12, 6, 8, 8, 0.2, 4)
+    p = pack_sparse(m.squeeze.weight, m.expand1x1.weight, m.expand3x3.weight, 4, 7)
+    b = [t.detach() for t in (m.squeeze.bias, m.expand1x1.bias, m.expand3x3.bias)]
+
+    def f(x):
+        return torch.ops.fire_kernels.fire_sparse(
+            x, p.squeeze_values, p.squeeze_index, b[0], p.expand_values, p.expand_index, b[1],
+            b[2], 6, 8, 8, 4, 7,
+        ) * 2
+
+    x = torch.randn(2, 12, 5, 7)
+    with torch.no_grad():
+        assert_close_to_reference(torch.compile(f, fullgraph=True)(x), 2 * m(x))
+
+
+@needs_cpp
+def test_sparse_op_rejects_bad_packing():
+    m = pruned_fire(12, 6, 8, 8, 0.3, 1)
+    p = pack_sparse(m.squeeze.weight, m.expand1x1.weight, m.expand3x3.weight, 1, 7)
+    b = (m.squeeze.bias, m.expand1x1.bias, m.expand3x3.bias)
+    x = torch.randn(1, 12, 5, 7)
+
+    def call(x, sq_index=p.squeeze_index, ex_index=p.expand_index, width=7):
+        return torch.ops.fire_kernels.fire_sparse(
+            x, p.squeeze_values, sq_index, b[0], p.expand_values, ex_index, b[1], b[2], 6, 8, 8,
+            1, width,
+        )
+
+    with pytest.raises(RuntimeError, match="packed for images 7 wide, the input is 9 wide"):
+        call(torch.randn(1, 12, 5, 9), width=7)
+    bad = p.squeeze_index.clone()
+    bad[-1] = 99  # an input channel that does not exist
+    with pytest.raises(RuntimeError, match="positions outside"):
+        call(x, sq_index=bad)
+    bad = p.expand_index.clone()
+    bad[-1] = 10**8  # far outside the squeeze buffers
+    with pytest.raises(RuntimeError, match="positions outside"):
+        call(x, ex_index=bad)
+    with pytest.raises(RuntimeError, match="row starts"):
+        call(x, sq_index=p.squeeze_index[:3])
+
+
+# ---------------------------------------------------------------- FusedFire's choice
+
+
+def _mode(fused: fk.FusedFire):
+    """What the last forward ran: None (dense, or not cached yet) or the packed weights."""
+    return None if fused._packed is None else fused._packed[2]
+
+
+@needs_cpp
+def test_auto_runs_sparse_only_when_it_pays():
+    sparse = fk.FusedFire.from_fire(pruned_fire(32, 16, 32, 32, 0.1, 1))
+    dense = fk.FusedFire.from_fire(pruned_fire(32, 16, 32, 32, 0.9, 1))
+    blocky = fk.FusedFire.from_fire(pruned_fire(32, 16, 32, 32, 0.5, 4))
+    x = torch.randn(1, 32, 9, 9)
+    with torch.no_grad():
+        for m in (sparse, dense, blocky):
+            m(x)
+    assert _mode(sparse) is not None and _mode(sparse).block == 1
+    assert _mode(dense) is None
+    assert _mode(blocky) is not None and _mode(blocky).block == 4
+
+
+@needs_cpp
+def test_sparse_override_and_gradients_use_dense():
+    ref = pruned_fire(16, 8, 8, 8, 0.9, 1)
+    m = fk.FusedFire.from_fire(copy.deepcopy(ref), sparse=True)
+    x = torch.randn(2, 16, 6, 6)
+    with torch.no_grad():
+        assert_close_to_reference(m(x), ref(x))
+    assert _mode(m) is not None
+    # Training needs gradients: the dense op runs (the sparse one has no backward).
+    x.requires_grad_()
+    m(x).sum().backward()
+    assert x.grad is not None and m.expand3x3.weight.grad is not None
+    m.sparse = False
+    m._packed = None
+    with torch.no_grad():
+        m(x)
+    assert _mode(m) is None
+    with pytest.raises(ValueError, match="sparse must be"):
+        m.sparse = "yes"
+
+
+@needs_cpp
+@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+def test_sparse_weight_edits_are_seen(fmt):
+    ref = pruned_fire(16, 8, 12, 12, 0.1, 1)
+    fused = fk.FusedFire.from_fire(ref, sparse=True)
+    x = torch.randn(2, 16, 7, 7).to(memory_format=fmt)
+
+    def check():
+        with torch.no_grad():
+            assert_close_to_reference(fused(x), ref(x))
+        assert _mode(fused) is not None
+
+    check()
+    with torch.no_grad():
+        fused.expand3x3.weight.mul_(-2)
+    check()
+    fused.load_state_dict(pruned_fire(16, 8, 12, 12, 0.1, 1, seed=5).state_dict())
+    check()
+    fused.expand1x1.weight.data.zero_()  # bypasses version counters ...
+    fk.refresh_packed_weights()  # ... so tell the cache
+    check()
+    ref.squeeze.bias = nn.Parameter(torch.randn(8))
+    check()
+    x = torch.randn(1, 16, 7, 10).to(memory_format=fmt)  # another width: repacked
+    check()
+
+
+@needs_cpp
+@pytest.mark.parametrize("block", [1, 4])
+def test_pruned_squeezenet_runs_sparse(block):
+    torch.manual_seed(0)
+    model = fk.squeezenet1_1().eval()
+    fk.prune_fire_modules(model, 0.9, block=block)
+    ref = copy.deepcopy(model)
+    fk.fuse_fire_modules(model)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        for fmt in FORMATS:
+            model.to(memory_format=fmt)
+            ref.to(memory_format=fmt)
+            out, expected = model(x.to(memory_format=fmt)), ref(x.to(memory_format=fmt))
+            assert_close_to_reference(out, expected)
+    fused = [m for m in model.modules() if isinstance(m, fk.FusedFire)]
+    assert all(_mode(m) is not None and _mode(m).block == block for m in fused)
+    assert list(model.state_dict()) == list(ref.state_dict())  # packed buffers are not saved
+
+
+def test_work_density():
+    m = pruned_fire(16, 8, 8, 8, 0.25, 4)
+    w = (m.squeeze.weight, m.expand1x1.weight, m.expand3x3.weight)
+    assert abs(work_density(*w, 4) - 0.25) < 0.05
+    assert work_density(*w, 1) <= work_density(*w, 4) + 1e-9
