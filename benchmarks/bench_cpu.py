@@ -14,63 +14,27 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import datetime
-import io
-import math
-import platform
 import sys
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
 import fire_kernels as fk
-from fire_kernels.models import FIRE_CONFIGS
-from fire_kernels.timing import fire_macs, interleaved_medians, matmul_peak_gflops
+from fire_kernels.benchmarking import (
+    LAYERS,
+    append_csv,
+    cpu_model,
+    fire_macs,
+    geomean,
+    interleaved_medians,
+    matmul_peak_gflops,
+    onnx_session,
+)
 
-SPATIAL = {"1_0": [54, 54, 54, 27, 27, 27, 27, 13], "1_1": [55, 55, 27, 27, 13, 13, 13, 13]}
-LAYERS = {
-    f"v{v}-fire{k + 2}": (cfg, hw)
-    for v, cfgs in FIRE_CONFIGS.items()
-    for k, (cfg, hw) in enumerate(zip(cfgs, SPATIAL[v]))
-}
 NETWORKS = {"squeezenet1_1": fk.squeezenet1_1, "squeezenet1_0": fk.squeezenet1_0}
 CL = torch.channels_last
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def onnx_session(model: nn.Module, x: torch.Tensor, threads: int):
-    """An ONNX Runtime CPU session for `model` (all graph optimisations, so its
-    NCHWc layout transformer runs), or None if onnxruntime is not installed."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return None
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17, input_names=["x"])
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # ORT's pool threads otherwise spin after each run and steal the cores
-    # from whichever candidate is timed next.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
-    feed = {"x": x.contiguous().numpy()}
-    return lambda: session.run(None, feed)
 
 
 def candidates(
@@ -112,10 +76,6 @@ def measure(eager: nn.Module, x: torch.Tensor, args: argparse.Namespace) -> dict
                 raise AssertionError(f"{name} disagrees with eager PyTorch: rel. error {err:.1e}")
         times = interleaved_medians(list(runs.values()), repeats=args.repeats)
     return dict(zip(runs, times))
-
-
-def geomean(xs: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in xs) / len(xs))
 
 
 def main() -> int:
@@ -166,12 +126,7 @@ def main() -> int:
                                  gflops=float("nan"), peak_gflops=peak))
         print_network_table(batch, net_table)
 
-    new = not args.csv.exists()
-    with args.csv.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
+    append_csv(args.csv, rows)
     print(f"appended {len(rows)} rows to {args.csv}")
     return 0
 

@@ -11,7 +11,7 @@ import torch
 from . import _extension
 from .models import squeezenet1_1
 from .module import FusedFire, fuse_fire_modules
-from .timing import interleaved_medians
+from .benchmarking import interleaved_medians
 
 
 def _demo(args: argparse.Namespace) -> int:

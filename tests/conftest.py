@@ -6,15 +6,10 @@ import pytest
 import torch
 
 import fire_kernels as fk
-from fire_kernels.models import FIRE_CONFIGS
+from fire_kernels.benchmarking import LAYERS
 
-# (version, layer, inplanes, squeeze, expand1x1, expand3x3, H=W) of SPEC §4.
-SQUEEZENET_SPATIAL = {"1_0": [54, 54, 54, 27, 27, 27, 27, 13], "1_1": [55, 55, 27, 27, 13, 13, 13, 13]}
-SQUEEZENET_LAYERS = [
-    pytest.param(cfg, hw, id=f"v{version}-fire{k + 2}")
-    for version, cfgs in FIRE_CONFIGS.items()
-    for k, (cfg, hw) in enumerate(zip(cfgs, SQUEEZENET_SPATIAL[version]))
-]
+# The 16 Fire layers of SPEC §4 as (inplanes, squeeze, expand1x1, expand3x3), H = W.
+SQUEEZENET_LAYERS = [pytest.param(cfg, hw, id=name) for name, (cfg, hw) in LAYERS.items()]
 
 
 ODD_SHAPES = [

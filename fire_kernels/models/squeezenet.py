@@ -13,7 +13,7 @@ from torch.nn import init
 
 from ..reference import Fire
 
-__all__ = ["SqueezeNet", "squeezenet1_0", "squeezenet1_1", "FIRE_CONFIGS"]
+__all__ = ["SqueezeNet", "squeezenet1_0", "squeezenet1_1", "FIRE_CONFIGS", "FIRE_SPATIAL"]
 
 # (inplanes, squeeze, expand1x1, expand3x3) of fire2 .. fire9, per version.
 FIRE_CONFIGS: dict[str, list[tuple[int, int, int, int]]] = {
@@ -37,6 +37,13 @@ FIRE_CONFIGS: dict[str, list[tuple[int, int, int, int]]] = {
         (384, 64, 256, 256),
         (512, 64, 256, 256),
     ],
+}
+
+
+# Height = width of the input of fire2 .. fire9 for a 224x224 image.
+FIRE_SPATIAL: dict[str, list[int]] = {
+    "1_0": [54, 54, 54, 27, 27, 27, 27, 13],
+    "1_1": [55, 55, 27, 27, 13, 13, 13, 13],
 }
 
 
