@@ -1,0 +1,265 @@
+"""Sparsity sweep of the sparse fused Fire kernel (SPEC §5, issue #3).
+
+For each SqueezeNet Fire layer, batch size, sparsity and structure (unstructured, or
+blocks of 4 output channels), the layer is pruned by magnitude and these run on the
+same (zeroed) weights, interleaved in one process:
+
+  eager_nchw, eager_cl   the dense PyTorch Fire, NCHW / channels last
+  dense_nchw             the dense fused kernel (FusedFire, sparse=False)
+  sparse_nchw, sparse_cl the sparse fused kernel (FusedFire, sparse=True)
+  auto_nchw              FusedFire's automatic choice (sparse="auto")
+  csr                    what a user would try with torch.sparse: the 1x1 convs as
+                         CSR @ activations, the 3x3 as CSR @ im2col
+  onnxruntime            ONNX Runtime's CPU execution provider (dense)
+
+plus whole SqueezeNet 1.1 with its Fires pruned. Prints markdown tables, appends to a
+long-format CSV and draws speedup against sparsity.
+
+    python benchmarks/bench_sparse.py --plot benchmarks/sparse_speedup.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import fire_kernels as fk
+from fire_kernels.benchmarking import (
+    LAYERS,
+    append_csv,
+    cpu_model,
+    geomean,
+    interleaved_medians,
+    onnx_session,
+)
+
+STRUCTURES = {"unstructured": 1, "block4": 4}
+CL = torch.channels_last
+
+
+class CsrFire:
+    """The Fire with torch.sparse CSR matmuls: squeeze and expand 1x1 as
+    CSR @ activations, expand 3x3 as CSR @ im2col (F.unfold)."""
+
+    def __init__(self, fire: nn.Module) -> None:
+        s, c = fire.squeeze.weight.shape[:2]
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore")
+            self.ws = fire.squeeze.weight.detach().reshape(s, c).to_sparse_csr()
+            self.we1 = fire.expand1x1.weight.detach().reshape(-1, s).to_sparse_csr()
+            self.we3 = fire.expand3x3.weight.detach().reshape(-1, 9 * s).to_sparse_csr()
+        self.bs, self.be1, self.be3 = (
+            getattr(fire, n).bias.detach()[:, None] for n in ("squeeze", "expand1x1", "expand3x3")
+        )
+
+    def __call__(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        s = torch.relu(self.ws @ x.transpose(0, 1).reshape(c, -1) + self.bs)  # (S, N*H*W)
+        cols = F.unfold(s.reshape(-1, n, h, w).transpose(0, 1), 3, padding=1)  # (N, 9S, HW)
+        cols = cols.transpose(0, 1).reshape(cols.shape[1], -1)
+        e1 = torch.relu(self.we1 @ s + self.be1)
+        e3 = torch.relu(self.we3 @ cols + self.be3)
+        return torch.cat([e1, e3]).reshape(-1, n, h, w).transpose(0, 1)
+
+
+def fused(model: nn.Module, sparse) -> nn.Module:
+    """A copy of `model` with FusedFire modules running `sparse` ("auto", True, False)."""
+    m = copy.deepcopy(model)
+    if isinstance(m, fk.Fire):
+        return fk.FusedFire.from_fire(m, sparse=sparse)
+    fk.fuse_fire_modules(m)
+    for f in m.modules():
+        if isinstance(f, fk.FusedFire):
+            f.sparse = sparse
+    return m
+
+
+def candidates(model: nn.Module, x: Tensor, args) -> dict[str, object]:
+    x_cl = x.to(memory_format=CL)
+    eager_cl = copy.deepcopy(model).to(memory_format=CL)
+    dense, sparse, auto = fused(model, False), fused(model, True), fused(model, "auto")
+    sparse_cl = fused(model, True).to(memory_format=CL)
+    runs = {
+        "eager_nchw": lambda: model(x),
+        "eager_cl": lambda: eager_cl(x_cl),
+        "dense_nchw": lambda: dense(x),
+        "sparse_nchw": lambda: sparse(x),
+        "sparse_cl": lambda: sparse_cl(x_cl),
+        "auto_nchw": lambda: auto(x),
+    }
+    if args.csr and isinstance(model, fk.Fire):
+        csr = CsrFire(model)
+        runs["csr"] = lambda: csr(x)
+    if args.onnx:
+        session = onnx_session(model, x, args.threads)
+        if session is not None:
+            runs["onnxruntime"] = session
+    return runs
+
+
+def measure(model: nn.Module, x: Tensor, args, repeats: int) -> dict[str, float]:
+    runs = candidates(model, x, args)
+    with torch.inference_mode():
+        expected = model(x)
+        scale = max(expected.abs().max().item(), 1.0)
+        for name, fn in runs.items():
+            out = fn()
+            out = torch.as_tensor(out[0]) if isinstance(out, list) else out
+            err = (out - expected).abs().max().item() / scale
+            if err > 1e-3:
+                raise AssertionError(f"{name} disagrees with eager PyTorch: rel. error {err:.1e}")
+        times = interleaved_medians(list(runs.values()), repeats=repeats)
+    return dict(zip(runs, times))
+
+
+def pruned_fire(cfg, sparsity: float, block: int, seed: int) -> fk.Fire:
+    torch.manual_seed(seed)
+    fire = fk.Fire(*cfg).eval()
+    return fk.prune_fire_modules(fire, sparsity / 100, block=block)
+
+
+RATIOS = {  # column -> (baseline, candidate)
+    "sparse vs eager": ("eager_nchw", "sparse_nchw"),
+    "sparse vs eager (CL)": ("eager_cl", "sparse_cl"),
+    "sparse vs dense fused": ("dense_nchw", "sparse_nchw"),
+    "auto vs dense fused": ("dense_nchw", "auto_nchw"),
+    "sparse vs csr": ("csr", "sparse_nchw"),
+    "sparse vs onnxruntime": ("onnxruntime", "sparse_nchw"),
+}
+
+
+def print_layer_tables(results, args) -> dict:
+    """Markdown tables per (batch, structure); returns the geomeans per sparsity."""
+    summary = {}
+    for batch in args.batches:
+        for structure in args.structures:
+            print(f"## Fire layers, batch {batch}, {structure} (ratios = baseline time / candidate time)\n")
+            names = [n for n in RATIOS if all(b in results[(batch, structure, args.sparsities[0], args.layers[0])] for b in RATIOS[n])]
+            print("| sparsity | " + " | ".join(f"{n} (geomean, min)" for n in names) + " |")
+            print("|---|" + "---|" * len(names))
+            for sp in args.sparsities:
+                cells = []
+                for n in names:
+                    base, cand = RATIOS[n]
+                    r = [results[(batch, structure, sp, layer)][base] / results[(batch, structure, sp, layer)][cand] for layer in args.layers]
+                    summary[(batch, structure, sp, n)] = geomean(r)
+                    cells.append(f"{geomean(r):.2f}x ({min(r):.2f}x)")
+                print(f"| {sp}% | " + " | ".join(cells) + " |")
+            print()
+    return summary
+
+
+def print_network_table(net_results) -> None:
+    if not net_results:
+        return
+    print("## SqueezeNet 1.1, Fires pruned (rest of the network dense, eager)\n")
+    names = list(next(iter(net_results.values())))
+    print("| batch | sparsity | structure | " + " | ".join(f"{n} ms" for n in names) + " | sparse_cl vs eager_cl | sparse_nchw vs eager_nchw |")
+    print("|---|---|---|" + "---|" * (len(names) + 2))
+    for (batch, sp, structure), t in net_results.items():
+        print(f"| {batch} | {sp}% | {structure} | " + " | ".join(f"{t[n] * 1e3:.2f}" for n in names)
+              + f" | {t['eager_cl'] / t['sparse_cl']:.2f}x | {t['eager_nchw'] / t['sparse_nchw']:.2f}x |")
+    print()
+
+
+def plot(summary, args, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(args.batches), figsize=(6 * len(args.batches), 4.2), squeeze=False)
+    for ax, batch in zip(axes[0], args.batches):
+        for structure in args.structures:
+            for column, style in (("sparse vs eager", "-o"), ("sparse vs csr", ":x")):
+                ys = [summary.get((batch, structure, sp, column)) for sp in args.sparsities]
+                if None in ys:
+                    continue
+                label = f"{structure}: " + ("fused sparse vs eager dense" if column == "sparse vs eager" else "fused sparse vs torch CSR")
+                ax.plot(args.sparsities, ys, style, label=label)
+        ys = [summary.get((batch, args.structures[0], sp, "sparse vs dense fused")) for sp in args.sparsities]
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_title(f"batch {batch}: geomean over {len(args.layers)} Fire layers, {args.threads} threads")
+        ax.set_xlabel("sparsity (%)")
+        ax.set_ylabel("speedup (x)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"fire_kernels sparse Fire, {cpu_model()}, {datetime.date.today()}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    print(f"wrote {path}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layers", nargs="*", default=list(LAYERS), choices=list(LAYERS))
+    parser.add_argument("--batches", nargs="*", type=int, default=[1, 16])
+    parser.add_argument("--sparsities", nargs="*", type=int, default=[50, 70, 80, 90, 95])
+    parser.add_argument("--structures", nargs="*", default=list(STRUCTURES), choices=list(STRUCTURES))
+    parser.add_argument("--network-sparsity", type=int, default=90)
+    parser.add_argument("--no-network", dest="network", action="store_false")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=30, help="timed runs at batch 1 (fewer for larger batches)")
+    parser.add_argument("--no-csr", dest="csr", action="store_false")
+    parser.add_argument("--no-onnx", dest="onnx", action="store_false")
+    parser.add_argument("--csv", type=Path, default=Path(__file__).with_name("results_sparse.csv"))
+    parser.add_argument("--plot", type=Path, default=None)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    date = datetime.date.today().isoformat()
+    env = dict(date=date, cpu=cpu_model(), threads=args.threads, torch=torch.__version__, isa=fk.cpu_isa())
+    print(f"# Sparse CPU benchmark, {date}: {env['cpu']}, {args.threads} threads, torch "
+          f"{torch.__version__}, ISA {env['isa']}")
+    print(f"# command: {' '.join([Path(sys.executable).name, *sys.argv])}\n")
+
+    rows, results = [], {}
+    total = len(args.batches) * len(args.structures) * len(args.sparsities) * len(args.layers)
+    done = 0
+    for batch in args.batches:
+        repeats = args.repeats if batch == 1 else max(5, args.repeats // 3)
+        for structure in args.structures:
+            for sp in args.sparsities:
+                for seed, layer in enumerate(args.layers):
+                    cfg, hw = LAYERS[layer]
+                    fire = pruned_fire(cfg, sp, STRUCTURES[structure], seed)
+                    t = measure(fire, torch.randn(batch, cfg[0], hw, hw), args, repeats)
+                    results[(batch, structure, sp, layer)] = t
+                    rows += [dict(env, workload=layer, batch=batch, structure=structure,
+                                  sparsity=sp, candidate=k, seconds=v) for k, v in t.items()]
+                    done += 1
+                    print(f"\r  {done}/{total} measured", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    summary = print_layer_tables(results, args)
+
+    net_results = {}
+    if args.network:
+        for batch in args.batches:
+            for structure in args.structures:
+                torch.manual_seed(0)
+                model = fk.squeezenet1_1().eval()
+                fk.prune_fire_modules(model, args.network_sparsity / 100, block=STRUCTURES[structure])
+                t = measure(model, torch.randn(batch, 3, 224, 224), args,
+                            args.repeats if batch == 1 else max(5, args.repeats // 3))
+                net_results[(batch, args.network_sparsity, structure)] = t
+                rows += [dict(env, workload="squeezenet1_1", batch=batch, structure=structure,
+                              sparsity=args.network_sparsity, candidate=k, seconds=v) for k, v in t.items()]
+        print_network_table(net_results)
+
+    append_csv(args.csv, rows)
+    print(f"appended {len(rows)} rows to {args.csv}")
+    if args.plot:
+        plot(summary, args, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
