@@ -136,9 +136,8 @@ RATIOS = {  # column -> (baseline, candidate)
 }
 
 
-def print_layer_tables(results, args) -> dict:
-    """Markdown tables per (batch, structure); returns the geomeans per sparsity."""
-    summary = {}
+def print_layer_tables(results, args) -> None:
+    """Markdown tables per (batch, structure): geomean and minimum over the layers."""
     for batch in args.batches:
         for structure in args.structures:
             print(f"## Fire layers, batch {batch}, {structure} (ratios = baseline time / candidate time)\n")
@@ -150,11 +149,9 @@ def print_layer_tables(results, args) -> dict:
                 for n in names:
                     base, cand = RATIOS[n]
                     r = [results[(batch, structure, sp, layer)][base] / results[(batch, structure, sp, layer)][cand] for layer in args.layers]
-                    summary[(batch, structure, sp, n)] = geomean(r)
                     cells.append(f"{geomean(r):.2f}x ({min(r):.2f}x)")
                 print(f"| {sp}% | " + " | ".join(cells) + " |")
             print()
-    return summary
 
 
 def print_network_table(net_results) -> None:
@@ -170,26 +167,38 @@ def print_network_table(net_results) -> None:
     print()
 
 
-def plot(summary, args, path: Path) -> None:
+def plot(results, args, path: Path) -> None:
+    """Speedup over eager PyTorch (NCHW, same zeroed weights) against sparsity, geomean
+    over the layers: the fused sparse kernel per structure, and the alternatives."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    lines = [  # (structure, candidate, label, style)
+        ("block4", "sparse_nchw", "fused sparse, blocks of 4", "-o"),
+        ("unstructured", "sparse_nchw", "fused sparse, unstructured", "-o"),
+        ("unstructured", "dense_nchw", "fused dense (same weights)", "--s"),
+        ("unstructured", "onnxruntime", "ONNX Runtime (dense)", "--^"),
+        ("unstructured", "csr", "torch CSR, unstructured", ":x"),
+    ]
     fig, axes = plt.subplots(1, len(args.batches), figsize=(6 * len(args.batches), 4.2), squeeze=False)
     for ax, batch in zip(axes[0], args.batches):
-        for structure in args.structures:
-            for column, style in (("sparse vs eager", "-o"), ("sparse vs csr", ":x")):
-                ys = [summary.get((batch, structure, sp, column)) for sp in args.sparsities]
-                if None in ys:
-                    continue
-                label = f"{structure}: " + ("fused sparse vs eager dense" if column == "sparse vs eager" else "fused sparse vs torch CSR")
+        for structure, cand, label, style in lines:
+            if structure not in args.structures:
+                continue
+            ys = []
+            for sp in args.sparsities:
+                keys = [(batch, structure, sp, layer) for layer in args.layers]
+                if any(cand not in results[k] for k in keys):
+                    break
+                ys.append(geomean(results[k]["eager_nchw"] / results[k][cand] for k in keys))
+            if len(ys) == len(args.sparsities):
                 ax.plot(args.sparsities, ys, style, label=label)
-        ys = [summary.get((batch, args.structures[0], sp, "sparse vs dense fused")) for sp in args.sparsities]
         ax.axhline(1.0, color="grey", lw=0.8)
-        ax.set_title(f"batch {batch}: geomean over {len(args.layers)} Fire layers, {args.threads} threads")
+        ax.set_title(f"batch {batch}, geomean over {len(args.layers)} Fire layers, {args.threads} threads")
         ax.set_xlabel("sparsity (%)")
-        ax.set_ylabel("speedup (x)")
+        ax.set_ylabel("speedup over eager PyTorch (x)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"fire_kernels sparse Fire, {cpu_model()}, {datetime.date.today()}", fontsize=9)
@@ -202,7 +211,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", nargs="*", default=list(LAYERS), choices=list(LAYERS))
     parser.add_argument("--batches", nargs="*", type=int, default=[1, 16])
-    parser.add_argument("--sparsities", nargs="*", type=int, default=[50, 70, 80, 90, 95])
+    parser.add_argument("--sparsities", nargs="*", type=int, default=[50, 70, 80, 90, 95, 98])
     parser.add_argument("--structures", nargs="*", default=list(STRUCTURES), choices=list(STRUCTURES))
     parser.add_argument("--network-sparsity", type=int, default=90)
     parser.add_argument("--no-network", dest="network", action="store_false")
@@ -238,7 +247,7 @@ def main() -> int:
                     done += 1
                     print(f"\r  {done}/{total} measured", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    summary = print_layer_tables(results, args)
+    print_layer_tables(results, args)
 
     net_results = {}
     if args.network:
@@ -257,7 +266,7 @@ def main() -> int:
     append_csv(args.csv, rows)
     print(f"appended {len(rows)} rows to {args.csv}")
     if args.plot:
-        plot(summary, args, args.plot)
+        plot(results, args, args.plot)
     return 0
 
 
