@@ -8,6 +8,8 @@ Three ways in::
     y = fk.fire(x, ws, bs, we1, be1, we3, be3)       # call the op (torch.ops.fire_kernels.fire)
 """
 
+import torch as _torch
+
 from . import ops  # defines the operator before the extension registers its kernels
 from . import _extension
 from .functional import BACKENDS, fire
@@ -17,6 +19,16 @@ from .pruning import FireSparsity, SparsityReport, prune_fire_modules, sparsity_
 from .reference import Fire, fire_reference
 
 __version__ = "0.1.0"
+
+if _torch.cuda.is_available():
+    # Make the Triton kernel the operator's CUDA kernel now, not at first use, so
+    # that torch.compile and direct op calls find it.
+    try:
+        from .triton import register as _register_triton
+    except ImportError:  # no triton: backend="auto" runs the reference on CUDA
+        pass
+    else:
+        _register_triton()
 
 __all__ = [
     "BACKENDS",

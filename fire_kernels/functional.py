@@ -24,20 +24,30 @@ Backend = Literal["auto", "cpp", "triton", "torch"]
 BACKENDS: tuple[str, ...] = ("auto", "cpp", "triton", "torch")
 
 
+def _triton():
+    """fire_kernels.triton (imported on first use: it imports triton), or None."""
+    try:
+        from . import triton as kernels
+    except ImportError:
+        return None
+    kernels.register()
+    return kernels
+
+
 def resolve_backend(backend: str, x: Tensor) -> str:
     """The backend that runs a Fire on ``x``: ``"cpp"``, ``"triton"`` or ``"torch"``.
 
     ``"auto"`` picks the C++ kernel for float32 CPU tensors, the Triton kernel for
     CUDA tensors and the reference otherwise (including CPU dtypes the C++ kernel
-    does not cover, and CPU when the extension could not be built). An explicit
-    backend that cannot run ``x`` raises; it never falls back.
+    does not cover, CPU when the extension could not be built, and CUDA without
+    Triton). An explicit backend that cannot run ``x`` raises; it never falls back.
     """
     if backend == "auto":
         if x.device.type == "cpu":
             if _extension.C is not None and x.dtype == torch.float32:
                 return "cpp"
             return "torch"
-        if x.device.type == "cuda":
+        if x.device.type == "cuda" and _triton() is not None:
             return "triton"
         return "torch"
     if backend == "cpp":
@@ -51,7 +61,17 @@ def resolve_backend(backend: str, x: Tensor) -> str:
             raise TypeError(f"backend='cpp' runs float32; the input is {x.dtype}")
         return "cpp"
     if backend == "triton":
-        raise RuntimeError("backend='triton' is not available yet in this version of fire_kernels")
+        kernels = _triton()
+        if kernels is None:
+            raise RuntimeError("backend='triton' needs the triton package, which is not installed")
+        if x.device.type == "cpu" and not kernels.interpreter_enabled():
+            raise RuntimeError(
+                "backend='triton' runs on CUDA tensors, or on CPU tensors with TRITON_INTERPRET=1 "
+                f"set before triton is imported; the input is on {x.device}"
+            )
+        if x.device.type not in ("cpu", "cuda"):
+            raise RuntimeError(f"backend='triton' runs on CUDA tensors; the input is on {x.device}")
+        return "triton"
     if backend == "torch":
         return "torch"
     raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
@@ -95,4 +115,8 @@ def fire(
         check_fire_args(*args)
     if path == "torch":
         return fire_reference(*args)
+    if path == "triton" and x.device.type == "cpu":
+        # Triton's interpreter (tests without a GPU): the launcher directly, as the
+        # operator's CPU kernel is the C++ one. No autograd on this path.
+        return _triton().fire_triton(*args)
     return _FIRE_OP(*args)

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import os
+
 import torch
+
+# Without a GPU the Triton kernel runs in Triton's interpreter on CPU tensors; it
+# must be switched on before anything imports triton.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
 
 import fire_kernels as fk
 from fire_kernels.benchmarking import LAYERS
