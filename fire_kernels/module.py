@@ -132,7 +132,6 @@ class FusedFire(nn.Module):
         self.expand3x3 = nn.Conv2d(squeeze_planes, expand3x3_planes, kernel_size=3, padding=1)
         self.backend = backend
         self.sparse = sparse
-        self._packed: tuple | None = None
 
     @property
     def backend(self) -> str:
@@ -153,6 +152,7 @@ class FusedFire(nn.Module):
         if value not in ("auto", True, False):
             raise ValueError(f"sparse must be 'auto', True or False, got {value!r}")
         self._sparse = value
+        self._packed: tuple | None = None  # (key, tensors, packed weights or None)
 
     @classmethod
     def from_fire(
@@ -176,7 +176,6 @@ class FusedFire(nn.Module):
         fused.expand3x3 = fire_module.expand3x3
         fused.backend = backend
         fused.sparse = sparse
-        fused._packed = None
         fused.train(fire_module.training)
         return fused
 
@@ -189,47 +188,54 @@ class FusedFire(nn.Module):
         convs = (modules["squeeze"], modules["expand1x1"], modules["expand3x3"])
         ws, we1, we3 = (conv_weight(c) for c in convs)
         bs, be1, be3 = (conv_weight(c, "bias") for c in convs)
-        if self._sparse is not False and self._inference_on_cpp(x, convs):
-            packed = self._sparse_weights(x.shape[3], convs, ws, we1, we3)
-            if packed is not None:
+        path = resolve_backend(self._backend, x) if x.dim() == 4 else None
+        if path in ("cpp", "triton") and self._sparse is not False and self._inference(x, convs):
+            packed = self._packed_weights(path, x, convs, ws, we1, we3)
+            if isinstance(packed, _sparse.SparsePacked):
                 return torch.ops.fire_kernels.fire_sparse(
                     x, packed.squeeze_values, packed.squeeze_index, bs, packed.expand_values,
                     packed.expand_index, be1, be3, ws.shape[0], we1.shape[0], we3.shape[0],
                     packed.block, packed.width,
                 )
+            if isinstance(packed, _sparse.BlockList):
+                args = (x, ws, bs, we1, be1, we3, be3, packed.blocks, packed.counts, packed.block)
+                if x.device.type == "cpu":  # Triton's interpreter: the launcher directly
+                    return packed.launcher(*args)
+                return torch.ops.fire_kernels.fire_blocksparse(*args)
         return fire(x, ws, bs, we1, be1, we3, be3, backend=self._backend)
 
-    def _inference_on_cpp(self, x: Tensor, convs) -> bool:
-        """Whether this forward may run the sparse kernel: the C++ backend, no
-        gradients wanted, not inside torch.compile."""
-        if x.dim() != 4 or resolve_backend(self._backend, x) != "cpp":
-            return False
+    @staticmethod
+    def _inference(x: Tensor, convs) -> bool:
+        """Whether this forward may run a sparse kernel: no gradients wanted (they
+        have no backward of their own here), not inside torch.compile."""
         if torch.compiler.is_compiling():
             return False
-        if torch.is_grad_enabled() and (
+        return not (torch.is_grad_enabled() and (
             x.requires_grad or any(p.requires_grad for c in convs for p in c.parameters())
-        ):
-            return False
-        return True
+        ))
 
-    def _sparse_weights(self, width: int, convs, ws, we1, we3) -> _sparse.SparsePacked | None:
-        """The packed sparse weights for images `width` wide, or None where the
-        dense kernel is faster; cached until a weight changes."""
+    def _packed_weights(self, path: str, x: Tensor, convs, ws, we1, we3):
+        """The sparse form of the weights for this backend and input width
+        (SparsePacked for C++, BlockList for Triton), or None where the dense
+        kernel is faster; cached until a weight changes."""
         # The exact tensors (not their ids, which a new tensor can reuse) and their
         # version counters, which every in-place change bumps.
         tensors = tuple(
             t for c in convs for t in chain(c._parameters.values(), c._buffers.values())
         )
         versions = tuple(t._version for t in tensors)
-        key = (_pack_epoch, width, self._sparse, versions)
+        width = x.shape[3]
+        key = (_pack_epoch, path, x.device, width, self._sparse, versions)
         if self._packed is not None:
             cached_key, cached_tensors, packed = self._packed
             if cached_key == key and all(a is b for a, b in zip(cached_tensors, tensors)):
                 return packed
-        block = _sparse.choose_block(ws, we1, we3) if self._sparse is True else (
-            _sparse.sparse_pays(ws, we1, we3)
-        )
-        packed = None if block is None else _sparse.pack_sparse(ws, we1, we3, block, width)
+        force = self._sparse is True
+        if path == "cpp":
+            block = _sparse.choose_block(ws, we1, we3) if force else _sparse.sparse_pays(ws, we1, we3)
+            packed = None if block is None else _sparse.pack_sparse(ws, we1, we3, block, width)
+        else:
+            packed = _sparse.gpu_block_list(we3, force)
         self._packed = (key, tensors, packed)
         return packed
 

@@ -2,7 +2,9 @@
 
 * ``fire``: the fused Fire from the plain conv weights (dense).
 * ``pack_sparse``: a Fire's weights in the sparse kernels' format (plain tensors).
-* ``fire_sparse``: the fused Fire from packed sparse weights (inference).
+* ``fire_sparse``: the fused Fire from packed sparse weights (inference, CPU).
+* ``fire_blocksparse``: the fused Fire skipping the 3x3's zero weight blocks, given
+  their list (CUDA, Triton).
 
 The device kernels are registered elsewhere: the CPU kernels in C++
 (``csrc/*.cpp``, ``TORCH_LIBRARY_IMPL``), the CUDA kernel in Triton. The
@@ -26,6 +28,11 @@ _lib.define(
 _lib.define(
     "pack_sparse(Tensor squeeze_weight, Tensor expand1x1_weight, Tensor expand3x3_weight, "
     "int block, int width) -> (Tensor, Tensor, Tensor, Tensor)"
+)
+_lib.define(
+    "fire_blocksparse(Tensor x, Tensor squeeze_weight, Tensor? squeeze_bias, "
+    "Tensor expand1x1_weight, Tensor? expand1x1_bias, Tensor expand3x3_weight, "
+    "Tensor? expand3x3_bias, Tensor block_list, Tensor block_counts, int block) -> Tensor"
 )
 _lib.define(
     "fire_sparse(Tensor x, Tensor squeeze_values, Tensor squeeze_index, Tensor? squeeze_bias, "
@@ -143,7 +150,7 @@ def _backward(ctx, grad_out: Tensor):
     from the saved output (``relu(z) > 0`` exactly where ``z > 0``)."""
     x, ws, bs, we1, be1, we3, be3, out = ctx.saved_tensors
     has_bs, has_be1, has_be3 = ctx.has_bias
-    need_x, need_ws, need_bs, need_we1, need_be1, need_we3, need_be3 = ctx.needs_input_grad
+    need_x, need_ws, need_bs, need_we1, need_be1, need_we3, need_be3 = ctx.needs_input_grad[:7]
     e1 = we1.shape[0]
     s = torch.relu(torch.nn.functional.conv2d(x, ws, bs))
     g = grad_out * (out > 0)
@@ -158,6 +165,26 @@ def _backward(ctx, grad_out: Tensor):
 
 
 torch.library.register_autograd("fire_kernels::fire", _backward, setup_context=_setup_context)
+
+
+@torch.library.register_fake("fire_kernels::fire_blocksparse")
+def _fire_blocksparse_fake(x, ws, bs, we1, be1, we3, be3, block_list, block_counts, block):
+    return _fire_fake(x, ws, bs, we1, be1, we3, be3)
+
+
+def _blocksparse_setup_context(ctx, inputs, output) -> None:
+    _setup_context(ctx, inputs[:7], output)
+
+
+def _blocksparse_backward(ctx, grad_out):
+    # The same function as fire's, so the same gradients; none for the lists.
+    return (*_backward(ctx, grad_out), None, None, None)
+
+
+torch.library.register_autograd(
+    "fire_kernels::fire_blocksparse", _blocksparse_backward,
+    setup_context=_blocksparse_setup_context,
+)
 
 
 @torch.library.register_fake("fire_kernels::pack_sparse")

@@ -31,27 +31,34 @@ __all__ = [
 CONV_NAMES = ("squeeze", "expand1x1", "expand3x3")
 
 
-def _block_scores(w: Tensor, block: int) -> Tensor:
-    """|w| per weight (block 1), or the mean |w| of each block of `block` output
-    channels at one input position: shape (ceil(O / block), I*kh*kw)."""
-    a = w.detach().abs().flatten(1)  # (O, I*kh*kw)
-    if block == 1:
-        return a
-    out = a.shape[0]
-    groups = -(-out // block)
-    padded = torch.zeros(groups * block, a.shape[1], dtype=a.dtype, device=a.device)
-    padded[:out] = a
-    counts = torch.full((groups, 1), float(block), dtype=a.dtype, device=a.device)
-    counts[-1] = out - (groups - 1) * block  # the last block may be partial
-    return padded.view(groups, block, -1).sum(1) / counts
+def _block_shape(block: int | tuple[int, int]) -> tuple[int, int]:
+    """(output channels, input channels) of a pruning block."""
+    return (block, 1) if isinstance(block, int) else (int(block[0]), int(block[1]))
 
 
-def _mask_from_scores(keep: Tensor, w: Tensor, block: int) -> Tensor:
-    """A 0/1 mask of w's shape from a keep-mask over the scores' shape."""
-    if block == 1:
-        return keep.view_as(w).to(w.dtype)
-    rows = keep.repeat_interleave(block, dim=0)[: w.shape[0]]
-    return rows.view_as(w).to(w.dtype)
+def _block_scores(w: Tensor, block: tuple[int, int]) -> Tensor:
+    """The mean |w| of each block of bo output x bi input channels at one kernel
+    position (blocks at the channel edges may be partial): shape
+    (ceil(O / bo), ceil(I / bi), kh * kw)."""
+    bo, bi = block
+    out, inp = w.shape[:2]
+    go, gi = -(-out // bo), -(-inp // bi)
+    a = w.detach().abs().reshape(out, inp, -1)
+    padded = torch.zeros(go * bo, gi * bi, a.shape[2], dtype=a.dtype, device=a.device)
+    padded[:out, :inp] = a
+    ones = torch.zeros_like(padded[:, :, :1])
+    ones[:out, :inp] = 1
+    sums = padded.view(go, bo, gi, bi, -1).sum((1, 3))
+    counts = ones.view(go, bo, gi, bi, 1).sum((1, 3))
+    return sums / counts
+
+
+def _mask_from_scores(keep: Tensor, w: Tensor, block: tuple[int, int]) -> Tensor:
+    """A 0/1 mask of w's shape from a keep-mask over the blocks."""
+    bo, bi = block
+    out, inp = w.shape[:2]
+    full = keep.repeat_interleave(bo, 0).repeat_interleave(bi, 1)[:out, :inp]
+    return full.reshape(w.shape).to(w.dtype)
 
 
 def _apply_mask(conv: nn.Conv2d, mask: Tensor) -> None:
@@ -78,7 +85,7 @@ def prune_fire_modules(
     model: nn.Module,
     amount: float,
     *,
-    block: int = 1,
+    block: int | tuple[int, int] = 1,
     scope: Literal["layer", "global"] = "layer",
     convs: Iterable[str] = CONV_NAMES,
 ) -> nn.Module:
@@ -88,7 +95,10 @@ def prune_fire_modules(
     Args:
         amount: fraction of weights (or blocks) to zero, in [0, 1].
         block: 1 for unstructured pruning; 4 to prune blocks of 4 consecutive output
-            channels at one input position (scored by their mean magnitude).
+            channels at one input position (what the CPU sparse kernel runs fastest);
+            a pair ``(out, in)``, e.g. ``(16, 16)``, to prune blocks of `out` output x
+            `in` input channels at one kernel position (what the GPU kernel skips).
+            Blocks are scored by their mean magnitude.
         scope: ``"layer"`` prunes each conv by ``amount``; ``"global"`` ranks the
             weights of all selected convs of all Fires together, so that ``amount``
             holds for them as a whole.
@@ -96,14 +106,18 @@ def prune_fire_modules(
 
     Exactly ``round(amount * n)`` of a conv's ``n`` weights (blocks) are zeroed with
     ``scope="layer"``, the smallest first (weights already zero count among them).
+    ``amount`` counts blocks, so partial blocks at the channel edges make the density
+    of weights differ slightly from ``1 - amount``.
 
     Returns:
         ``model``.
     """
     if not 0.0 <= float(amount) <= 1.0:
         raise ValueError(f"amount must be in [0, 1], got {amount}")
-    if block not in (1, 4):
-        raise ValueError(f"block must be 1 or 4, got {block}")
+    if not (block in (1, 4) or (isinstance(block, tuple) and len(block) == 2
+                                and all(isinstance(b, int) and b >= 1 for b in block))):
+        raise ValueError(f"block must be 1, 4 or a pair of positive ints (out, in), got {block!r}")
+    shape = _block_shape(block)
     if scope not in ("layer", "global"):
         raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
     convs = tuple(convs)
@@ -116,13 +130,13 @@ def prune_fire_modules(
     if not targets:
         return model
     weights = [conv_weight(c) for c in targets]
-    scores = [_block_scores(w, block) for w in weights]
+    scores = [_block_scores(w, shape) for w in weights]
     if scope == "global":
         keeps = _lowest(scores, amount)
     else:
         keeps = [_lowest([s], amount)[0] for s in scores]
     for conv, w, s, keep in zip(targets, weights, scores, keeps):
-        _apply_mask(conv, _mask_from_scores(keep.view_as(s), w, block))
+        _apply_mask(conv, _mask_from_scores(keep.view_as(s), w, shape))
     return model
 
 

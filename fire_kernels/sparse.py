@@ -16,6 +16,10 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "GPU_BLOCK",
+    "GPU_MAX_BLOCK_DENSITY",
+    "BlockList",
+    "gpu_block_list",
     "SPARSE_MAX_WORK_DENSITY",
     "SparsePacked",
     "choose_block",
@@ -27,6 +31,13 @@ __all__ = [
 #: The largest work density (block -> fraction of the dense MACs) at which the sparse
 #: kernel still beats the dense fused kernel.
 SPARSE_MAX_WORK_DENSITY = {1: 0.35, 4: 0.65}
+
+#: The GPU kernel's weight blocks: this many squeeze x output channels at one tap.
+GPU_BLOCK = 16
+#: The largest fraction of nonzero GPU blocks at which the block-sparse Triton kernel
+#: is used. A guess until measured on a GPU (the issue that measures it is blocked on
+#: hardware): below half the blocks, the skipped dots should outweigh the lists.
+GPU_MAX_BLOCK_DENSITY = 0.5
 
 # Block 4 is used when the zeros are that well aligned to blocks of 4 channels:
 # its entries do at most this much more work than block 1's.
@@ -113,3 +124,27 @@ def packed_nbytes(
         groups = -(-w.shape[0] // block)
         total += _entries(w, block) * (4 + 4 * block) + 4 * (groups + 1)
     return total
+
+
+class BlockList(NamedTuple):
+    """The arguments ``fire_blocksparse`` takes besides the weights (see
+    ``fire_kernels.triton.block_list``), and the launcher for CPU tensors under
+    Triton's interpreter."""
+
+    blocks: Tensor
+    counts: Tensor
+    block: int
+    launcher: object
+
+
+def gpu_block_list(expand3x3_weight: Tensor, force: bool) -> BlockList | None:
+    """The 3x3's nonzero blocks for the block-sparse Triton kernel, or None when
+    too many blocks are nonzero for skipping to pay (unless ``force``). Reading the
+    density synchronises with the device once; the cache then holds the lists."""
+    from .triton import block_list, fire_triton
+
+    blocks, counts = block_list(expand3x3_weight, GPU_BLOCK)
+    density = counts.sum().item() / max(1, blocks.numel())
+    if not force and density > GPU_MAX_BLOCK_DENSITY:
+        return None
+    return BlockList(blocks, counts, GPU_BLOCK, fire_triton)

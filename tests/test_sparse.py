@@ -70,6 +70,20 @@ def test_prune_blocks_of_four_output_channels(out_channels):
         assert zero_blocks == round(0.5 * groups * w.shape[1])
 
 
+def test_prune_blocks_of_output_by_input_channels():
+    m = make_fire(40, 20, 24, 36)  # 20 squeeze channels: partial 16-blocks of inputs
+    fk.prune_fire_modules(m, 0.75, block=(16, 16), convs=["expand3x3"])
+    w = m.expand3x3.weight  # (36, 20, 3, 3)
+    blocks = 0
+    for o in range(0, 36, 16):
+        for i in range(0, 20, 16):
+            for k in range(9):
+                b = w[o : o + 16, i : i + 16].flatten(2)[:, :, k]
+                assert bool((b == 0).all()) or bool((b != 0).all())
+                blocks += int((b == 0).all())
+    assert blocks == round(0.75 * 3 * 2 * 9)
+
+
 def test_prune_global_scope():
     model = nn.Sequential(make_fire(16, 8, 8, 8), make_fire(16, 8, 8, 8, seed=1))
     with torch.no_grad():
@@ -104,8 +118,9 @@ def test_prune_rejects_bad_arguments():
     for amount in (-0.1, 1.5):
         with pytest.raises(ValueError, match=r"amount must be in \[0, 1\]"):
             fk.prune_fire_modules(m, amount)
-    with pytest.raises(ValueError, match="block must be 1 or 4"):
-        fk.prune_fire_modules(m, 0.5, block=2)
+    for block in (2, (16, 0), (4, 4, 4)):
+        with pytest.raises(ValueError, match="block must be 1, 4 or a pair"):
+            fk.prune_fire_modules(m, 0.5, block=block)
     with pytest.raises(ValueError, match="scope"):
         fk.prune_fire_modules(m, 0.5, scope="model")
     with pytest.raises(ValueError, match="unknown convs"):
@@ -298,7 +313,6 @@ def test_sparse_override_and_gradients_use_dense():
     m(x).sum().backward()
     assert x.grad is not None and m.expand3x3.weight.grad is not None
     m.sparse = False
-    m._packed = None
     with torch.no_grad():
         m(x)
     assert _mode(m) is None

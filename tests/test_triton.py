@@ -16,7 +16,7 @@ import fire_kernels as fk
 from conftest import assert_close_to_reference, fire_weights, make_fire
 
 triton = pytest.importorskip("triton")
-from fire_kernels.triton import config_for, fire_triton, interpreter_enabled  # noqa: E402
+from fire_kernels.triton import block_list, config_for, fire_triton, interpreter_enabled  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
@@ -74,20 +74,28 @@ def test_no_bias_and_empty_batch():
     assert run(torch.randn(0, 8, 6, 6, device=DEVICE), m).shape == (0, 32, 6, 6)
 
 
-def test_zero_weight_blocks_are_skipped_correctly():
-    """Block-pruned 3x3 weights (whole taps of 16 squeeze x 16 output channels zero),
-    and an all-zero 3x3: the skipped blocks must contribute exactly zero."""
-    m = make_fire(8, 32, 16, 48).to(DEVICE)
-    with torch.no_grad():
-        w = m.expand3x3.weight  # (48, 32, 3, 3)
-        w[:16, :16, 0, 0] = 0
-        w[16:32, :, 1, :] = 0
-        w[32:, 16:, :, 2] = 0
+@pytest.mark.parametrize("density", [0.25, 0.0])
+def test_block_sparse_variant(density):
+    """Block-pruned 3x3 weights (16 squeeze x 16 output channels at one tap): the
+    kernel visits only the listed blocks, and the result is the reference's."""
+    m = make_fire(8, 40, 16, 48).to(DEVICE)
+    fk.prune_fire_modules(m, 1 - density, block=(16, 16), convs=["expand3x3"])
+    blocks, counts = block_list(m.expand3x3.weight, 16)
+    assert blocks.shape == (3, 9 * 3) and counts.dtype == torch.int32
+    assert int(counts.sum()) == round(density * 3 * 3 * 9)
     x = torch.randn(2, 8, 9, 10, device=DEVICE)
-    assert_close_to_reference(run(x, m), m(x))
+    out = fire_triton(x, *fire_weights(m), blocks, counts, 16)
+    assert_close_to_reference(out, m(x))
+
+
+def test_module_picks_block_sparse_for_block_pruned_weights():
+    ref = make_fire(8, 32, 16, 32).to(DEVICE)
+    fk.prune_fire_modules(ref, 0.75, block=(16, 16))
+    fused = fk.FusedFire.from_fire(ref, backend="triton")
+    x = torch.randn(1, 8, 6, 6, device=DEVICE)
     with torch.no_grad():
-        m.expand3x3.weight.zero_()
-    assert_close_to_reference(run(x, m), m(x))
+        assert_close_to_reference(fused(x), ref(x))
+    assert type(fused._packed[2]).__name__ == "BlockList"
 
 
 def test_module_backend_triton():
@@ -127,6 +135,33 @@ def test_cuda_opcheck(dtype):
     m = make_fire(16, 16, 16, 32).to("cuda", dtype)
     x = torch.randn(2, 16, 9, 9, device="cuda", dtype=dtype)
     torch.library.opcheck(torch.ops.fire_kernels.fire.default, (x, *fire_weights(m)),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+
+
+def test_gpu_benchmark_script_runs(tmp_path):
+    """benchmarks/bench_gpu.py --smoke: the script a GPU run depends on works end to
+    end (here on one tiny layer, through the interpreter when there is no GPU)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(root, "benchmarks", "bench_gpu.py"), "--smoke",
+         "--csv", str(tmp_path / "r.csv"), "--markdown", str(tmp_path / "r.md"),
+         "--plot", str(tmp_path / "r.png")],
+        env={**os.environ, "TRITON_INTERPRET": "1"} if not CUDA else dict(os.environ),
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "triton vs cudnn_cl" in (tmp_path / "r.md").read_text()
+    assert (tmp_path / "r.png").stat().st_size > 0 and (tmp_path / "r.csv").exists()
+
+
+@needs_gpu
+def test_cuda_blocksparse_opcheck():
+    m = make_fire(16, 32, 16, 32).to("cuda", torch.half)
+    fk.prune_fire_modules(m, 0.75, block=(16, 16))
+    blocks, counts = block_list(m.expand3x3.weight, 16)
+    x = torch.randn(2, 16, 9, 9, device="cuda", dtype=torch.half)
+    torch.library.opcheck(torch.ops.fire_kernels.fire_blocksparse.default,
+                          (x, *fire_weights(m), blocks, counts, 16),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 

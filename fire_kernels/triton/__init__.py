@@ -6,6 +6,13 @@ how the tests run it without a GPU. ``register()`` makes it the CUDA kernel of
 ``torch.ops.fire_kernels.fire``.
 """
 
-from .launch import FireConfig, config_for, fire_triton, interpreter_enabled, register
+from .launch import FireConfig, block_list, config_for, fire_triton, interpreter_enabled, register
 
-__all__ = ["FireConfig", "config_for", "fire_triton", "interpreter_enabled", "register"]
+__all__ = [
+    "FireConfig",
+    "block_list",
+    "config_for",
+    "fire_triton",
+    "interpreter_enabled",
+    "register",
+]

@@ -16,9 +16,10 @@ the grid is split along channels to fill the GPU) a share of the output channels
      the scratch at the tap's shift; bias and ReLU in registers; stores straight into
      the output's channel slice (any strides: NCHW or channels last), so the concat
      is free.
-  3. Blocks of the 3x3's weights (one tap x BLOCK_S squeeze channels x BLOCK_E output
-     channels) that are entirely zero are skipped, loads and all: block-pruned
-     weights (``prune_fire_modules(block=(16, 16))``) cost only their nonzero blocks.
+  3. Block-sparse variant (BLOCK_LIST): for each block of BLOCK_E output channels the
+     3x3 visits only the (tap, BLOCK_S squeeze channels) blocks of its list, those
+     with a nonzero weight, so block-pruned weights
+     (``prune_fire_modules(block=(16, 16))``) cost only their nonzero blocks.
 Every tl.dot dimension is >= 16 (channel blocks are padded and masked).
 """
 
@@ -44,8 +45,23 @@ def _dot(a, b, acc, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
 
 
 @triton.jit
+def _tap_dot(acc, scratch, w3_ptr, ec, tap, sb, ty, tx, sj, S, E3,
+             TW: tl.constexpr, HALO_P: tl.constexpr, BLOCK_S: tl.constexpr,
+             PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    """acc += the 3x3's tap `tap` for squeeze block `sb`: the scratch rows shifted by
+    the tap times that block of the weights."""
+    shifted = (ty + tap // 3) * (TW + 2) + (tx + tap % 3)
+    sc = sb * BLOCK_S + sj
+    wt = tl.load(w3_ptr + (ec[None, :] * S + sc[:, None]) * 9 + tap,
+                 mask=(sc[:, None] < S) & (ec[None, :] < E3), other=0.0)
+    sv = tl.load(scratch + (sb * HALO_P + shifted[:, None]) * BLOCK_S + sj[None, :])
+    return _dot(sv, wt, acc, PRECISION, UPCAST)
+
+
+@triton.jit
 def _fire_kernel(
     x_ptr, ws_ptr, bs_ptr, w1_ptr, b1_ptr, w3_ptr, b3_ptr, out_ptr, scratch_ptr,
+    list_ptr, counts_ptr,
     H, W, C, S, E1, E3,
     stride_xn, stride_xc, stride_xh, stride_xw,
     stride_on, stride_oc, stride_oh, stride_ow,
@@ -54,7 +70,7 @@ def _fire_kernel(
     TH: tl.constexpr, TW: tl.constexpr, HALO_P: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, S_BLOCKS: tl.constexpr,
     BLOCK_E: tl.constexpr, E_SPLIT: tl.constexpr, PRECISION: tl.constexpr,
-    UPCAST: tl.constexpr,
+    UPCAST: tl.constexpr, BLOCK_LIST: tl.constexpr,
 ):
     pid = tl.program_id(0)
     pid_e = tl.program_id(1)
@@ -120,16 +136,18 @@ def _fire_kernel(
     for eb in range(pid_e, e3_blocks, E_SPLIT):
         ec = eb * BLOCK_E + tl.arange(0, BLOCK_E)
         acc = tl.zeros((TH * TW, BLOCK_E), dtype=tl.float32)
-        for tap in tl.static_range(9):
-            shifted = (ty + tap // 3) * (TW + 2) + (tx + tap % 3)
-            for sb in tl.static_range(S_BLOCKS):
-                sc = sb * BLOCK_S + sj
-                wt = tl.load(w3_ptr + (ec[None, :] * S + sc[:, None]) * 9 + tap,
-                             mask=(sc[:, None] < S) & (ec[None, :] < E3), other=0.0)
-                # A block of zero weights skips its activations' loads and its dot.
-                if tl.max(tl.abs(wt.to(tl.float32))) != 0.0:
-                    sv = tl.load(scratch + (sb * HALO_P + shifted[:, None]) * BLOCK_S + sj[None, :])
-                    acc = _dot(sv, wt, acc, PRECISION, UPCAST)
+        if BLOCK_LIST:
+            # The nonzero (tap, squeeze block) pairs of this output block, as
+            # tap * S_BLOCKS + squeeze block.
+            for i in range(tl.load(counts_ptr + eb)):
+                entry = tl.load(list_ptr + eb * (9 * S_BLOCKS) + i)
+                acc = _tap_dot(acc, scratch, w3_ptr, ec, entry // S_BLOCKS, entry % S_BLOCKS,
+                               ty, tx, sj, S, E3, TW, HALO_P, BLOCK_S, PRECISION, UPCAST)
+        else:
+            for tap in tl.static_range(9):
+                for sb in tl.static_range(S_BLOCKS):
+                    acc = _tap_dot(acc, scratch, w3_ptr, ec, tap, sb, ty, tx, sj, S, E3, TW,
+                                   HALO_P, BLOCK_S, PRECISION, UPCAST)
         if HAS_B3:
             acc += tl.load(b3_ptr + ec, mask=ec < E3, other=0.0).to(tl.float32)[None, :]
         tl.store(out_rows[:, None] + (E1 + ec[None, :]) * stride_oc,
