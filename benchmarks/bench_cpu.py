@@ -13,7 +13,6 @@ and appends every measurement to a long-format CSV.
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import sys
 from pathlib import Path
@@ -28,54 +27,18 @@ from fire_kernels.benchmarking import (
     cpu_model,
     fire_macs,
     geomean,
-    interleaved_medians,
+    make_candidates,
     matmul_peak_gflops,
-    onnx_session,
+    time_checked,
 )
 
 NETWORKS = {"squeezenet1_1": fk.squeezenet1_1, "squeezenet1_0": fk.squeezenet1_0}
-CL = torch.channels_last
 
 
-def candidates(
-    eager: nn.Module, x: torch.Tensor, args: argparse.Namespace
-) -> dict[str, callable]:
-    """name -> zero-argument callable, all computing eager(x)."""
-    fused = fk.fuse_fire_modules(copy.deepcopy(eager)) if not isinstance(eager, fk.Fire) else (
-        fk.FusedFire.from_fire(copy.deepcopy(eager))
-    )
-    eager_cl = copy.deepcopy(eager).to(memory_format=CL)
-    fused_cl = copy.deepcopy(fused).to(memory_format=CL)
-    x_cl = x.to(memory_format=CL)
-    runs = {
-        "fused_nchw": lambda: fused(x),
-        "fused_cl": lambda: fused_cl(x_cl),
-        "eager_nchw": lambda: eager(x),
-        "eager_cl": lambda: eager_cl(x_cl),
-    }
-    if args.compile:
-        compiled = torch.compile(copy.deepcopy(eager))
-        runs["compile"] = lambda: compiled(x)
-    if args.onnx:
-        session = onnx_session(eager, x, args.threads)
-        if session is not None:
-            runs["onnxruntime"] = session
-    return runs
-
-
-def measure(eager: nn.Module, x: torch.Tensor, args: argparse.Namespace) -> dict[str, float]:
-    runs = candidates(eager, x, args)
-    with torch.inference_mode():
-        expected = eager(x)
-        for name, fn in runs.items():
-            out = fn()
-            out = torch.as_tensor(out[0]) if isinstance(out, list) else out
-            scale = max(expected.abs().max().item(), 1.0)
-            err = (out - expected).abs().max().item() / scale
-            if err > 1e-3:
-                raise AssertionError(f"{name} disagrees with eager PyTorch: rel. error {err:.1e}")
-        times = interleaved_medians(list(runs.values()), repeats=args.repeats)
-    return dict(zip(runs, times))
+def measure(model: nn.Module, x: torch.Tensor, args: argparse.Namespace) -> dict[str, float]:
+    names = ["fused_nchw", "fused_cl", "eager_nchw", "eager_cl"]
+    names += ["compile"] * args.compile + ["onnxruntime"] * args.onnx
+    return time_checked(model, x, make_candidates(model, x, names, args.threads), args.repeats)
 
 
 def main() -> int:

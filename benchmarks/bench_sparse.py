@@ -7,7 +7,7 @@ same (zeroed) weights, interleaved in one process:
   eager_nchw, eager_cl   the dense PyTorch Fire, NCHW / channels last
   dense_nchw             the dense fused kernel (FusedFire, sparse=False)
   sparse_nchw, sparse_cl the sparse fused kernel (FusedFire, sparse=True)
-  auto_nchw              FusedFire's automatic choice (sparse="auto")
+  fused_nchw             FusedFire's automatic choice (sparse="auto")
   csr                    what a user would try with torch.sparse: the 1x1 convs as
                          CSR @ activations, the 3x3 as CSR @ im2col
   onnxruntime            ONNX Runtime's CPU execution provider (dense)
@@ -21,14 +21,11 @@ long-format CSV and draws speedup against sparsity.
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import sys
-import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 import fire_kernels as fk
@@ -37,87 +34,17 @@ from fire_kernels.benchmarking import (
     append_csv,
     cpu_model,
     geomean,
-    interleaved_medians,
-    onnx_session,
+    make_candidates,
+    time_checked,
 )
 
 STRUCTURES = {"unstructured": 1, "block4": 4}
-CL = torch.channels_last
-
-
-class CsrFire:
-    """The Fire with torch.sparse CSR matmuls: squeeze and expand 1x1 as
-    CSR @ activations, expand 3x3 as CSR @ im2col (F.unfold)."""
-
-    def __init__(self, fire: nn.Module) -> None:
-        s, c = fire.squeeze.weight.shape[:2]
-        with warnings.catch_warnings():  # "sparse CSR support is in beta"
-            warnings.simplefilter("ignore")
-            self.ws = fire.squeeze.weight.detach().reshape(s, c).to_sparse_csr()
-            self.we1 = fire.expand1x1.weight.detach().reshape(-1, s).to_sparse_csr()
-            self.we3 = fire.expand3x3.weight.detach().reshape(-1, 9 * s).to_sparse_csr()
-        self.bs, self.be1, self.be3 = (
-            getattr(fire, n).bias.detach()[:, None] for n in ("squeeze", "expand1x1", "expand3x3")
-        )
-
-    def __call__(self, x: Tensor) -> Tensor:
-        n, c, h, w = x.shape
-        s = torch.relu(self.ws @ x.transpose(0, 1).reshape(c, -1) + self.bs)  # (S, N*H*W)
-        cols = F.unfold(s.reshape(-1, n, h, w).transpose(0, 1), 3, padding=1)  # (N, 9S, HW)
-        cols = cols.transpose(0, 1).reshape(cols.shape[1], -1)
-        e1 = torch.relu(self.we1 @ s + self.be1)
-        e3 = torch.relu(self.we3 @ cols + self.be3)
-        return torch.cat([e1, e3]).reshape(-1, n, h, w).transpose(0, 1)
-
-
-def fused(model: nn.Module, sparse) -> nn.Module:
-    """A copy of `model` with FusedFire modules running `sparse` ("auto", True, False)."""
-    m = copy.deepcopy(model)
-    if isinstance(m, fk.Fire):
-        return fk.FusedFire.from_fire(m, sparse=sparse)
-    fk.fuse_fire_modules(m)
-    for f in m.modules():
-        if isinstance(f, fk.FusedFire):
-            f.sparse = sparse
-    return m
-
-
-def candidates(model: nn.Module, x: Tensor, args) -> dict[str, object]:
-    x_cl = x.to(memory_format=CL)
-    eager_cl = copy.deepcopy(model).to(memory_format=CL)
-    dense, sparse, auto = fused(model, False), fused(model, True), fused(model, "auto")
-    sparse_cl = fused(model, True).to(memory_format=CL)
-    runs = {
-        "eager_nchw": lambda: model(x),
-        "eager_cl": lambda: eager_cl(x_cl),
-        "dense_nchw": lambda: dense(x),
-        "sparse_nchw": lambda: sparse(x),
-        "sparse_cl": lambda: sparse_cl(x_cl),
-        "auto_nchw": lambda: auto(x),
-    }
-    if args.csr and isinstance(model, fk.Fire):
-        csr = CsrFire(model)
-        runs["csr"] = lambda: csr(x)
-    if args.onnx:
-        session = onnx_session(model, x, args.threads)
-        if session is not None:
-            runs["onnxruntime"] = session
-    return runs
 
 
 def measure(model: nn.Module, x: Tensor, args, repeats: int) -> dict[str, float]:
-    runs = candidates(model, x, args)
-    with torch.inference_mode():
-        expected = model(x)
-        scale = max(expected.abs().max().item(), 1.0)
-        for name, fn in runs.items():
-            out = fn()
-            out = torch.as_tensor(out[0]) if isinstance(out, list) else out
-            err = (out - expected).abs().max().item() / scale
-            if err > 1e-3:
-                raise AssertionError(f"{name} disagrees with eager PyTorch: rel. error {err:.1e}")
-        times = interleaved_medians(list(runs.values()), repeats=repeats)
-    return dict(zip(runs, times))
+    names = ["eager_nchw", "eager_cl", "dense_nchw", "sparse_nchw", "sparse_cl", "fused_nchw"]
+    names += ["csr"] * args.csr + ["onnxruntime"] * args.onnx
+    return time_checked(model, x, make_candidates(model, x, names, args.threads), repeats)
 
 
 def pruned_fire(cfg, sparsity: float, block: int, seed: int) -> fk.Fire:
@@ -130,7 +57,7 @@ RATIOS = {  # column -> (baseline, candidate)
     "sparse vs eager": ("eager_nchw", "sparse_nchw"),
     "sparse vs eager (CL)": ("eager_cl", "sparse_cl"),
     "sparse vs dense fused": ("dense_nchw", "sparse_nchw"),
-    "auto vs dense fused": ("dense_nchw", "auto_nchw"),
+    "auto vs dense fused": ("dense_nchw", "fused_nchw"),
     "sparse vs csr": ("csr", "sparse_nchw"),
     "sparse vs onnxruntime": ("onnxruntime", "sparse_nchw"),
 }

@@ -8,6 +8,7 @@ Shared by the CLI (``fire-kernels``), ``benchmarks/`` and ``python/``.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import math
@@ -24,8 +25,13 @@ from torch import nn
 from .models import FIRE_CONFIGS, FIRE_SPATIAL
 
 __all__ = [
+    "CANDIDATES",
+    "CsrFire",
     "LAYERS",
     "append_csv",
+    "fused_copy",
+    "make_candidates",
+    "time_checked",
     "cpu_model",
     "fire_macs",
     "geomean",
@@ -122,3 +128,111 @@ def append_csv(path: Path, rows: Sequence[Mapping[str, object]]) -> None:
         if new:
             writer.writeheader()
         writer.writerows(rows)
+
+
+#: What each benchmark candidate runs. All compute the reference Fire (or model).
+CANDIDATES = {
+    "eager_nchw": "the PyTorch reference (torchvision's Fire), NCHW",
+    "eager_cl": "the PyTorch reference, channels last",
+    "fused_nchw": "FusedFire (sparse='auto'), NCHW",
+    "fused_cl": "FusedFire (sparse='auto'), channels last",
+    "dense_nchw": "FusedFire(sparse=False): the dense fused kernel, NCHW",
+    "sparse_nchw": "FusedFire(sparse=True): the sparse fused kernel, NCHW",
+    "sparse_cl": "FusedFire(sparse=True), channels last",
+    "compile": "torch.compile of the reference (default mode), NCHW",
+    "onnxruntime": "ONNX Runtime's CPU execution provider (dense)",
+    "csr": "torch.sparse CSR: 1x1 convs as CSR @ activations, the 3x3 as CSR @ im2col",
+}
+
+
+class CsrFire:
+    """A Fire computed with torch.sparse CSR matmuls, as a user would try it: squeeze
+    and expand 1x1 as CSR @ activations, expand 3x3 as CSR @ im2col (F.unfold)."""
+
+    def __init__(self, fire: nn.Module) -> None:
+        s, c = fire.squeeze.weight.shape[:2]
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore")
+            self.ws = fire.squeeze.weight.detach().reshape(s, c).to_sparse_csr()
+            self.we1 = fire.expand1x1.weight.detach().reshape(-1, s).to_sparse_csr()
+            self.we3 = fire.expand3x3.weight.detach().reshape(-1, 9 * s).to_sparse_csr()
+        self.bs, self.be1, self.be3 = (
+            getattr(fire, n).bias.detach()[:, None] for n in ("squeeze", "expand1x1", "expand3x3")
+        )
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        s = torch.relu(self.ws @ x.transpose(0, 1).reshape(c, -1) + self.bs)  # (S, N*H*W)
+        cols = torch.nn.functional.unfold(s.reshape(-1, n, h, w).transpose(0, 1), 3, padding=1)
+        cols = cols.transpose(0, 1).reshape(cols.shape[1], -1)  # (9S, N*H*W)
+        e1 = torch.relu(self.we1 @ s + self.be1)
+        e3 = torch.relu(self.we3 @ cols + self.be3)
+        return torch.cat([e1, e3]).reshape(-1, n, h, w).transpose(0, 1)
+
+
+def fused_copy(model: nn.Module, sparse="auto") -> nn.Module:
+    """A copy of `model` (a Fire, or any model with Fires) whose Fires are FusedFire
+    with the given ``sparse`` mode."""
+    from .module import FusedFire, fuse_fire_modules
+    from .reference import Fire
+
+    m = copy.deepcopy(model)
+    if isinstance(m, Fire):
+        return FusedFire.from_fire(m, sparse=sparse)
+    fuse_fire_modules(m)
+    for f in m.modules():
+        if isinstance(f, FusedFire):
+            f.sparse = sparse
+    return m
+
+
+def make_candidates(
+    model: nn.Module, x: torch.Tensor, names: Iterable[str], threads: int
+) -> dict[str, Callable[[], object]]:
+    """name -> zero-argument callable for each of ``names`` (keys of CANDIDATES)
+    that can run here (onnxruntime needs the package, csr a single Fire)."""
+    from .reference import Fire
+
+    cl = torch.channels_last
+    x_cl = x.to(memory_format=cl)
+    runs: dict[str, Callable[[], object]] = {}
+    for name in names:
+        if name not in CANDIDATES:
+            raise ValueError(f"unknown candidate {name!r}; expected one of {', '.join(CANDIDATES)}")
+        if name == "eager_nchw":
+            runs[name] = lambda m=model: m(x)
+        elif name == "eager_cl":
+            runs[name] = lambda m=copy.deepcopy(model).to(memory_format=cl): m(x_cl)
+        elif name in ("fused_nchw", "dense_nchw", "sparse_nchw"):
+            mode = {"fused_nchw": "auto", "dense_nchw": False, "sparse_nchw": True}[name]
+            runs[name] = lambda m=fused_copy(model, mode): m(x)
+        elif name in ("fused_cl", "sparse_cl"):
+            mode = "auto" if name == "fused_cl" else True
+            runs[name] = lambda m=fused_copy(model, mode).to(memory_format=cl): m(x_cl)
+        elif name == "compile":
+            runs[name] = lambda m=torch.compile(copy.deepcopy(model)): m(x)
+        elif name == "onnxruntime":
+            session = onnx_session(model, x, threads)
+            if session is not None:
+                runs[name] = session
+        elif name == "csr" and isinstance(model, Fire):
+            runs[name] = lambda f=CsrFire(model): f(x)
+    return runs
+
+
+def time_checked(
+    model: nn.Module, x: torch.Tensor, runs: Mapping[str, Callable[[], object]], repeats: int
+) -> dict[str, float]:
+    """Checks every candidate against ``model(x)`` (relative error 1e-3), then times
+    them interleaved: name -> median seconds."""
+    with torch.inference_mode():
+        expected = model(x)
+        scale = max(expected.abs().max().item(), 1.0)
+        for name, fn in runs.items():
+            out = fn()
+            out = torch.as_tensor(out[0]) if isinstance(out, list) else out
+            err = (out - expected).abs().max().item() / scale
+            if err > 1e-3:
+                raise AssertionError(f"{name} disagrees with eager PyTorch: rel. error {err:.1e}")
+        times = interleaved_medians(list(runs.values()), repeats=repeats)
+    return dict(zip(runs, times))
