@@ -222,6 +222,7 @@ class FusedFire(nn.Module):
         # version counters, which every in-place change bumps.
         tensors = tuple(
             t for c in convs for t in chain(c._parameters.values(), c._buffers.values())
+            if t is not None  # bias=False convs keep a None bias
         )
         versions = tuple(t._version for t in tensors)
         width = x.shape[3]
