@@ -15,30 +15,22 @@ from ..reference import Fire
 
 __all__ = ["SqueezeNet", "squeezenet1_0", "squeezenet1_1", "FIRE_CONFIGS", "FIRE_SPATIAL"]
 
-# (inplanes, squeeze, expand1x1, expand3x3) of fire2 .. fire9, per version.
+# (inplanes, squeeze, expand1x1, expand3x3) of fire2 .. fire9, per version: the same
+# but for fire2's input (conv1 has 96 channels in 1.0, 64 in 1.1).
+_FIRE_1_0 = [
+    (96, 16, 64, 64),
+    (128, 16, 64, 64),
+    (128, 32, 128, 128),
+    (256, 32, 128, 128),
+    (256, 48, 192, 192),
+    (384, 48, 192, 192),
+    (384, 64, 256, 256),
+    (512, 64, 256, 256),
+]
 FIRE_CONFIGS: dict[str, list[tuple[int, int, int, int]]] = {
-    "1_0": [
-        (96, 16, 64, 64),
-        (128, 16, 64, 64),
-        (128, 32, 128, 128),
-        (256, 32, 128, 128),
-        (256, 48, 192, 192),
-        (384, 48, 192, 192),
-        (384, 64, 256, 256),
-        (512, 64, 256, 256),
-    ],
-    "1_1": [
-        (64, 16, 64, 64),
-        (128, 16, 64, 64),
-        (128, 32, 128, 128),
-        (256, 32, 128, 128),
-        (256, 48, 192, 192),
-        (384, 48, 192, 192),
-        (384, 64, 256, 256),
-        (512, 64, 256, 256),
-    ],
+    "1_0": _FIRE_1_0,
+    "1_1": [(64, 16, 64, 64), *_FIRE_1_0[1:]],
 }
-
 
 # Height = width of the input of fire2 .. fire9 for a 224x224 image.
 FIRE_SPATIAL: dict[str, list[int]] = {
