@@ -112,7 +112,10 @@ class FusedFire(nn.Module):
             under ``torch.compile``, the dense kernel runs. The packed weights are
             derived, cached (not in ``state_dict``) and rebuilt whenever a weight's
             version counter moves, the input width changes, or
-            ``fire_kernels.refresh_packed_weights()`` is called.
+            ``fire_kernels.refresh_packed_weights()`` is called. As it skips
+            zero weights, a NaN or Inf in the input reaches only the outputs
+            it has a nonzero weight path to (the dense computation spreads it
+            through ``0 * NaN``).
     """
 
     def __init__(
