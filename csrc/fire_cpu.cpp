@@ -139,24 +139,24 @@ FireKernelFn kernel_for(Isa isa) {
 }
 
 // Output channel where the expands of a shared image are split into `parts`
-// of equal work, at a multiple of kChannelPad (so the channels-last kernels'
-// vector loads of packed weights stay inside their padding, and sparse groups
-// stay whole). Dense: an expand 1x1 channel costs S MACs a pixel, a 3x3 one
-// 9*S. Sparse: a group costs its entries.
+// of equal work. Dense: an expand 1x1 channel costs S MACs a pixel, a 3x3 one
+// 9*S; the split falls at a multiple of kChannelPad within its expand, where
+// a panel of the channels-last kernels' packed weights starts. Sparse: a
+// group costs its entries; the split falls at a multiple of kChannelPad of
+// the concat, so groups stay whole.
 int64_t channel_split(const FireArgs& a, int64_t part, int64_t parts) {
   const int64_t E = a.E1 + a.E3;
   if (part >= parts) return E;
-  int64_t c;
-  if (a.sparse) {
-    const int64_t groups = (E + a.sparse->block - 1) / a.sparse->block;
-    const int64_t target = int64_t{a.sparse->e_rows[groups]} * part / parts;
-    const int32_t* g = std::lower_bound(a.sparse->e_rows, a.sparse->e_rows + groups, target);
-    c = (g - a.sparse->e_rows) * a.sparse->block;
-  } else {
+  auto round = [](int64_t n) { return (n + kChannelPad / 2) / kChannelPad * kChannelPad; };
+  if (!a.sparse) {
     const int64_t target = (a.E1 + 9 * a.E3) * part / parts;
-    c = target <= a.E1 ? target : a.E1 + (target - a.E1) / 9;
+    if (target <= a.E1) return std::min(a.E1, round(target));
+    return std::min(E, a.E1 + round((target - a.E1) / 9));
   }
-  return std::min(E, (c + kChannelPad / 2) / kChannelPad * kChannelPad);
+  const int64_t groups = (E + a.sparse->block - 1) / a.sparse->block;
+  const int64_t target = int64_t{a.sparse->e_rows[groups]} * part / parts;
+  const int32_t* g = std::lower_bound(a.sparse->e_rows, a.sparse->e_rows + groups, target);
+  return std::min(E, round((g - a.sparse->e_rows) * a.sparse->block));
 }
 
 // Per-thread scratch, kept between calls (PyTorch's pool threads persist).
@@ -298,7 +298,7 @@ at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
     packed = packed_hwc_weights(squeeze_weight, expand1x1_weight, expand3x3_weight);
     const float* base = packed->data.data_ptr<float>();
     a.p_ws = base + packed->ws, a.p_we1 = base + packed->we1, a.p_we3 = base + packed->we3;
-    a.Sp = packed->Sp, a.E1p = packed->E1p, a.E3p = packed->E3p;
+    a.Sp = packed->Sp;
   }
   run(a);
   return out;

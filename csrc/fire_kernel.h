@@ -50,13 +50,14 @@ struct FireArgs {
   const float* b_e3;  // [E3] or null
 
   // Channels-last kernels: the output is [N][H][W][E1 + E3] and the weights
-  // come transposed, output channels innermost and padded with zeros to
-  // Sp, E1p, E3p (multiples of kChannelPad): see pack_hwc.h.
+  // come in panels of kChannelPad output channels, output channels innermost,
+  // zero-padded to whole panels (see pack_hwc.h). Sp: S rounded up to
+  // kChannelPad, the channels of a squeeze buffer's pixel.
   bool channels_last;
-  const float* p_ws;   // [C][Sp]
-  const float* p_we1;  // [S][E1p]
-  const float* p_we3;  // [9][S][E3p], tap t = 3*dy + dx
-  int64_t Sp, E1p, E3p;
+  const float* p_ws;   // [Sp/16][C][16]
+  const float* p_we1;  // [E1p/16][S][16]
+  const float* p_we3;  // [E3p/16][S][9][16], tap t = 3*dy + dx
+  int64_t Sp;
 
   // Non-null: the sparse kernels, which read only these (not w_* or p_*);
   // they keep NCHW squeeze buffers whatever the memory format.

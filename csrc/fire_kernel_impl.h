@@ -184,8 +184,8 @@ void run(const FireArgs& a, const FireWork& work, float* scratch) {
     if (a.sparse) {
       sparse::expand(a, bd, out_img, c_begin, c_end, scratch + layout.stage, b_cat);
     } else if (nhwc) {
-      if (c_begin < e1_end) nhwc::expand(a, bd, out_img, false, 0, c_begin, e1_end, a.E1p, a.p_we1, b_e1);
-      if (c_end > a.E1) nhwc::expand(a, bd, out_img, true, a.E1, e3_begin, c_end - a.E1, a.E3p, a.p_we3, b_e3);
+      if (c_begin < e1_end) nhwc::expand(a, bd, out_img, false, 0, c_begin, e1_end, a.p_we1, b_e1);
+      if (c_end > a.E1) nhwc::expand(a, bd, out_img, true, a.E1, e3_begin, c_end - a.E1, a.p_we3, b_e3);
     } else {
       if (c_begin < e1_end) nchw::expand(a, bd, out_img, false, 0, c_begin, e1_end, a.w_e1, b_e1);
       if (c_end > a.E1) nchw::expand(a, bd, out_img, true, a.E1, e3_begin, c_end - a.E1, a.w_e3, b_e3);

@@ -1,5 +1,6 @@
 #include "pack_hwc.h"
 
+#include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/util/intrusive_ptr.h>
 
@@ -18,6 +19,16 @@ using WeakImpl = c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorIm
 
 int64_t padded(int64_t n) { return (n + kChannelPad - 1) / kChannelPad * kChannelPad; }
 
+// Writes conv weight w, [E][K][T] (T taps), into dst as panels of kChannelPad
+// output channels, [Ep / kChannelPad][K][T][kChannelPad], zero-padded.
+void pack_panels(const at::Tensor& w, int64_t taps, const at::Tensor& dst) {
+  const int64_t E = w.size(0), K = w.size(1), Ep = padded(E);
+  at::Tensor padded_w = at::zeros({Ep, K, taps}, w.options());
+  padded_w.narrow(0, 0, E).copy_(w.reshape({E, K, taps}));
+  dst.view({Ep / kChannelPad, K, taps, kChannelPad})
+      .copy_(padded_w.view({Ep / kChannelPad, kChannelPad, K, taps}).permute({0, 2, 3, 1}));
+}
+
 std::shared_ptr<const PackedHwc> pack(const at::Tensor& ws, const at::Tensor& we1,
                                       const at::Tensor& we3) {
   const int64_t S = ws.size(0), C = ws.size(1), E1 = we1.size(0), E3 = we3.size(0);
@@ -26,19 +37,11 @@ std::shared_ptr<const PackedHwc> pack(const at::Tensor& ws, const at::Tensor& we
   p->ws = 0;
   p->we1 = p->ws + C * p->Sp;
   p->we3 = p->we1 + S * p->E1p;
-  p->data = at::zeros({p->we3 + 9 * S * p->E3p}, ws.options());
-  // [C][Sp] <- [S][C]
-  p->data.narrow(0, p->ws, C * p->Sp).view({C, p->Sp}).narrow(1, 0, S).copy_(ws.view({S, C}).t());
-  // [S][E1p] <- [E1][S]
-  p->data.narrow(0, p->we1, S * p->E1p)
-      .view({S, p->E1p})
-      .narrow(1, 0, E1)
-      .copy_(we1.view({E1, S}).t());
-  // [9][S][E3p] <- [E3][S][9]
-  p->data.narrow(0, p->we3, 9 * S * p->E3p)
-      .view({9, S, p->E3p})
-      .narrow(2, 0, E3)
-      .copy_(we3.view({E3, S, 9}).permute({2, 1, 0}));
+  const int64_t total = p->we3 + 9 * S * p->E3p;
+  p->data = at::empty({total}, ws.options());
+  pack_panels(ws, 1, p->data.narrow(0, p->ws, C * p->Sp));
+  pack_panels(we1, 1, p->data.narrow(0, p->we1, S * p->E1p));
+  pack_panels(we3, 9, p->data.narrow(0, p->we3, 9 * S * p->E3p));
   return p;
 }
 
