@@ -95,6 +95,8 @@ def main() -> int:
 
 
 def print_layer_table(batch: int, table, peak: float) -> None:
+    if not table:
+        return
     names = list(table[0][1])
     others = [n for n in names if not n.startswith("fused")]
     print(f"## Fire layers, batch {batch} (ms; ratios = baseline time / fused time)\n")
