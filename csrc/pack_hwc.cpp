@@ -33,15 +33,15 @@ std::shared_ptr<const PackedHwc> pack(const at::Tensor& ws, const at::Tensor& we
                                       const at::Tensor& we3) {
   const int64_t S = ws.size(0), C = ws.size(1), E1 = we1.size(0), E3 = we3.size(0);
   auto p = std::make_shared<PackedHwc>();
-  p->Sp = padded(S), p->E1p = padded(E1), p->E3p = padded(E3);
+  const int64_t E1p = padded(E1), E3p = padded(E3);
+  p->Sp = padded(S);
   p->ws = 0;
   p->we1 = p->ws + C * p->Sp;
-  p->we3 = p->we1 + S * p->E1p;
-  const int64_t total = p->we3 + 9 * S * p->E3p;
-  p->data = at::empty({total}, ws.options());
+  p->we3 = p->we1 + S * E1p;
+  p->data = at::empty({p->we3 + 9 * S * E3p}, ws.options());
   pack_panels(ws, 1, p->data.narrow(0, p->ws, C * p->Sp));
-  pack_panels(we1, 1, p->data.narrow(0, p->we1, S * p->E1p));
-  pack_panels(we3, 9, p->data.narrow(0, p->we3, 9 * S * p->E3p));
+  pack_panels(we1, 1, p->data.narrow(0, p->we1, S * E1p));
+  pack_panels(we3, 9, p->data.narrow(0, p->we3, 9 * S * E3p));
   return p;
 }
 

@@ -17,8 +17,9 @@ namespace fire_kernels {
 
 struct PackedHwc {
   at::Tensor data;  // float32, one allocation holding the three blocks below
-  int64_t Sp, E1p, E3p;
-  // Offsets in `data`: [Sp/16][C][16], [E1p/16][S][16], [E3p/16][S][9][16].
+  int64_t Sp;  // S rounded up to kChannelPad
+  // Offsets in `data`: [Sp/16][C][16], [E1p/16][S][16], [E3p/16][S][9][16]
+  // (E1p, E3p: E1, E3 rounded up to kChannelPad).
   int64_t ws, we1, we3;
 };
 

@@ -96,18 +96,25 @@ def test_output_too_large_to_allocate_is_an_error():
 # ---------------------------------------------------------------- memory
 
 
+def _fused_and_input(mode: str, inplanes: int, squeeze: int, expand: int, batch: int, side: int):
+    """A FusedFire running `mode` ("nchw", "channels_last" or "sparse": pruned to
+    90 % and run sparse) and an input for it."""
+    m = make_fire(inplanes, squeeze, expand, expand)
+    if mode == "sparse":
+        fk.prune_fire_modules(m, 0.9)
+    fused = fk.FusedFire.from_fire(m, sparse=mode == "sparse")
+    x = torch.randn(batch, inplanes, side, side)
+    if mode == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    return fused, x
+
+
 @needs_cpp
 @pytest.mark.parametrize("mode", ["nchw", "channels_last", "sparse"])
 def test_forward_allocates_only_its_output(mode):
     """The fused op allocates one tensor from PyTorch's allocator, its output (its
     other memory is bounded per-thread scratch, reused from call to call)."""
-    m = make_fire(16, 8, 16, 16)
-    if mode == "sparse":
-        fk.prune_fire_modules(m, 0.9)
-    fused = fk.FusedFire.from_fire(m, sparse=mode == "sparse")
-    x = torch.randn(4, 16, 10, 10)
-    if mode == "channels_last":
-        x = x.to(memory_format=torch.channels_last)
+    fused, x = _fused_and_input(mode, 16, 8, 16, batch=4, side=10)
     with torch.no_grad():
         out = fused(x)  # warm: packing and scratch happen once
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
@@ -122,13 +129,7 @@ def test_forward_allocates_only_its_output(mode):
 @needs_cpp
 @pytest.mark.parametrize("mode", ["nchw", "channels_last", "sparse"])
 def test_no_memory_growth_over_10000_forwards(mode):
-    m = make_fire(8, 4, 8, 8)
-    if mode == "sparse":
-        fk.prune_fire_modules(m, 0.9)
-    fused = fk.FusedFire.from_fire(m, sparse=mode == "sparse")
-    x = torch.randn(2, 8, 6, 6)
-    if mode == "channels_last":
-        x = x.to(memory_format=torch.channels_last)
+    fused, x = _fused_and_input(mode, 8, 4, 8, batch=2, side=6)
     with torch.no_grad():
         for _ in range(1000):
             fused(x)
