@@ -48,6 +48,22 @@ def test_no_bias(fmt, isa):
     assert_close_to_reference(run_cpp(x, m), m(x))
 
 
+@pytest.mark.parametrize("fmt", FORMATS, ids=["nchw", "channels_last"])
+def test_channels_last_weights(fmt):
+    """After ``model.to(memory_format=torch.channels_last)`` the conv weights are
+    channels-last too. Both kernels must read them right, and the channels-last
+    one, which reads only its cached packed copy, must not copy them on every
+    call (it did: 0.6 ms of a SqueezeNet 1.1 forward)."""
+    m = make_fire(24, 16, 32, 48).to(memory_format=torch.channels_last)
+    assert not m.expand3x3.weight.is_contiguous()
+    x = torch.randn(2, 24, 9, 10).to(memory_format=fmt)
+    assert_close_to_reference(run_cpp(x, m), m(x))
+    if fmt == torch.channels_last:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            run_cpp(x, m)
+        assert [e.name for e in prof.events() if e.name in ("aten::clone", "aten::copy_")] == []
+
+
 def _views(x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Non-contiguous inputs of the same logical shape (N, 12, 8, 9)."""
     big = torch.randn(3, 20, 17, 19)
