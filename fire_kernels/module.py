@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from itertools import chain
+from operator import is_
 from typing import Callable, Iterator, Literal, Union
 
 import torch
@@ -188,9 +188,10 @@ class FusedFire(nn.Module):
                 f"FusedFire expected {self.inplanes} input channels, got {x.shape[1]}"
             )
         modules = self._modules
-        convs = (modules["squeeze"], modules["expand1x1"], modules["expand3x3"])
-        ws, we1, we3 = (conv_weight(c) for c in convs)
-        bs, be1, be3 = (conv_weight(c, "bias") for c in convs)
+        sq, e1, e3 = modules["squeeze"], modules["expand1x1"], modules["expand3x3"]
+        convs = (sq, e1, e3)
+        ws, we1, we3 = conv_weight(sq), conv_weight(e1), conv_weight(e3)
+        bs, be1, be3 = conv_weight(sq, "bias"), conv_weight(e1, "bias"), conv_weight(e3, "bias")
         path = resolve_backend(self._backend, x) if x.dim() == 4 else None
         if path in ("cpp", "triton") and self._sparse is not False and self._inference(x, convs):
             packed = self._packed_weights(path, x, convs, ws, we1, we3)
@@ -223,16 +224,18 @@ class FusedFire(nn.Module):
         kernel is faster; cached until a weight changes."""
         # The exact tensors (not their ids, which a new tensor can reuse) and their
         # version counters, which every in-place change bumps.
-        tensors = tuple(
-            t for c in convs for t in chain(c._parameters.values(), c._buffers.values())
+        # (A list comprehension and map: this runs on every inference forward,
+        # and generator expressions cost microseconds here.)
+        tensors = [
+            t for c in convs for d in (c._parameters, c._buffers) for t in d.values()
             if t is not None  # bias=False convs keep a None bias
-        )
-        versions = tuple(t._version for t in tensors)
+        ]
         width = x.shape[3]
-        key = (_pack_epoch, path, x.device, width, self._sparse, versions)
-        if self._packed is not None:
-            cached_key, cached_tensors, packed = self._packed
-            if cached_key == key and all(a is b for a, b in zip(cached_tensors, tensors)):
+        key = (_pack_epoch, path, x.device, width, self._sparse, [t._version for t in tensors])
+        cached = self._packed
+        if cached is not None:
+            cached_key, cached_tensors, packed = cached
+            if cached_key == key and all(map(is_, cached_tensors, tensors)):
                 return packed
         force = self._sparse is True
         if path == "cpp":
