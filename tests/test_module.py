@@ -165,3 +165,73 @@ def test_concurrent_forwards_from_threads():
         t.join()
     assert not errors, errors[0]
 
+
+
+def _run_and_ops(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, set[str]]:
+    """module(x) and the fire_kernels operators it called (packing aside)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        out = module(x)
+    names = {e.name for e in prof.events() if e.name.startswith("fire_kernels::")}
+    return out, names - {"fire_kernels::pack_sparse"}
+
+
+def _zero_most_weights(fire: nn.Module) -> None:
+    """95 % of each conv's weights zeroed in place (a version bump, as pruning does)."""
+    with torch.no_grad():
+        for conv in (fire.squeeze, fire.expand1x1, fire.expand3x3):
+            w = conv.weight
+            w.mul_(torch.rand_like(w) < 0.05)
+
+
+@pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
+def test_fast_path_never_repeats_a_stale_choice():
+    """FusedFire.forward repeats the last call's dense C++ choice without
+    re-deciding, but only while that choice stands: weights edited in place
+    (sparse now pays), edits through .data plus refresh_packed_weights(), a
+    replaced bias, a changed backend, or a first call made with gradients (which
+    always runs dense) all lead back to the full decision."""
+    ref = make_fire(16, 8, 12, 12)
+    fused = fk.FusedFire.from_fire(ref)
+    x = torch.randn(2, 16, 7, 7)
+    fused(x)  # gradients wanted: dense, and no fast path recorded
+    with torch.no_grad():
+        for _ in range(2):  # the second call takes the fast path
+            out, ops = _run_and_ops(fused, x)
+            assert ops == {"fire_kernels::fire"}
+            assert_close_to_reference(out, ref(x))
+        _zero_most_weights(ref)
+        out, ops = _run_and_ops(fused, x)
+        assert ops == {"fire_kernels::fire_sparse"}
+        assert_close_to_reference(out, ref(x))
+        ref.expand3x3.bias = nn.Parameter(torch.randn_like(ref.expand3x3.bias))
+        assert_close_to_reference(_run_and_ops(fused, x)[0], ref(x))
+        dense = make_fire(16, 8, 12, 12, seed=3)
+        for name in ("squeeze", "expand1x1", "expand3x3"):
+            getattr(ref, name).weight.data.copy_(getattr(dense, name).weight)
+        fk.refresh_packed_weights()
+        for _ in range(2):
+            out, ops = _run_and_ops(fused, x)
+            assert ops == {"fire_kernels::fire"}
+            assert_close_to_reference(out, ref(x))
+        for name in ("squeeze", "expand1x1", "expand3x3"):  # sparse again, versions unchanged
+            w = getattr(ref, name).weight
+            w.data.mul_(torch.rand_like(w) < 0.05)
+        fk.refresh_packed_weights()
+        out, ops = _run_and_ops(fused, x)
+        assert ops == {"fire_kernels::fire_sparse"}
+        assert_close_to_reference(out, ref(x))
+        fused.sparse = False
+        for _ in range(2):
+            assert _run_and_ops(fused, x)[1] == {"fire_kernels::fire"}
+        fused.backend = "torch"
+        out, ops = _run_and_ops(fused, x)
+        assert ops == set()
+        assert_close_to_reference(out, ref(x))
+
+    # A first call with gradients does not decide for later inference.
+    sparse_ref = make_fire(16, 8, 12, 12)
+    _zero_most_weights(sparse_ref)
+    sparse_fused = fk.FusedFire.from_fire(sparse_ref)
+    assert _run_and_ops(sparse_fused, x)[1] == {"fire_kernels::fire"}
+    with torch.no_grad():
+        assert _run_and_ops(sparse_fused, x)[1] == {"fire_kernels::fire_sparse"}
