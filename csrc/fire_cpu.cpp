@@ -72,10 +72,16 @@ bool uniform_pixels(const at::Tensor& t, int64_t* pixel_stride) {
 // Asks Linux to back a large fresh output with 2 MiB pages. PyTorch's CPU
 // allocator hands out fresh mmap-ed memory for big tensors, and faulting it in
 // 4 KiB at a time cost up to a third of a batch-16 Fire (measured; PyTorch's
-// own THP_MEM_ALLOC_ENABLE=1 does the same for every allocation). Without
-// transparent huge pages (or off Linux) this does nothing.
+// own THP_MEM_ALLOC_ENABLE=1 does the same for every allocation). Only from
+// 32 MiB, glibc's largest mmap threshold: above it every allocation is a fresh
+// mapping, faulted in on every call; below it memory is often recycled,
+// already faulted in, and advising it gained nothing while its first use
+// could stall for compaction (25 MB outputs, measured). Without transparent
+// huge pages (or off Linux) this does nothing.
 void advise_huge_pages(const at::Tensor& t) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr size_t kFreshMappingBytes = size_t{32} << 20;
+  if (t.nbytes() < kFreshMappingBytes) return;
   constexpr uintptr_t kHuge = uintptr_t{2} << 20;
   const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
   const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
