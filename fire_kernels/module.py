@@ -239,8 +239,9 @@ class FusedFire(nn.Module):
                     return packed.launcher(*args)
                 return torch.ops.fire_kernels.fire_blocksparse(*args)
         out = fire(x, ws, bs, we1, be1, we3, be3, backend=self._backend)
-        plain = all(c._parameters.get("weight") is w for c, w in zip(convs, (ws, we1, we3)))
-        if path == "cpp" and dense_chosen and plain:  # plain: not computed (pruning masks)
+        if path == "cpp" and dense_chosen and all(  # plain weights, not computed (pruning masks)
+            c._parameters.get("weight") is w for c, w in zip(convs, (ws, we1, we3))
+        ):
             self._fast = (ws, we1, we3, ws._version, we1._version, we3._version, _pack_epoch)
         return out
 
