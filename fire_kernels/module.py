@@ -240,7 +240,8 @@ class FusedFire(nn.Module):
                 return torch.ops.fire_kernels.fire_blocksparse(*args)
         out = fire(x, ws, bs, we1, be1, we3, be3, backend=self._backend)
         if path == "cpp" and dense_chosen and all(  # plain weights, not computed (pruning masks)
-            c._parameters.get("weight") is w for c, w in zip(convs, (ws, we1, we3))
+            c._parameters.get("weight") is w and not w.is_inference()
+            for c, w in zip(convs, (ws, we1, we3))
         ):
             self._fast = (ws, we1, we3, ws._version, we1._version, we3._version, _pack_epoch)
         return out
@@ -268,20 +269,28 @@ class FusedFire(nn.Module):
             if t is not None  # bias=False convs keep a None bias
         ]
         width = x.shape[3]
+        if any(map(Tensor.is_inference, tensors)):
+            # Made under torch.inference_mode: no version counter says when they
+            # change, so nothing is cached.
+            self._packed = None
+            return self._pack(path, ws, we1, we3, width)
         key = (_pack_epoch, path, x.device, width, self._sparse, [t._version for t in tensors])
         cached = self._packed
         if cached is not None:
             cached_key, cached_tensors, packed = cached
             if cached_key == key and all(map(is_, cached_tensors, tensors)):
                 return packed
+        packed = self._pack(path, ws, we1, we3, width)
+        self._packed = (key, tensors, packed)
+        return packed
+
+    def _pack(self, path: str, ws: Tensor, we1: Tensor, we3: Tensor, width: int):
+        """What :meth:`_packed_weights` caches, computed afresh."""
         force = self._sparse is True
         if path == "cpp":
             block = _sparse.choose_block(ws, we1, we3) if force else _sparse.sparse_pays(ws, we1, we3)
-            packed = None if block is None else _sparse.pack_sparse(ws, we1, we3, block, width)
-        else:
-            packed = _sparse.gpu_block_list(we3, force)
-        self._packed = (key, tensors, packed)
-        return packed
+            return None if block is None else _sparse.pack_sparse(ws, we1, we3, block, width)
+        return _sparse.gpu_block_list(we3, force)
 
     def extra_repr(self) -> str:
         return (
