@@ -210,6 +210,11 @@ def make_candidates(
             mode = "auto" if name == "fused_cl" else True
             runs[name] = lambda m=fused_copy(model, mode).to(memory_format=cl): m(x_cl)
         elif name == "compile":
+            # A fresh start for every model: Dynamo caches compiled code on the
+            # forward's code object, which all Fire layers share; past its recompile
+            # limit (8) every later layer would silently run eager, and after a
+            # shape change it compiles for dynamic shapes.
+            torch._dynamo.reset()
             runs[name] = lambda m=torch.compile(copy.deepcopy(model)): m(x)
         elif name == "onnxruntime":
             session = onnx_session(model, x, threads)
