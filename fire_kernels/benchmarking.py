@@ -13,6 +13,7 @@ import csv
 import io
 import math
 import platform
+import random
 import statistics
 import time
 import warnings
@@ -52,15 +53,25 @@ def interleaved_medians(
     fns: Sequence[Callable[[], object]], *, warmup: int = 3, repeats: int = 30
 ) -> list[float]:
     """Median seconds per call of each function, timing them round-robin so that
-    a slow phase of a shared machine hits all of them alike."""
+    a slow phase of a shared machine hits all of them alike.
+
+    Each round runs them in a new order (shuffled, seeded), so that every function
+    follows every other one about equally often: a call pays for what the call
+    before it left behind (caches full of other data, a thread pool gone to sleep
+    while ONNX Runtime ran its own threads: up to 0.5 ms on a 1 ms layer,
+    measured), and in a fixed order one candidate would always pay for the same
+    predecessor."""
     for fn in fns:
         for _ in range(warmup):
             fn()
     samples: list[list[float]] = [[] for _ in fns]
+    order = list(range(len(fns)))
+    rng = random.Random(0)
     for _ in range(repeats):
-        for k, fn in enumerate(fns):
+        rng.shuffle(order)
+        for k in order:
             start = time.perf_counter()
-            fn()
+            fns[k]()
             samples[k].append(time.perf_counter() - start)
     return [statistics.median(s) for s in samples]
 
