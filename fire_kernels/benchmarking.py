@@ -57,10 +57,10 @@ def interleaved_medians(
 
     Each round runs them in a new order (shuffled, seeded), so that every function
     follows every other one about equally often: a call pays for what the call
-    before it left behind (caches full of other data, a thread pool gone to sleep
-    while ONNX Runtime ran its own threads: up to 0.5 ms on a 1 ms layer,
-    measured), and in a fixed order one candidate would always pay for the same
-    predecessor."""
+    before it left behind (caches full of other data, presumably a thread pool
+    asleep after ONNX Runtime ran its own: up to 0.5 ms on a 1 ms layer right
+    after ONNX Runtime, measured), and in a fixed order one candidate would always
+    pay for the same predecessor."""
     for fn in fns:
         for _ in range(warmup):
             fn()
