@@ -4,7 +4,7 @@
 #include <torch/extension.h>
 
 #include "cpu_features.h"
-#include "pack_hwc.h"
+#include "pack_weights.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "fire_kernels CPU kernels (registered as torch.ops.fire_kernels.*)";
@@ -14,8 +14,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "The vector ISA the CPU kernels use now.");
   m.def("set_isa", &fire_kernels::set_isa, pybind11::arg("name"),
         "Forces the kernels' vector ISA ('auto', 'avx512', 'avx2' or 'portable').");
-  m.def("hwc_pack_count", &fire_kernels::hwc_pack_count,
-        "How many times channels-last weights were packed (for tests).");
-  m.def("clear_hwc_pack_cache", &fire_kernels::clear_hwc_pack_cache,
-        "Empties the cache of packed channels-last weights.");
+  m.def("pack_count", &fire_kernels::pack_count,
+        "How many times the dense kernels' weights were packed (for tests).");
+  m.def("clear_pack_cache", &fire_kernels::clear_pack_cache,
+        "Empties the cache of the dense kernels' packed weights.");
 }

@@ -18,7 +18,7 @@
 
 #include "cpu_features.h"
 #include "fire_kernel.h"
-#include "pack_hwc.h"
+#include "pack_weights.h"
 
 namespace fire_kernels {
 
@@ -132,37 +132,37 @@ bool choose_bands(FireArgs& a, int64_t threads) {
   return false;
 }
 
-FireKernelFn kernel_for(Isa isa) {
+const FireKernel& kernel_for(Isa isa) {
   switch (isa) {
     case Isa::kAvx512:
-      return &fire_kernel_avx512;
+      return kFireKernelAvx512;
     case Isa::kAvx2:
-      return &fire_kernel_avx2;
+      return kFireKernelAvx2;
     case Isa::kPortable:
-      return &fire_kernel_portable;
+      return kFireKernelPortable;
   }
-  return &fire_kernel_portable;
+  return kFireKernelPortable;
 }
 
 // Output channel where the expands of a shared image are split into `parts`
 // of equal work. Dense: an expand 1x1 channel costs S MACs a pixel, a 3x3 one
-// 9*S; the split falls at a multiple of kChannelPad within its expand, where
-// a panel of the channels-last kernels' packed weights starts. Sparse: a
+// 9*S; the split falls at a multiple of w_block within its expand, where a
+// block of the packed weights starts. Sparse: a
 // group costs its entries; the split falls at a multiple of kChannelPad of
 // the concat, so groups stay whole.
 int64_t channel_split(const FireArgs& a, int64_t part, int64_t parts) {
   const int64_t E = a.E1 + a.E3;
   if (part >= parts) return E;
-  auto round = [](int64_t n) { return (n + kChannelPad / 2) / kChannelPad * kChannelPad; };
+  auto round = [](int64_t n, int64_t unit) { return (n + unit / 2) / unit * unit; };
   if (!a.sparse) {
     const int64_t target = (a.E1 + 9 * a.E3) * part / parts;
-    if (target <= a.E1) return std::min(a.E1, round(target));
-    return std::min(E, a.E1 + round((target - a.E1) / 9));
+    if (target <= a.E1) return std::min(a.E1, round(target, a.w_block));
+    return std::min(E, a.E1 + round((target - a.E1) / 9, a.w_block));
   }
   const int64_t groups = (E + a.sparse->block - 1) / a.sparse->block;
   const int64_t target = int64_t{a.sparse->e_rows[groups]} * part / parts;
   const int32_t* g = std::lower_bound(a.sparse->e_rows, a.sparse->e_rows + groups, target);
-  return std::min(E, round((g - a.sparse->e_rows) * a.sparse->block));
+  return std::min(E, round((g - a.sparse->e_rows) * a.sparse->block, kChannelPad));
 }
 
 // Per-thread scratch, kept between calls (PyTorch's pool threads persist).
@@ -187,15 +187,14 @@ float* thread_scratch(int64_t floats, int kind = 0) {
   return buffer.get();
 }
 
-// Runs the kernel over every image of `a` on PyTorch's thread pool.
-void run(FireArgs& a) {
+// Runs `kernel` over every image of `a` on PyTorch's thread pool.
+void run(FireArgs& a, const FireKernel& kernel) {
   const int64_t threads = at::get_num_threads();
   const bool shared = choose_bands(a, threads);
-  const FireKernelFn kernel = kernel_for(current_isa());
   const int64_t scratch_floats = fire_scratch_layout(a).total;
   if (!shared) {
     at::parallel_for(0, a.N * a.bands_per_image, 1, [&](int64_t begin, int64_t end) {
-      kernel(a, FireWork{FirePhase::kBands, begin, end, 0, nullptr},
+      kernel.run(a, FireWork{FirePhase::kBands, begin, end, 0, nullptr},
              thread_scratch(scratch_floats));
     });
     return;
@@ -208,14 +207,14 @@ void run(FireArgs& a) {
       const int64_t q0 = std::min(HW, squeeze_chunks * begin / threads * kSharedSplitAlign);
       const int64_t q1 = std::min(HW, squeeze_chunks * end / threads * kSharedSplitAlign);
       if (q0 < q1)
-        kernel(a, FireWork{FirePhase::kSqueeze, q0, q1, n, buffers},
+        kernel.run(a, FireWork{FirePhase::kSqueeze, q0, q1, n, buffers},
                thread_scratch(scratch_floats));
     });
-    kernel(a, FireWork{FirePhase::kPadding, 0, 0, n, buffers}, thread_scratch(scratch_floats));
+    kernel.run(a, FireWork{FirePhase::kPadding, 0, 0, n, buffers}, thread_scratch(scratch_floats));
     at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
       const int64_t c0 = channel_split(a, begin, threads), c1 = channel_split(a, end, threads);
       if (c0 < c1)
-        kernel(a, FireWork{FirePhase::kExpand, c0, c1, n, buffers},
+        kernel.run(a, FireWork{FirePhase::kExpand, c0, c1, n, buffers},
                thread_scratch(scratch_floats));
     });
   }
@@ -295,24 +294,18 @@ at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
   const at::Tensor be1 = contiguous_or_undefined(expand1x1_bias);
   const at::Tensor be3 = contiguous_or_undefined(expand3x3_bias);
   a.b_s = data_or_null(bs), a.b_e1 = data_or_null(be1), a.b_e3 = data_or_null(be3);
-  // Each kernel family reads only its own form of the weights. The
-  // channels-last one must not touch the raw ones: after
-  // `model.to(memory_format=torch.channels_last)` they are channels-last
-  // too, and making them contiguous would copy them on every call (0.6 ms
-  // of a 9 ms SqueezeNet 1.1 forward, measured).
-  at::Tensor ws, we1, we3;
-  std::shared_ptr<const PackedHwc> packed;
-  if (a.channels_last) {
-    packed = packed_hwc_weights(squeeze_weight, expand1x1_weight, expand3x3_weight);
-    const float* base = packed->data.data_ptr<float>();
-    a.p_ws = base + packed->ws, a.p_we1 = base + packed->we1, a.p_we3 = base + packed->we3;
-    a.Sp = packed->Sp;
-  } else {
-    ws = squeeze_weight.contiguous(), we1 = expand1x1_weight.contiguous();
-    we3 = expand3x3_weight.contiguous();
-    a.w_s = ws.data_ptr<float>(), a.w_e1 = we1.data_ptr<float>(), a.w_e3 = we3.data_ptr<float>();
-  }
-  run(a);
+  // Each kernel family reads its own packed form of the weights. Neither
+  // touches the raw ones: after `model.to(memory_format=torch.channels_last)`
+  // they are channels-last too, and making them contiguous would copy them
+  // on every call (0.6 ms of a 9 ms SqueezeNet 1.1 forward, measured).
+  const FireKernel& kernel = kernel_for(current_isa());
+  a.w_block = a.channels_last ? kChannelPad : kernel.nchw_block;
+  const std::shared_ptr<const PackedWeights> packed = packed_weights(
+      squeeze_weight, expand1x1_weight, expand3x3_weight, {a.channels_last, a.w_block});
+  const float* base = packed->data.data_ptr<float>();
+  a.w_s = base + packed->ws, a.w_e1 = base + packed->we1, a.w_e3 = base + packed->we3;
+  a.Sp = (S + kChannelPad - 1) / kChannelPad * kChannelPad;
+  run(a, kernel);
   return out;
 }
 
@@ -358,7 +351,7 @@ at::Tensor fire_sparse_cpu(const at::Tensor& x, const at::Tensor& squeeze_values
   sp.e_offset = sp.e_rows + e_groups + 1;
   sp.e_values = expand_values.data_ptr<float>();
   a.sparse = &sp;
-  run(a);
+  run(a, kernel_for(current_isa()));
   return out;
 }
 

@@ -41,25 +41,25 @@ struct FireArgs {
   bool x_uniform;
   int64_t x_ps;
 
-  // PyTorch's layouts, read by the NCHW kernels.
-  const float* w_s;   // [S][C]        (squeeze.weight, contiguous)
-  const float* w_e1;  // [E1][S]       (expand1x1.weight, contiguous)
-  const float* w_e3;  // [E3][S][3][3] (expand3x3.weight, contiguous)
+  // The dense kernels' weights, packed for the family the input's memory
+  // format selects (pack_weights.h), in blocks of `w_block` output channels:
+  // NCHW [S/B][C][B], [E1/B][S][B], [E3/B][9][S][B] with B = Vec::CO of the
+  // kernel's ISA; channels last [Sp/16][C][16], [E1p/16][S][16],
+  // [E3p/16][S][9][16]; tap t = 3*dy + dx. Zero-padded to whole blocks.
+  const float* w_s;
+  const float* w_e1;
+  const float* w_e3;
+  int64_t w_block;
   const float* b_s;   // [S] or null
   const float* b_e1;  // [E1] or null
   const float* b_e3;  // [E3] or null
 
-  // Channels-last kernels: the output is [N][H][W][E1 + E3] and the weights
-  // come in panels of kChannelPad output channels, output channels innermost,
-  // zero-padded to whole panels (see pack_hwc.h). Sp: S rounded up to
-  // kChannelPad, the channels of a squeeze buffer's pixel.
+  // Channels-last kernels: the output is [N][H][W][E1 + E3]. Sp: S rounded up
+  // to kChannelPad, the channels of a squeeze buffer's pixel.
   bool channels_last;
-  const float* p_ws;   // [Sp/16][C][16]
-  const float* p_we1;  // [E1p/16][S][16]
-  const float* p_we3;  // [E3p/16][S][9][16], tap t = 3*dy + dx
   int64_t Sp;
 
-  // Non-null: the sparse kernels, which read only these (not w_* or p_*);
+  // Non-null: the sparse kernels, which read only these (not w_*);
   // they keep NCHW squeeze buffers whatever the memory format.
   const FireSparse* sparse;
 
@@ -119,12 +119,16 @@ struct FireWork {
 // of the dense kernels' tile widths, so that only the last tile is partial.
 constexpr int64_t kSharedSplitAlign = 48;
 
-using FireKernelFn = void (*)(const FireArgs& a, const FireWork& work, float* scratch);
-
-// `scratch`: fire_scratch_layout(a).total floats, 64-byte aligned,
-// exclusive to the calling thread.
-void fire_kernel_avx512(const FireArgs&, const FireWork&, float*);
-void fire_kernel_avx2(const FireArgs&, const FireWork&, float*);
-void fire_kernel_portable(const FireArgs&, const FireWork&, float*);
+// The kernel of one ISA. run's `scratch`: fire_scratch_layout(a).total
+// floats, 64-byte aligned, exclusive to the calling thread. nchw_block: the
+// output channels of its NCHW micro-kernel tiles (Vec::CO), the w_block its
+// NCHW weights must be packed in.
+struct FireKernel {
+  void (*run)(const FireArgs& a, const FireWork& work, float* scratch);
+  int64_t nchw_block;
+};
+extern const FireKernel kFireKernelAvx512;
+extern const FireKernel kFireKernelAvx2;
+extern const FireKernel kFireKernelPortable;
 
 }  // namespace fire_kernels

@@ -8,7 +8,4 @@ using Vec = VecAvx2;
 #define FK_ISA_NAMESPACE avx2
 #include "fire_kernel_impl.h"
 
-void fire_kernels::fire_kernel_avx2(const FireArgs& a, const FireWork& work,
-                                     float* scratch) {
-  avx2::run(a, work, scratch);
-}
+const fire_kernels::FireKernel fire_kernels::kFireKernelAvx2 = {&avx2::run, VecAvx2::CO};

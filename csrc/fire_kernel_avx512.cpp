@@ -12,7 +12,4 @@ using Vec = VecAvx512;
 #define FK_ISA_NAMESPACE avx512
 #include "fire_kernel_impl.h"
 
-void fire_kernels::fire_kernel_avx512(const FireArgs& a, const FireWork& work,
-                                     float* scratch) {
-  avx512::run(a, work, scratch);
-}
+const fire_kernels::FireKernel fire_kernels::kFireKernelAvx512 = {&avx512::run, VecAvx512::CO};

@@ -26,13 +26,14 @@
 //       NCHW (fire_dense_nchw.inc): vectors along pixels. A register tile is
 //       Vec::CO output channels x Vec::NV vectors of pixels; per input channel
 //       and tap, NV pixel vectors are loaded and each of the CO weights
-//       broadcast into CO*NV FMAs. Weights are read in PyTorch's own layout.
+//       broadcast into CO*NV FMAs. Weights come packed in blocks of CO
+//       output channels, in the order the tile reads them (pack_weights.cpp).
 //       Buffers are [dx][S][pixel].
 //       Channels last (fire_dense_nhwc.inc): vectors along output channels.
 //       A register tile is Vec::MR pixels x Vec::NRV vectors of channels; per
 //       input channel and tap, NRV weight vectors are loaded and each pixel's
 //       activation broadcast into MR*NRV FMAs. Weights come packed with output
-//       channels innermost (pack_hwc.cpp). Buffers are [dx][pixel][Sp].
+//       channels innermost (pack_weights.cpp). Buffers are [dx][pixel][Sp].
 //     In both, one micro-kernel does the squeeze (one tap, input x), the 1x1
 //     expand (one tap, the centre buffer) and the 3x3 expand (nine taps), and
 //     the epilogue (bias, ReLU, store into the output's channel slice, so the
@@ -205,8 +206,8 @@ void run(const FireArgs& a, const FireWork& work, float* scratch) {
     if (a.sparse) {
       sparse::expand(a, bd, out_img, c_begin, c_end, scratch + layout.stage, b_cat);
     } else if (nhwc) {
-      if (c_begin < e1_end) nhwc::expand(a, bd, out_img, false, 0, c_begin, e1_end, a.p_we1, b_e1);
-      if (c_end > a.E1) nhwc::expand(a, bd, out_img, true, a.E1, e3_begin, c_end - a.E1, a.p_we3, b_e3);
+      if (c_begin < e1_end) nhwc::expand(a, bd, out_img, false, 0, c_begin, e1_end, a.w_e1, b_e1);
+      if (c_end > a.E1) nhwc::expand(a, bd, out_img, true, a.E1, e3_begin, c_end - a.E1, a.w_e3, b_e3);
     } else {
       if (c_begin < e1_end) nchw::expand(a, bd, out_img, false, 0, c_begin, e1_end, a.w_e1, b_e1);
       if (c_end > a.E1) nchw::expand(a, bd, out_img, true, a.E1, e3_begin, c_end - a.E1, a.w_e3, b_e3);

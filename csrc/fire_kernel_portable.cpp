@@ -7,7 +7,4 @@ using Vec = VecPortable;
 #define FK_ISA_NAMESPACE portable
 #include "fire_kernel_impl.h"
 
-void fire_kernels::fire_kernel_portable(const FireArgs& a, const FireWork& work,
-                                     float* scratch) {
-  portable::run(a, work, scratch);
-}
+const fire_kernels::FireKernel fire_kernels::kFireKernelPortable = {&portable::run, VecPortable::CO};

@@ -79,9 +79,9 @@ def refresh_packed_weights() -> None:
     The kernels repack by themselves whenever a weight's version counter moves
     (optimizer steps, ``load_state_dict``, in-place ops on the parameter). Only
     writes through ``param.data``, which bypass version counters as they bypass
-    autograd, need this call before the next forward that uses packed weights
-    (channels-last inputs, sparse weights).
+    autograd, need this call before the next forward on the C++ kernels (which
+    read only packed weights).
     """
     invalidate_packed_weights()
     if _extension.C is not None:
-        _extension.C.clear_hwc_pack_cache()
+        _extension.C.clear_pack_cache()

@@ -114,6 +114,26 @@ def test_thread_counts_agree(threads, batch, fmt, isa):
     torch.testing.assert_close(run_cpp(x, m), expected, atol=0, rtol=0)
 
 
+def test_weights_packed_once_per_layout(isa):
+    """Each kernel family reads its own packed copy of the weights: alternating
+    NCHW and channels-last inputs keeps both cached (packed once each), and an
+    in-place weight change repacks, so the next call sees it."""
+    m = make_fire(16, 8, 12, 20)
+    x = torch.randn(2, 16, 7, 9)
+    inputs = [x, x.to(memory_format=torch.channels_last)]
+    fk.refresh_packed_weights()
+    before = fk._extension.C.pack_count()
+    with torch.no_grad():
+        for _ in range(3):
+            for xi in inputs:
+                assert_close_to_reference(run_cpp(xi, m), m(xi))
+        assert fk._extension.C.pack_count() - before == 2
+        m.expand3x3.weight.mul_(-1)
+        for xi in inputs:
+            assert_close_to_reference(run_cpp(xi, m), m(xi))
+        assert fk._extension.C.pack_count() - before == 4
+
+
 def test_nan_and_inf_propagate_like_reference():
     m = make_fire(8, 4, 6, 6)
     x = torch.randn(1, 8, 6, 6)

@@ -133,10 +133,9 @@ def test_weight_updates_are_always_seen():
             fused.expand3x3.weight[:, :, 1, 1] = 0.0
         check()
         fused.expand3x3.weight.data.mul_(0.5)
-        # .data edits bypass version counters: the NCHW kernel reads the
-        # weights directly, the channels-last one needs the documented refresh.
-        if fmt == torch.channels_last:
-            fk.refresh_packed_weights()
+        # .data edits bypass version counters: the packed weights need the
+        # documented refresh.
+        fk.refresh_packed_weights()
         check()
         ref.squeeze.weight = nn.Parameter(torch.randn_like(ref.squeeze.weight) * 0.3)
         check()
