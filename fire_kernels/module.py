@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from operator import is_
 from typing import Callable, Iterator, Literal, Union
 
@@ -222,6 +223,15 @@ class FusedFire(nn.Module):
         ws, we1, we3 = conv_weight(sq), conv_weight(e1), conv_weight(e3)
         bs, be1, be3 = conv_weight(sq, "bias"), conv_weight(e1, "bias"), conv_weight(e3, "bias")
         path = resolve_backend(self._backend, x) if x.dim() == 4 else None
+        if path == "cpp" and ws.is_inference():
+            warnings.warn(
+                "FusedFire: its weights are inference tensors (made under "
+                "torch.inference_mode()), which have no version counter, so nothing about "
+                "them can be cached: they are packed and checked for sparsity again on "
+                "every call (SqueezeNet 1.1 at batch 1 took 1.7x-1.9x the time). Create "
+                "the model, and change its memory format, outside inference_mode.",
+                stacklevel=2,
+            )
         # Dense whatever the grad mode: the choice the fast path may repeat.
         dense_chosen = self._sparse is False
         if path in ("cpp", "triton") and self._sparse is not False and self._inference(x, convs):
