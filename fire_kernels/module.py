@@ -223,7 +223,8 @@ class FusedFire(nn.Module):
         ws, we1, we3 = conv_weight(sq), conv_weight(e1), conv_weight(e3)
         bs, be1, be3 = conv_weight(sq, "bias"), conv_weight(e1, "bias"), conv_weight(e3, "bias")
         path = resolve_backend(self._backend, x) if x.dim() == 4 else None
-        if path == "cpp" and ws.is_inference():
+        # Not while torch.compile traces: Dynamo cannot trace is_inference().
+        if path == "cpp" and not torch.compiler.is_compiling() and ws.is_inference():
             warnings.warn(
                 "FusedFire: its weights are inference tensors (made under "
                 "torch.inference_mode()), which have no version counter, so nothing about "
