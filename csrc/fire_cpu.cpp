@@ -195,7 +195,7 @@ void run(FireArgs& a, const FireKernel& kernel) {
   if (!shared) {
     at::parallel_for(0, a.N * a.bands_per_image, 1, [&](int64_t begin, int64_t end) {
       kernel.run(a, FireWork{FirePhase::kBands, begin, end, 0, nullptr},
-             thread_scratch(scratch_floats));
+                 thread_scratch(scratch_floats));
     });
     return;
   }
@@ -208,14 +208,15 @@ void run(FireArgs& a, const FireKernel& kernel) {
       const int64_t q1 = std::min(HW, squeeze_chunks * end / threads * kSharedSplitAlign);
       if (q0 < q1)
         kernel.run(a, FireWork{FirePhase::kSqueeze, q0, q1, n, buffers},
-               thread_scratch(scratch_floats));
+                   thread_scratch(scratch_floats));
     });
-    kernel.run(a, FireWork{FirePhase::kPadding, 0, 0, n, buffers}, thread_scratch(scratch_floats));
+    kernel.run(a, FireWork{FirePhase::kPadding, 0, 0, n, buffers},
+               thread_scratch(scratch_floats));
     at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
       const int64_t c0 = channel_split(a, begin, threads), c1 = channel_split(a, end, threads);
       if (c0 < c1)
         kernel.run(a, FireWork{FirePhase::kExpand, c0, c1, n, buffers},
-               thread_scratch(scratch_floats));
+                   thread_scratch(scratch_floats));
     });
   }
 }
