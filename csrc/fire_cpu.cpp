@@ -109,12 +109,14 @@ at::Tensor start_args(const at::Tensor& x, int64_t S, int64_t E1, int64_t E3, Fi
   return out;
 }
 
-// Splits the work: returns true if each image is to be computed as one band
-// shared by all threads (see FirePhase), else sets the bands per image.
-bool choose_bands(FireArgs& a, int64_t threads) {
+// Splits the work into bands of whole `unit`-pixel tiles (band_start):
+// returns true if each image is to be computed as one band shared by all
+// threads (see FirePhase), else sets the bands per image.
+bool choose_bands(FireArgs& a, int64_t threads, int64_t unit) {
   const int64_t HW = a.H * a.W;
   const int64_t max_band = max_band_pixels(a.S, a.W);
   int64_t bands = (HW + max_band - 1) / max_band;
+  a.band_unit = unit;
   if (threads > 1 && bands == 1 && a.N < threads) {
     // Fewer images than threads, each small enough for one band: cutting them
     // into bands would recompute halos and have every thread stream all the
@@ -127,8 +129,9 @@ bool choose_bands(FireArgs& a, int64_t threads) {
   // thread idles at the end.
   if (a.N * bands < 4 * threads)
     while ((a.N * bands) % threads != 0 && bands < HW) ++bands;
-  a.band = (HW + bands - 1) / bands;
-  a.bands_per_image = (HW + a.band - 1) / a.band;
+  const int64_t units = (HW + unit - 1) / unit;
+  a.bands_per_image = bands;
+  a.band = std::min(HW, unit * ((units + bands - 1) / bands));
   return false;
 }
 
@@ -190,7 +193,10 @@ float* thread_scratch(int64_t floats, int kind = 0) {
 // Runs `kernel` over every image of `a` on PyTorch's thread pool.
 void run(FireArgs& a, const FireKernel& kernel) {
   const int64_t threads = at::get_num_threads();
-  const bool shared = choose_bands(a, threads);
+  // The sparse kernels take pixels in tiles of their own, per group size.
+  const int64_t unit =
+      a.sparse ? 1 : (a.channels_last ? kernel.nhwc_pixels : kernel.nchw_pixels);
+  const bool shared = choose_bands(a, threads, unit);
   const int64_t scratch_floats = fire_scratch_layout(a).total;
   if (!shared) {
     at::parallel_for(0, a.N * a.bands_per_image, 1, [&](int64_t begin, int64_t end) {

@@ -67,10 +67,25 @@ struct FireArgs {
   float* out;
 
   // Work decomposition: each image's H*W pixels, taken in row-major order,
-  // are cut into `bands_per_image` bands of `band` pixels (the last shorter).
+  // are cut into `bands_per_image` bands (band_start) of at most `band`
+  // pixels, each a whole number of `band_unit` pixels (the micro-kernels'
+  // pixel tile) but the image's last.
   int64_t band;
   int64_t bands_per_image;
+  int64_t band_unit;
 };
+
+// First flat pixel of band b (0 <= b <= bands_per_image) of an image: the
+// image's tiles of band_unit pixels dealt out as evenly as possible, so that
+// no band but the last ends in a partial tile (a band of 183 pixels cost 12
+// tiles of 16; the 729 pixels of a 27x27 image fit in 46, not 4 x 12).
+// band_start(a, bands_per_image) == H*W; bands can be empty.
+inline int64_t band_start(const FireArgs& a, int64_t b) {
+  const int64_t HW = a.H * a.W;
+  const int64_t units = (HW + a.band_unit - 1) / a.band_unit;
+  const int64_t q = a.band_unit * (b * units / a.bands_per_image);
+  return q < HW ? q : HW;
+}
 
 // Packed channel counts are multiples of this (the widest vector), so every
 // vector load of packed weights or padded biases stays inside them.
@@ -122,10 +137,13 @@ constexpr int64_t kSharedSplitAlign = 48;
 // The kernel of one ISA. run's `scratch`: fire_scratch_layout(a).total
 // floats, 64-byte aligned, exclusive to the calling thread. nchw_block: the
 // output channels of its NCHW micro-kernel tiles (Vec::CO), the w_block its
-// NCHW weights must be packed in.
+// NCHW weights must be packed in. nchw_pixels, nhwc_pixels: the pixels of a
+// dense NCHW / channels-last tile, the band_unit for that kernel.
 struct FireKernel {
   void (*run)(const FireArgs& a, const FireWork& work, float* scratch);
   int64_t nchw_block;
+  int64_t nchw_pixels;
+  int64_t nhwc_pixels;
 };
 extern const FireKernel kFireKernelAvx512;
 extern const FireKernel kFireKernelAvx2;

@@ -8,4 +8,5 @@ using Vec = VecAvx2;
 #define FK_ISA_NAMESPACE avx2
 #include "fire_kernel_impl.h"
 
-const fire_kernels::FireKernel fire_kernels::kFireKernelAvx2 = {&avx2::run, VecAvx2::CO};
+const fire_kernels::FireKernel fire_kernels::kFireKernelAvx2 = {
+    &avx2::run, VecAvx2::CO, VecAvx2::W * VecAvx2::NV, VecAvx2::MR};

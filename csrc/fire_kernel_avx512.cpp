@@ -12,4 +12,5 @@ using Vec = VecAvx512;
 #define FK_ISA_NAMESPACE avx512
 #include "fire_kernel_impl.h"
 
-const fire_kernels::FireKernel fire_kernels::kFireKernelAvx512 = {&avx512::run, VecAvx512::CO};
+const fire_kernels::FireKernel fire_kernels::kFireKernelAvx512 = {
+    &avx512::run, VecAvx512::CO, VecAvx512::W * VecAvx512::NV, VecAvx512::MR};

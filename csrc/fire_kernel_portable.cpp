@@ -7,4 +7,5 @@ using Vec = VecPortable;
 #define FK_ISA_NAMESPACE portable
 #include "fire_kernel_impl.h"
 
-const fire_kernels::FireKernel fire_kernels::kFireKernelPortable = {&portable::run, VecPortable::CO};
+const fire_kernels::FireKernel fire_kernels::kFireKernelPortable = {
+    &portable::run, VecPortable::CO, VecPortable::W * VecPortable::NV, VecPortable::MR};
