@@ -234,12 +234,12 @@ void run(const FireArgs& a, const FireWork& work, float* scratch) {
   auto image_out = [&](int64_t n) { return a.out + n * channels * HW; };
 
   if (work.phase == FirePhase::kBands) {
-    int64_t last = -1, last_q0 = 0;  // the item whose squeeze the buffers hold
+    int64_t last = -1;  // the item whose squeeze the buffers hold
     for (int64_t item = work.begin; item < work.end; ++item) {
-      const int64_t n = item / a.bands_per_image;
+      const int64_t n = item / a.bands_per_image, b = item % a.bands_per_image;
       Band bd;
-      bd.q0 = band_start(a, item % a.bands_per_image);
-      bd.q1 = band_start(a, item % a.bands_per_image + 1);
+      bd.q0 = band_start(a, b);
+      bd.q1 = band_start(a, b + 1);
       if (bd.q0 >= bd.q1) continue;
       bd.lp = layout.lp;
       bd.buf = scratch + layout.bufs;
@@ -251,14 +251,13 @@ void run(const FireArgs& a, const FireWork& work, float* scratch) {
         // 30 % of the squeeze, measured on the SqueezeNet layers). The
         // squeeze restarts at q0 + W - 1, whose shifted copy bufL[q0 + W]
         // is the first buffer pixel not moved.
-        move_halo(bd.buf, nhwc ? a.Sp : a.S, bd.lp, bd.q0 - last_q0, 2 * W, nhwc);
+        move_halo(bd.buf, nhwc ? a.Sp : a.S, bd.lp, bd.q0 - band_start(a, b - 1), 2 * W, nhwc);
         from = bd.q0 + W - 1;
       }
       squeeze(bd, a.x + n * a.x_sn, from, imin(HW, bd.q1 + W + 1));
       padding(bd);
       expands(bd, image_out(n), 0, channels);
       last = item;
-      last_q0 = bd.q0;
     }
     return;
   }
