@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch._prims_common import suggest_memory_format
 
 import fire_kernels as fk
 from conftest import ODD_SHAPES, SQUEEZENET_LAYERS, assert_close_to_reference, fire_weights, make_fire
@@ -88,7 +87,7 @@ def test_views(view, isa):
     out = run_cpp(x, m)
     assert_close_to_reference(out, m(x))
     # The output keeps the input's memory format (PyTorch's suggestion for it).
-    assert out.is_contiguous(memory_format=suggest_memory_format(x))
+    assert out.is_contiguous(memory_format=fk.ops.output_memory_format(x))
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=["nchw", "channels_last"])

@@ -45,18 +45,58 @@ def test_device_mismatch(fused):
         fk.fire(x, *fire_weights(fused))
 
 
-@pytest.mark.parametrize("backend", ["auto", "torch"])
-def test_weight_shape_mismatch(fused, backend):
-    """The C++ kernel (auto) and the Python checks (torch) say the same."""
+def _backends() -> list[str]:
+    """Every backend that can run a float32 CPU tensor here."""
+    names = ["auto", "torch"]
+    if fk._extension.C is not None:
+        names.append("cpp")
+    try:
+        from fire_kernels.triton import interpreter_enabled
+    except ImportError:
+        return names
+    return names + ["triton"] * interpreter_enabled()
+
+
+def _mistakes(w: tuple) -> dict[str, tuple]:
+    """(input, weights...) arguments that are each wrong in one way."""
+    x = torch.randn(1, 64, 4, 4)
+    w = list(w)
+    at = lambda k, t: (x, *w[:k], t, *w[k + 1:])  # noqa: E731 - w with argument k replaced
+    return {
+        "3x3 of wrong size": at(4, torch.randn(64, 16, 5, 5)),
+        "bias of wrong size": at(3, torch.randn(65)),
+        "squeeze for other channels": (torch.randn(1, 63, 4, 4), *w),
+        "3-D weight": at(0, torch.randn(16, 64, 1)),
+        "weight of another dtype": at(2, w[2].double()),
+        "3-D input": (x[0], *w),
+        "integer input": (x.int(), *w),
+        "no squeeze channels": at(0, torch.randn(0, 64, 1, 1)),
+    }
+
+
+@pytest.mark.parametrize("mistake", list(_mistakes(fire_weights(fk.FusedFire(64, 16, 64, 64)))))
+def test_same_error_on_every_backend(fused, mistake):
+    """One checker: a mistake raises the same exception type with the same message
+    whichever backend would have run it."""
+    args = _mistakes(fire_weights(fused))[mistake]
+    raised = {}
+    for backend in _backends():
+        with pytest.raises((TypeError, ValueError, RuntimeError)) as info:
+            fk.fire(*args, backend=backend)
+        raised[backend] = (type(info.value), str(info.value))
+    assert len(set(raised.values())) == 1, raised
+
+
+def test_weight_shape_mismatch(fused):
     w = list(fire_weights(fused))
     w[4] = torch.randn(64, 16, 5, 5)
     expected = r"fire expected expand3x3.weight of shape \[64, 16, 3, 3\], got \[64, 16, 5, 5\]"
-    with pytest.raises((ValueError, RuntimeError), match=expected):
-        fk.fire(torch.randn(1, 64, 4, 4), *w, backend=backend)
+    with pytest.raises(ValueError, match=expected):
+        fk.fire(torch.randn(1, 64, 4, 4), *w)
     w = list(fire_weights(fused))
     w[3] = torch.randn(65)
-    with pytest.raises((ValueError, RuntimeError), match=r"expand1x1.bias of shape \[64\], got \[65\]"):
-        fk.fire(torch.randn(1, 64, 4, 4), *w, backend=backend)
+    with pytest.raises(ValueError, match=r"expand1x1.bias of shape \[64\], got \[65\]"):
+        fk.fire(torch.randn(1, 64, 4, 4), *w)
 
 
 @needs_cpp

@@ -116,3 +116,31 @@ def test_compile_fullgraph_training_step():
     model(x).sum().backward()
     for g, p in zip(grads, model.parameters()):
         assert_close_to_reference(g, p.grad)
+
+
+def _stride_patterns():
+    """Inputs whose memory format is clear, ambiguous or degenerate."""
+    cl = torch.channels_last
+    big = torch.randn(3, 20, 17, 19)
+    yield torch.randn(2, 5, 4, 3)
+    yield torch.randn(2, 5, 4, 3).to(memory_format=cl)
+    yield torch.randn(2, 12, 10, 12).to(memory_format=cl)[:, :, 1:9, 2:11]  # crop
+    yield torch.randn(2, 8, 9, 12).permute(0, 3, 1, 2)  # NHWC permuted
+    yield big[:2, :12, ::2, ::2]
+    yield torch.randn(2, 9, 8, 12).transpose(2, 3)
+    yield torch.randn(1, 12, 8, 9).expand(2, 12, 8, 9)
+    for shape in [(4, 1, 1, 1), (1, 7, 1, 1), (3, 1, 5, 1), (1, 1, 1, 6), (0, 3, 4, 4), (2, 3, 0, 4)]:
+        yield torch.randn(shape)
+        yield torch.randn(shape).to(memory_format=cl)
+    yield torch.randn(1, 3, 1, 5).transpose(1, 3)
+    yield torch.zeros(1, 1, 1, 1).expand(2, 3, 4, 5)  # every stride zero
+
+
+def test_output_memory_format_is_atens_suggestion():
+    """The fake kernels' output layout (fire_kernels.ops.output_memory_format) is the
+    one the kernels get from ATen's Tensor::suggest_memory_format, on every stride
+    pattern: compared with torch's own Python twin of it (a private API, so only here)."""
+    from torch._prims_common import suggest_memory_format
+
+    for x in _stride_patterns():
+        assert fk.ops.output_memory_format(x) == suggest_memory_format(x), (x.shape, x.stride())

@@ -12,7 +12,8 @@ from torch.nn.utils import prune as torch_prune
 
 import fire_kernels as fk
 from conftest import ODD_SHAPES, assert_close_to_reference, fire_weights, make_fire
-from fire_kernels.sparse import pack_sparse, packed_nbytes, work_density
+from fire_kernels.functional import fire_sparse, pack_sparse
+from fire_kernels.sparse import packed_nbytes, work_density
 
 needs_cpp = pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
 FORMATS = [torch.contiguous_format, torch.channels_last]
@@ -28,11 +29,7 @@ def pruned_fire(c, s, e1, e3, density, block, seed=0) -> fk.Fire:
 
 def run_sparse(x, m, block):
     packed = pack_sparse(m.squeeze.weight, m.expand1x1.weight, m.expand3x3.weight, block, x.shape[3])
-    return torch.ops.fire_kernels.fire_sparse(
-        x, packed.squeeze_values, packed.squeeze_index, m.squeeze.bias, packed.expand_values,
-        packed.expand_index, m.expand1x1.bias, m.expand3x3.bias, m.squeeze.out_channels,
-        m.expand1x1.out_channels, m.expand3x3.out_channels, block, x.shape[3],
-    )
+    return fire_sparse(x, packed, m.squeeze.bias, m.expand1x1.bias, m.expand3x3.bias)
 
 
 # ---------------------------------------------------------------- pruning helper
@@ -282,8 +279,8 @@ def test_sparse_op_rejects_bad_packing():
 
 
 def _mode(fused: fk.FusedFire):
-    """What the last forward ran: None (dense, or not cached yet) or the packed weights."""
-    return None if fused._packed is None else fused._packed[2]
+    """What the last inference forward ran: None (dense, or no plan yet) or the packed weights."""
+    return None if fused.weight_plan is None else fused.weight_plan.sparse
 
 
 @needs_cpp

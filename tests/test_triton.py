@@ -95,7 +95,7 @@ def test_module_picks_block_sparse_for_block_pruned_weights():
     x = torch.randn(1, 8, 6, 6, device=DEVICE)
     with torch.no_grad():
         assert_close_to_reference(fused(x), ref(x))
-    assert type(fused._packed[2]).__name__ == "BlockList"
+    assert type(fused.weight_plan.sparse).__name__ == "BlockList"
 
 
 def test_module_backend_triton():
