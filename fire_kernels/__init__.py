@@ -14,7 +14,7 @@ from . import ops  # defines the operator before the extension registers its ker
 from . import _extension
 from .functional import BACKENDS, fire
 from .models import SqueezeNet, squeezenet1_0, squeezenet1_1
-from .module import FusedFire, fuse_fire_modules, is_fire_like
+from .module import FusedFire, fuse_fire_modules, is_fire_like, unfuse_fire_modules
 from .pruning import FireSparsity, SparsityReport, prune_fire_modules, sparsity_report
 from .reference import Fire, fire_reference
 from .weight_plan import WeightPlan, invalidate_plans
@@ -51,6 +51,7 @@ __all__ = [
     "is_fire_like",
     "squeezenet1_0",
     "squeezenet1_1",
+    "unfuse_fire_modules",
 ]
 
 

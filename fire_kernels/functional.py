@@ -41,6 +41,11 @@ __all__ = [
 _FIRE_OP = torch.ops.fire_kernels.fire.default
 _SPARSE_OP = torch.ops.fire_kernels.fire_sparse.default
 _BLOCKSPARSE_OP = torch.ops.fire_kernels.fire_blocksparse.default
+# The Triton kernels on CPU tensors (Triton's interpreter): same schemas and autograd.
+_INTERPRETED_OPS = {
+    _FIRE_OP: torch.ops.fire_kernels.fire_interpreted.default,
+    _BLOCKSPARSE_OP: torch.ops.fire_kernels.fire_blocksparse_interpreted.default,
+}
 _PACK_SPARSE_OP = torch.ops.fire_kernels.pack_sparse.default
 
 Backend = Literal["auto", "cpp", "triton", "torch"]
@@ -100,15 +105,17 @@ def resolve_backend(backend: str, x: Tensor) -> str:
     raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
 
 
+def _op(op, path: str, x: Tensor):
+    """``op``, or its twin for the Triton kernel on CPU tensors (Triton's interpreter,
+    whose kernels are registered for the CPU: the op's own CPU kernel is C++)."""
+    return _INTERPRETED_OPS[op] if path == "triton" and x.device.type == "cpu" else op
+
+
 def _dense(path: str, x: Tensor, weights) -> Tensor:
     """The dense Fire on a resolved backend, arguments checked."""
     if path == "torch":
         return fire_reference(x, *weights)
-    if path == "triton" and x.device.type == "cpu":
-        # Triton's interpreter (tests without a GPU): the launcher directly, as the
-        # operator's CPU kernel is the C++ one. No autograd on this path.
-        return _triton().fire_triton(x, *weights)
-    return _FIRE_OP(x, *weights)
+    return _op(_FIRE_OP, path, x)(x, *weights)
 
 
 def fire(
@@ -186,10 +193,8 @@ def fire_sparse(
 
 
 def _blocksparse(x: Tensor, weights, blocks: BlockList) -> Tensor:
-    args = (x, *weights, blocks.blocks, blocks.counts, blocks.block)
-    if x.device.type == "cpu":  # Triton's interpreter: the launcher directly
-        return _triton().fire_triton(*args)
-    return _BLOCKSPARSE_OP(*args)
+    return _op(_BLOCKSPARSE_OP, "triton", x)(x, *weights, blocks.blocks, blocks.counts,
+                                             blocks.block)
 
 
 def fire_blocksparse(

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from . import functional as F
 from .functional import BACKENDS, Backend
+from .reference import Fire
 from .validation import check_fire_input
 from .weight_plan import SparseMode, WeightPlan, effective_weights, make_plan, sources_of
 
@@ -18,6 +19,7 @@ __all__ = [
     "fire_like_modules",
     "fuse_fire_modules",
     "is_fire_like",
+    "unfuse_fire_modules",
 ]
 
 
@@ -203,6 +205,30 @@ class FusedFire(nn.Module):
             )
         return plan
 
+    def to_fire(self) -> Fire:
+        """A plain torchvision-style ``Fire`` on the SAME ``nn.Conv2d`` children (the
+        same Parameters): for exporting to ONNX, or for code that wants stock PyTorch.
+        ``FusedFire.from_fire`` goes the other way."""
+        fire = Fire.__new__(Fire)
+        nn.Module.__init__(fire)
+        fire.inplanes = self.inplanes
+        fire.squeeze = self.squeeze
+        fire.squeeze_activation = nn.ReLU(inplace=True)
+        fire.expand1x1 = self.expand1x1
+        fire.expand1x1_activation = nn.ReLU(inplace=True)
+        fire.expand3x3 = self.expand3x3
+        fire.expand3x3_activation = nn.ReLU(inplace=True)
+        fire.train(self.training)
+        return fire
+
+    def __getstate__(self) -> dict:
+        # Copies (copy.deepcopy, pickle, torch.save of the module) carry no plan: a
+        # copy makes its own from its own weights, and changing it never touches
+        # the original's packed weights.
+        state = dict(self.__dict__)
+        state["_plan"] = None
+        return state
+
     def extra_repr(self) -> str:
         return (
             f"{self.inplanes}, {self.squeeze.out_channels}, {self.expand1x1.out_channels}, "
@@ -235,4 +261,18 @@ def fuse_fire_modules(
             if filter_fn is not None and not filter_fn(sub, qualified):
                 continue
             setattr(child, attr, FusedFire.from_fire(sub, backend=backend))
+    return model
+
+
+def unfuse_fire_modules(model: nn.Module) -> nn.Module:
+    """Replaces, in place, every :class:`FusedFire` of ``model`` by the plain ``Fire``
+    of :meth:`FusedFire.to_fire` (same Parameters, same ``state_dict`` keys) and
+    returns ``model``: the route to ONNX, which knows no fire_kernels operator::
+
+        torch.onnx.export(fk.unfuse_fire_modules(copy.deepcopy(model)), (x,), "model.onnx")
+    """
+    for child in list(model.modules()):
+        for attr, sub in list(child.named_children()):
+            if isinstance(sub, FusedFire):
+                setattr(child, attr, sub.to_fire())
     return model

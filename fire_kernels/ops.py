@@ -5,6 +5,8 @@
 * ``fire_sparse``: the fused Fire from packed sparse weights (inference, CPU).
 * ``fire_blocksparse``: the fused Fire skipping the 3x3's zero weight blocks, given
   their list (CUDA, Triton).
+* ``fire_interpreted``, ``fire_blocksparse_interpreted``: the Triton kernels of the
+  two above on CPU tensors under Triton's interpreter (tests without a GPU).
 
 The device kernels are registered elsewhere: the CPU kernels in C++
 (``csrc/*.cpp``, ``TORCH_LIBRARY_IMPL``), the CUDA kernel in Triton. The
@@ -22,18 +24,23 @@ from .validation import check_fire_args, check_pack_args, check_sparse_args
 __all__ = ["output_memory_format"]
 
 _lib = torch.library.Library("fire_kernels", "DEF")
-_lib.define(
-    "fire(Tensor x, Tensor squeeze_weight, Tensor? squeeze_bias, Tensor expand1x1_weight, "
-    "Tensor? expand1x1_bias, Tensor expand3x3_weight, Tensor? expand3x3_bias) -> Tensor"
+_FIRE_ARGS = (
+    "Tensor x, Tensor squeeze_weight, Tensor? squeeze_bias, Tensor expand1x1_weight, "
+    "Tensor? expand1x1_bias, Tensor expand3x3_weight, Tensor? expand3x3_bias"
 )
+_BLOCK_ARGS = "Tensor block_list, Tensor block_counts, int block"
+# fire_interpreted and fire_blocksparse_interpreted: the Triton kernels of fire and
+# fire_blocksparse on CPU tensors under Triton's interpreter (TRITON_INTERPRET=1),
+# whose CPU kernel is the Triton launcher instead of C++. The same schemas, fake
+# kernels and autograd, so that the interpreter, which is how the Triton path is
+# tested without a GPU, goes the way GPU users' calls go.
+for _name in ("fire", "fire_interpreted"):
+    _lib.define(f"{_name}({_FIRE_ARGS}) -> Tensor")
+for _name in ("fire_blocksparse", "fire_blocksparse_interpreted"):
+    _lib.define(f"{_name}({_FIRE_ARGS}, {_BLOCK_ARGS}) -> Tensor")
 _lib.define(
     "pack_sparse(Tensor squeeze_weight, Tensor expand1x1_weight, Tensor expand3x3_weight, "
     "int block, int width) -> (Tensor, Tensor, Tensor, Tensor)"
-)
-_lib.define(
-    "fire_blocksparse(Tensor x, Tensor squeeze_weight, Tensor? squeeze_bias, "
-    "Tensor expand1x1_weight, Tensor? expand1x1_bias, Tensor expand3x3_weight, "
-    "Tensor? expand3x3_bias, Tensor block_list, Tensor block_counts, int block) -> Tensor"
 )
 _lib.define(
     "fire_sparse(Tensor x, Tensor squeeze_values, Tensor squeeze_index, Tensor? squeeze_bias, "
@@ -70,7 +77,6 @@ def _empty_output(x: Tensor, channels) -> Tensor:
     )
 
 
-@torch.library.register_fake("fire_kernels::fire")
 def _fire_fake(
     x: Tensor,
     squeeze_weight: Tensor,
@@ -124,10 +130,6 @@ def _backward(ctx, grad_out: Tensor):
     return gx, gws, gbs, gwe1, gbe1, gwe3, gbe3
 
 
-torch.library.register_autograd("fire_kernels::fire", _backward, setup_context=_setup_context)
-
-
-@torch.library.register_fake("fire_kernels::fire_blocksparse")
 def _fire_blocksparse_fake(x, ws, bs, we1, be1, we3, be3, block_list, block_counts, block):
     return _fire_fake(x, ws, bs, we1, be1, we3, be3)
 
@@ -141,10 +143,14 @@ def _blocksparse_backward(ctx, grad_out):
     return (*_backward(ctx, grad_out), None, None, None)
 
 
-torch.library.register_autograd(
-    "fire_kernels::fire_blocksparse", _blocksparse_backward,
-    setup_context=_blocksparse_setup_context,
-)
+for _name in ("fire", "fire_interpreted"):
+    torch.library.register_fake(f"fire_kernels::{_name}", _fire_fake)
+    torch.library.register_autograd(f"fire_kernels::{_name}", _backward,
+                                    setup_context=_setup_context)
+for _name in ("fire_blocksparse", "fire_blocksparse_interpreted"):
+    torch.library.register_fake(f"fire_kernels::{_name}", _fire_blocksparse_fake)
+    torch.library.register_autograd(f"fire_kernels::{_name}", _blocksparse_backward,
+                                    setup_context=_blocksparse_setup_context)
 
 
 @torch.library.register_fake("fire_kernels::pack_sparse")
