@@ -1,9 +1,12 @@
-// The fused Fire kernels (dense and sparse) compiled for AVX-512F (see
-// fire_kernel_run.h).
+// The fused Fire kernels (dense and sparse) and the stem and head kernels
+// compiled for AVX-512F (see fire_kernel_run.h and
+// network_kernel_run.h).
 //
-// fire_kernel.h comes first, before any target pragma: its inline functions
-// are then compiled for the baseline ISA, like the code that calls them.
+// fire_kernel.h and network_kernel.h come first, before any target pragma:
+// their inline functions are then compiled for the baseline ISA, like the code
+// that calls them.
 #include "fire_kernel.h"
+#include "network_kernel.h"
 
 #pragma GCC target("avx512f,fma")
 // GCC 12 warns that _mm512_max_ps reads the "undefined" vector it passes as
@@ -11,8 +14,10 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "fire_kernel_run.h"
+#include "network_kernel_run.h"
 #include "vec_avx512.h"
 
 namespace fire_kernels {
 const FireKernel kFireKernelAvx512 = fire_kernel<VecAvx512>();
+const NetworkKernel kNetworkKernelAvx512 = network_kernel<VecAvx512>();
 }  // namespace fire_kernels
