@@ -19,6 +19,8 @@ counts on them.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import itertools
 import os
 import re
 import subprocess
@@ -28,15 +30,21 @@ import time
 from dataclasses import dataclass
 
 import torch
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler.compiler import ASTSource, make_backend
-from triton.runtime.jit import create_function_from_signature
 
-from fire_kernels.benchmarking import LAYERS
-from fire_kernels.triton import (
+# The real compiler, not the interpreter (under which @triton.jit makes no compilable
+# kernels): set before anything imports triton.
+os.environ["TRITON_INTERPRET"] = "0"
+
+import triton  # noqa: E402
+from triton.backends.compiler import GPUTarget  # noqa: E402
+from triton.compiler.compiler import ASTSource, make_backend  # noqa: E402
+from triton.runtime.jit import create_function_from_signature  # noqa: E402
+
+from fire_kernels.benchmarking import LAYERS  # noqa: E402
+from fire_kernels.triton import (  # noqa: E402
     LIST_BLOCK,
     PROGRAMS_PER_SM,
+    TritonWeights,
     config_for,
     kernel_launches,
     scratch_numel,
@@ -71,13 +79,15 @@ BATCHES = (1, 256)
 FORMATS = {"cl": torch.channels_last, "nchw": torch.contiguous_format}
 # Shared memory the driver reserves per block on sm_80 and later.
 _RESERVED_SMEM = 1024
-_CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+_CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin",
+                          "cuobjdump")
 
 
 @dataclass
 class Compiled:
     arch: Arch
     kernel: str
+    dtype: str
     meta: dict
     num_warps: int
     regs: int = 0
@@ -92,9 +102,13 @@ class Compiled:
         a = self.arch
         threads = 32 * self.num_warps
         regs_per_warp = -(-self.regs * 32 // 256) * 256
-        by_regs = a.regs_per_sm // (regs_per_warp * self.num_warps) if self.regs else a.max_blocks_per_sm
+        by_regs = a.regs_per_sm // (regs_per_warp * self.num_warps)
         by_smem = a.smem_per_sm // (self.shared + _RESERVED_SMEM)
         return min(by_regs, by_smem, a.max_threads_per_sm // threads, a.max_blocks_per_sm)
+
+    def occupancy(self) -> float:
+        """Resident warps over the most an SM can hold."""
+        return self.programs_per_sm() * self.num_warps * 32 / self.arch.max_threads_per_sm
 
     def problems(self, needs_programs: int) -> list[str]:
         if self.error:
@@ -106,7 +120,8 @@ class Compiled:
             out.append(f"needs {self.shared} bytes of shared memory, a block may have "
                        f"{self.arch.smem_per_block}")
         if self.programs_per_sm() < needs_programs:
-            out.append(f"{self.programs_per_sm()} programs fit an SM, the plan needs {needs_programs}")
+            out.append(f"{self.programs_per_sm()} programs fit an SM, the plan needs "
+                       f"{needs_programs}")
         return out
 
 
@@ -141,8 +156,6 @@ def _launches(layer: str, batch: int, dtype_name: str, sparse: bool, fmt: str, a
         _meta_tensor((lay.s_pad, lay.e1_pad), dtype), _meta_tensor((lay.e1_pad,), f32),
         _meta_tensor((9, lay.s_pad, lay.e3_pad), dtype), _meta_tensor((lay.e3_pad,), f32),
     )
-    from fire_kernels.triton import TritonWeights
-
     scratch = _meta_tensor((scratch_numel(cfg, lay, batch * hw * hw),), dtype)
     blocks = counts = None
     if sparse:
@@ -153,10 +166,10 @@ def _launches(layer: str, batch: int, dtype_name: str, sparse: bool, fmt: str, a
                                 precision)
 
 
-def _compile(launch, arch: Arch, cache: dict) -> Compiled:
-    """Compiles one launch for `arch` (once per distinct specialisation)."""
-    target = GPUTarget("cuda", arch.capability, 32)
-    backend = make_backend(target)
+def _specialise(launch, arch: Arch):
+    """What triton.compile needs for `launch` on `arch`, specialised on the arguments
+    exactly as a real launch would be (Triton's own binder), and a key for it."""
+    backend = make_backend(GPUTarget("cuda", arch.capability, 32))
     fn = launch.kernel
     binder = create_function_from_signature(fn.signature, fn.params, backend)
     bound, specialization, options = binder(*launch.args, **launch.meta)
@@ -164,19 +177,23 @@ def _compile(launch, arch: Arch, cache: dict) -> Compiled:
                                                           specialization, options)
     key = (arch.capability, fn.__name__, str(signature), str(sorted(constexprs.items())),
            str(sorted(attrs.items())), str(options))
-    if key not in cache:
-        shown = {k: v for k, v in launch.meta.items() if k.isupper()}
-        entry = Compiled(arch, fn.__name__, shown, options.num_warps)
-        try:
-            kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target,
-                                    options=options.__dict__)
-            entry.regs, entry.shared, entry.local = _res_usage(kernel.asm["cubin"])
-            entry.shared = max(entry.shared, kernel.metadata.shared)
-        except Exception as e:  # every failure is a finding to report, not a crash
-            entry.error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"
-        cache[key] = entry
-    cache[key].uses += 1
-    return cache[key]
+    return fn, signature, constexprs, attrs, options, key
+
+
+def _compile(plan: tuple, index: int) -> tuple[int, int, int, str]:
+    """REG, SHARED, LOCAL and the error, if any, of launch `index` of `plan` (a
+    process-pool job: it rebuilds the launch from its description)."""
+    arch = ARCHS[plan[-1]]
+    _, launches = _launches(*plan[:-1], arch)
+    fn, signature, constexprs, attrs, options, _ = _specialise(launches[index], arch)
+    try:
+        kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs),
+                                target=GPUTarget("cuda", arch.capability, 32),
+                                options=options.__dict__)
+        regs, shared, local = _res_usage(kernel.asm["cubin"])
+        return regs, max(shared, kernel.metadata.shared), local, ""
+    except Exception as e:  # every failure is a finding to report, not a crash
+        return 0, 0, 0, f"{type(e).__name__}: {str(e).strip().splitlines()[-1][:200]}"
 
 
 def _short(meta: dict) -> str:
@@ -194,54 +211,65 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtypes", nargs="+", choices=sorted(DTYPES), default=list(DTYPES))
     p.add_argument("--formats", nargs="+", choices=sorted(FORMATS), default=list(FORMATS))
     p.add_argument("--dense-only", action="store_true", help="skip the block-sparse variant")
+    p.add_argument("--jobs", type=int, default=os.cpu_count(), help="compiles in parallel")
     args = p.parse_args(argv)
 
     start = time.time()
-    cache: dict = {}
-    failures: list[str] = []
+    kernels: dict[tuple, Compiled] = {}
+    jobs: dict[tuple, tuple] = {}  # kernel key -> (plan, launch index) that compiles it
+    uses: list[tuple[str, tuple, int]] = []  # (what, kernel key, programs per SM needed)
     for cap in args.arch:
         arch = ARCHS[cap]
-        for layer in args.layers:
-            for batch in args.batches:
-                for dtype_name in args.dtypes:
-                    for sparse in (False,) if args.dense_only else (False, True):
-                        for fmt in args.formats:
-                            cfg, launches = _launches(layer, batch, dtype_name, sparse, fmt, arch)
-                            needs = PROGRAMS_PER_SM if cfg.fused else 1
-                            for launch in launches:
-                                entry = _compile(launch, arch, cache)
-                                for problem in entry.problems(needs):
-                                    failures.append(
-                                        f"{arch.name} {layer} batch {batch} {dtype_name} "
-                                        f"{'sparse' if sparse else 'dense'} {fmt} "
-                                        f"{entry.kernel}: {problem}")
-
-    print(f"| arch | kernel | warps | config | REG | SHARED (B) | LOCAL (B) | programs/SM "
-          f"| occupancy | configs |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for entry in cache.values():
-        if entry.error:
-            print(f"| {entry.arch.name} | {entry.kernel} | {entry.num_warps} | {_short(entry.meta)} "
-                  f"| - | - | - | - | - | {entry.uses} |")
-            continue
-        per_sm = entry.programs_per_sm()
-        occupancy = per_sm * entry.num_warps * 32 / entry.arch.max_threads_per_sm
-        print(f"| {entry.arch.name} | {entry.kernel} | {entry.num_warps} | {_short(entry.meta)} "
-              f"| {entry.regs} | {entry.shared} | {entry.local} | {per_sm} | {occupancy:.0%} "
-              f"| {entry.uses} |")
-    compiled = [e for e in cache.values() if not e.error]
-    print(f"\n{len(cache)} distinct kernels for {sum(e.uses for e in cache.values())} launches, "
-          f"compiled in {time.time() - start:.0f} s")
-    for cap in args.arch:
-        mine = [e for e in compiled if e.arch.capability == cap]
-        if mine:
-            print(f"{ARCHS[cap].name}: registers {min(e.regs for e in mine)}-{max(e.regs for e in mine)}, "
-                  f"shared memory {min(e.shared for e in mine)}-{max(e.shared for e in mine)} B, "
-                  f"local memory max {max(e.local for e in mine)} B, programs/SM "
-                  f"{min(e.programs_per_sm() for e in mine)}-{max(e.programs_per_sm() for e in mine)}")
+        for layer, batch, dtype_name, sparse, fmt in itertools.product(
+                args.layers, args.batches, args.dtypes,
+                (False,) if args.dense_only else (False, True), args.formats):
+            plan = (layer, batch, dtype_name, sparse, fmt)
+            cfg, launches = _launches(*plan, arch)
+            for index, launch in enumerate(launches):
+                fn, *_, key = _specialise(launch, arch)
+                if key not in kernels:
+                    shown = {k: v for k, v in launch.meta.items()
+                             if k.isupper() or k == "num_stages"}
+                    kernels[key] = Compiled(arch, fn.__name__, dtype_name, shown,
+                                            launch.meta["num_warps"])
+                    jobs[key] = ((*plan, cap), index)
+                kernels[key].uses += 1
+                what = (f"{arch.name} {layer} batch {batch} {dtype_name} "
+                        f"{'sparse' if sparse else 'dense'} {fmt} {fn.__name__}")
+                uses.append((what, key, PROGRAMS_PER_SM if cfg.fused else 1))
+    with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
+        results = pool.map(_compile, *zip(*jobs.values()))
+        for key, (regs, shared, local, error) in zip(jobs, results):
+            entry = kernels[key]
+            entry.regs, entry.shared, entry.local, entry.error = regs, shared, local, error
+    failures = [f"{what}: {problem}" for what, key, needs in uses
+                for problem in kernels[key].problems(needs)]
+    print("| arch | kernel | dtype | warps | config | REG | SHARED (B) | LOCAL (B) "
+          "| programs/SM | occupancy | configs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for e in kernels.values():
+        usage = ("- | - | - | - | -" if e.error else f"{e.regs} | {e.shared} | {e.local} | "
+                 f"{e.programs_per_sm()} | {e.occupancy():.0%}")
+        print(f"| {e.arch.name} | {e.kernel} | {e.dtype} | {e.num_warps} | {_short(e.meta)} "
+              f"| {usage} | {e.uses} |")
+    print(f"\n{len(kernels)} distinct kernels for {len(uses)} launches, compiled in "
+          f"{time.time() - start:.0f} s. Summary (most registers and shared memory, fewest "
+          "programs per SM):")
+    print("| arch | kernel | dtype | kernels | REG max | SHARED max (B) | LOCAL max (B) "
+          "| programs/SM min |")
+    print("|---|---|---|---|---|---|---|---|")
+    groups: dict[tuple, list[Compiled]] = {}
+    for e in kernels.values():
+        if not e.error:
+            groups.setdefault((e.arch.name, e.kernel, e.dtype), []).append(e)
+    for (arch_name, kernel, dtype_name), group in groups.items():
+        print(f"| {arch_name} | {kernel} | {dtype_name} | {len(group)} "
+              f"| {max(e.regs for e in group)} | {max(e.shared for e in group)} "
+              f"| {max(e.local for e in group)} | {min(e.programs_per_sm() for e in group)} |")
     for failure in failures:
         print("FAIL", failure)
-    print("FAILED" if failures else "OK: every config compiles, within shared memory, without spills")
+    print("FAILED" if failures else
+          "OK: every config compiles, within shared memory, without spills")
     return 1 if failures else 0
 
 

@@ -1,52 +1,68 @@
 """The fused Fire in Triton (GPU; CPU tensors under TRITON_INTERPRET=1).
 
-Math, with pixels p flattened over (image, row, column):
-    s[p, c]         = relu(b_s[c] + sum_k x[p, k] W_s[c, k])                          squeeze
-    out[p, e]       = relu(b_1[e] + sum_c s[p, c] W_1[e, c])                 e < E1, expand 1x1
-    out[p, E1 + e]  = relu(b_3[e] + sum_{c, dy, dx} s[p + (dy-1)W + (dx-1), c] W_3[e, c, dy, dx])
-where a 3x3 tap whose neighbour lies outside p's image (zero padding) contributes 0.
+Math, with pixels p flattened over (image, row, column) and W the image width:
+    s[p, c]        = relu(b_s[c] + sum_k x[p, k] W_s[c, k])                         squeeze
+    out[p, e]      = relu(b_1[e] + sum_c s[p, c] W_1[e, c])                e < E1, expand 1x1
+    out[p, E1 + e] = relu(b_3[e] + sum_{c,dy,dx} s[p + (dy-1)W + (dx-1), c] W_3[e, c, dy, dx])
+where a 3x3 tap whose neighbour lies outside p's image (the zero padding) adds 0.
+float32 accumulation; s is rounded to the input's dtype, as PyTorch's Fire does.
 
-Data movement (the plan ``launch.config_for`` picks, and ``benchmarks/gpu_model.py``
-counts): the minimum traffic is the input read once, the weights read once and the
-output written once; the squeeze must never travel to HBM and never be computed twice.
+Data movement. The floor is the input read once, the weights read once and the output
+written once; the squeeze should never reach HBM and never be computed twice.
+``launch.config_for`` picks the plan, ``benchmarks/gpu_model.py`` counts its bytes and
+MACs from the same function (at batch 256 within 1.06x the minimum HBM bytes and
+1.04x the MACs on every SqueezeNet layer; no squeeze computed twice at batch 1), and
+``benchmarks/gpu_resources.py`` compiles every config for sm_90 and sm_80.
 
-* Tiles are BLOCK_M consecutive flat pixels, running across rows and across images,
-  so a 13x13 map wastes no rows (169 pixels of a batch are never padded to 256), and
-  a 3x3 tap of a tile is the tile's squeeze rows shifted by (dy-1)W + (dx-1): one
-  contiguous block of rows, read with a mask for the zero padding.
-* Weights are packed once per weight version (``launch.pack_triton_weights``) into
-  the order tiles read them: W_s as [C, S], W_1 as [S, E1], W_3 as [9, S, E3], zero
-  padded to whole blocks, so every weight tile is rows of contiguous output channels
-  (coalesced, no masks) and no call copies weights.
-* Squeeze channels go in blocks of BLOCK_S = 16, 32 or 64, whichever divides S
-  rounded up to 16 (S = 48 runs as three blocks of 16, not one of 64).
-* Fused plan, ``_fire_fused_kernel`` (batches large enough that every program owns
-  at least two tiles): a persistent grid of a few programs per SM, each owning a band
-  of consecutive tiles. A tile needs the squeeze of its rows and of W + 1 halo pixels
-  on either side; the program computes it in chunks of CHUNK rows into a ring buffer
-  of its own (RING_ROWS rows, a few tens of KB, reused for the whole band, so it
-  stays in L2 and costs HBM at most one write-back) and each chunk only once: the
-  next tile needs only the chunks past the last one computed. Squeeze work is
-  repeated only for the halo chunks at the start of each band, a few per cent of the
-  squeeze at batch 256. The ring holds every chunk the current tile reads plus the
-  next tile's new ones, so one barrier per tile (after the writes) orders them.
-* Two-phase plan, ``_squeeze_kernel`` then ``_expand_kernel`` (small batches, where
-  tiles are too few to give every program a band): the squeeze of every pixel is
-  computed exactly once into a buffer (N*H*W*S elements, L2-sized at these batches),
-  then each expand program takes one tile and a share of its output-channel blocks
-  (E_SPLIT programs per tile), so a batch-1 Fire covers the GPU without any program
-  recomputing a squeeze. The price is a second launch and the squeeze's round trip
-  through L2, both small next to a squeeze computed E_SPLIT times.
+* Tiles are BLOCK_M consecutive flat pixels, across rows and images: a 13x13 map is
+  not padded to 16x16 or to whole 8x8 tiles, and tap (dy, dx) of a tile is the tile's
+  squeeze rows shifted by (dy-1)W + (dx-1), one block of rows read with a mask for
+  the zero padding.
+* Weights are packed once per weight version (``launch.pack_triton_weights``) in the
+  order tiles read them: W_s as [C, S], W_1 as [S, E1], W_3 as [9, S, E3], zero-padded
+  to whole blocks, so every weight tile is rows of contiguous output channels
+  (coalesced, unmasked) and no call copies a weight.
+* Squeeze channels are blocks of 16 or 32 (16 in float32) that divide S rounded up to
+  16: no SqueezeNet width is padded (48 runs as 3 x 16). Wider blocks, the K of every
+  expand tl.dot, took 230-255 registers a thread.
+* The squeeze goes through memory because a Triton program cannot shift a register
+  tile by a run-time number of rows (the taps), and has no shared memory to index;
+  the memory is kept small and hot instead:
+* Fused plan, ``_fire_fused_kernel`` (when every program gets at least two tiles): a
+  persistent grid of ``PROGRAMS_PER_SM`` programs a SM. Each owns a band of
+  consecutive tiles and a ring of RING_ROWS squeeze rows (a tile and W + 1 pixels each
+  side, in whole 16-row chunks: 6-18 KB in 16-bit types) reused for the whole band, so
+  the rings stay in L2 (1.6-4.9 MB in all) and cost HBM at most one write-back. The
+  program computes each chunk of its band once, BLOCK_M rows at a time as it advances
+  (one weight block serves BLOCK_M pixels); only the halo chunks at a band's start
+  are also computed by the neighbouring band. Odd programs walk their band backwards, so
+  the two programs at every band boundary read its input rows in the same step (both
+  first or both last) and the second read hits L2. Two barriers a tile: after the
+  ring writes (other threads read them) and after the expands (before the next tile
+  overwrites rows they read).
+* Two-phase plan, ``_squeeze_kernel`` then ``_expand_kernel`` (smaller batches, batch
+  1 in particular): tiles are too few for bands, and splitting a tile's output
+  channels over programs would make each recompute its squeeze. Instead the squeeze
+  of every pixel is computed once into a buffer (at most a few hundred KB at batch 1,
+  so it stays in L2), then tiles of down to 16 pixels times shares of 16-channel
+  blocks (E_SPLIT programs a tile, each with the same number of 1x1 and 3x3 blocks)
+  cover the GPU. It costs a second launch and the buffer's trip through L2; a
+  grid-wide barrier between the phases in one launch would deadlock whenever not all
+  programs are resident.
 * Expands: per block of BLOCK_E output channels, the 1x1 as one tl.dot per squeeze
-  block of the centre rows, the 3x3 as one per (tap, squeeze block) of the shifted
-  rows, in a loop Triton software-pipelines (NUM_STAGES); bias and ReLU in registers;
+  block of the centre rows and the 3x3 as one per (tap, squeeze block) of the shifted
+  rows, in loops Triton software-pipelines (num_stages); bias and ReLU in registers;
   stores straight into the output's channel slice (any strides: NCHW or channels
   last), so the concatenation is free.
-* Block-sparse variant (BLOCK_LIST): per block of 16 output channels, the 3x3 visits
-  only the (tap, 16 squeeze channels) pairs listed as nonzero (``launch.block_list``),
-  so block-pruned weights (``prune_fire_modules(block=(16, 16))``) cost only their
-  nonzero blocks.
-Every tl.dot dimension is >= 16; float32 accumulation throughout.
+* Block-sparse variant (BLOCK_LIST): per block of 16 output channels, the 3x3 steps
+  only through the (tap, 16 squeeze channels) pairs listed as nonzero
+  (``launch.block_list``), so block-pruned weights cost only their nonzero blocks.
+* Not yet at the floor on paper: weights are re-read from L2 for every tile, and the
+  squeeze rows once per output-channel block and tap (mostly L1 hits). For the 13x13
+  layers that is up to ~7x the HBM bytes in L2-to-SM traffic
+  (``gpu_model.py``'s last column); BLOCK_M 128 would halve the weight part at
+  218-240 registers a thread. To be settled by measurement.
+Every tl.dot dimension is >= 16.
 """
 
 from __future__ import annotations

@@ -97,10 +97,16 @@ class WeightLayout:
 
 
 def weight_layout(c: int, s: int, e1: int, e3: int, dtype: torch.dtype) -> WeightLayout:
-    """Channel blocks that pad no SqueezeNet layer: 16/32/64 as they divide the count
-    (float32 input-channel blocks at most 32: twice the bytes per element)."""
-    block_c = _dividing_block(c, 32 if dtype == torch.float32 else _MAX_BLOCK)
-    block_s = _dividing_block(s, _MAX_BLOCK)
+    """Channel blocks that pad no SqueezeNet layer: 16/32/64 as they divide the count.
+
+    Squeeze blocks of at most 32 (16 in float32) and input-channel blocks of at most
+    32 in float32: the squeeze block is the K of every expand tl.dot, and wider ones
+    took 230-255 registers a thread in the fused kernel (benchmarks/gpu_resources.py),
+    a step from spilling.
+    """
+    wide = dtype != torch.float32
+    block_c = _dividing_block(c, _MAX_BLOCK if wide else 32)
+    block_s = _dividing_block(s, 32 if wide else 16)
     block_e = min(_MAX_BLOCK, max(16, triton.next_power_of_2(max(e1, e3))))
     return WeightLayout(block_c, block_s, block_e, _round_up(c, block_c), _round_up(s, 16),
                         _round_up(e1, block_e), _round_up(e3, block_e))
