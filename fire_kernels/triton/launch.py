@@ -91,10 +91,6 @@ class WeightLayout:
     e1_pad: int
     e3_pad: int
 
-    @property
-    def s_blocks(self) -> int:
-        return self.s_pad // self.block_s
-
 
 def weight_layout(c: int, s: int, e1: int, e3: int, dtype: torch.dtype) -> WeightLayout:
     """Channel blocks that pad no SqueezeNet layer: 16/32/64 as they divide the count.
@@ -294,7 +290,7 @@ def kernel_launches(
     if cfg.fused:
         return [KernelLaunch(
             _fire_fused_kernel, (cfg.programs,),
-            (x, *weights[:2], *weights[2:], out, scratch, *lists, *sizes, h, w, c, e1, e3,
+            (x, *weights, out, scratch, *lists, *sizes, h, w, c, e1, e3,
              *x.stride(), *out.stride(), triton.cdiv(pixels, cfg.block_m)),
             dict(meta, **expand_meta, CHUNK=cfg.chunk, RING_ROWS=cfg.ring_rows,
                  BLOCK_C=cfg.block_c),
