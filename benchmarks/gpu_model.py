@@ -4,17 +4,19 @@ For every SqueezeNet Fire layer and batch 1/8/64/256, from the plan the launcher
 picks (``fire_kernels.triton.config_for``, the same function ``fire_triton`` calls),
 counts what the kernels move and compute, by following their loops:
 
-* HBM bytes: the input read (each pixel once per squeeze computation of it), the
-  packed weights, the output written, and the squeeze scratch: for the fused plan
-  each program's ring once (it is reused for the whole band, so at most its
-  footprint is written back from L2); for the two-phase plan the squeeze buffer
-  written and read once. Weights and scratch are counted once on the assumption that
-  they stay in L2 while in use (a few MB against H100/H200's 50 MB).
+* HBM bytes: the input (a pixel read again more than one tile step after its first
+  read counts again; see squeeze_work), the packed weights, the output, and the
+  squeeze scratch: for the fused plan each program's ring once (reused for the whole
+  band, so at most its footprint is written back from L2); for the two-phase plan
+  the squeeze buffer written and read once (though at these batches it fits L2).
+  Weights and rings count once on the assumption that they stay in L2 while in use
+  (a few MB against the 40-50 MB of A100/H100/H200).
 * MACs, including squeeze chunks recomputed at band starts, rows of partial tiles and
   chunks, and channel padding.
-* Bytes moved from L2 to the SMs (weights read per tile and squeeze chunk, squeeze
-  rows read per output-channel block and tap), an upper bound that ignores L1 hits:
-  not a target, but what bounds these kernels next once HBM traffic is minimal.
+* Bytes the SMs load through L2 (the input, the weights for every squeeze step and
+  tile, the squeeze rows once per output-channel block and tap), an upper bound that
+  ignores L1 hits: not a target, but what bounds these kernels next once HBM
+  traffic is minimal.
 
 Each as a ratio to the minimum: input + weights + output moved once; the Fire's own
 MACs (C*S + S*E1 + 9*S*E3 a pixel). Exits non-zero unless, on every layer, batch 256

@@ -1,7 +1,9 @@
-"""The Triton kernel against the reference: on CUDA when a GPU is present, else on
+"""The Triton kernels against the reference: on CUDA when a GPU is present, else on
 CPU tensors through Triton's interpreter (conftest.py sets TRITON_INTERPRET=1 before
-triton is imported), with small shapes covering edge tiles, halos, odd channel counts,
-zero weight blocks and each dtype."""
+triton is imported), with small shapes covering both plans (fused bands walked either
+way, two-phase with output channels split), tiles across rows and images, halos, odd
+channel counts, packed weights, zero weight blocks and each dtype. Planning for a
+given SM count (``sm_count=``) picks the plan a bigger input would get on a GPU."""
 
 from __future__ import annotations
 

@@ -57,11 +57,12 @@ MACs from the same function (at batch 256 within 1.06x the minimum HBM bytes and
 * Block-sparse variant (BLOCK_LIST): per block of 16 output channels, the 3x3 steps
   only through the (tap, 16 squeeze channels) pairs listed as nonzero
   (``launch.block_list``), so block-pruned weights cost only their nonzero blocks.
-* Not yet at the floor on paper: weights are re-read from L2 for every tile, and the
-  squeeze rows once per output-channel block and tap (mostly L1 hits). For the 13x13
-  layers that is up to ~7x the HBM bytes in L2-to-SM traffic
-  (``gpu_model.py``'s last column); BLOCK_M 128 would halve the weight part at
-  218-240 registers a thread. To be settled by measurement.
+* Not at the floor on paper: L2. Every tile reads all the weights from L2, and the
+  squeeze rows once per output-channel block and tap (the pipelined loads are
+  cp.async.cg, which bypass L1). At batch 256 that is 2-7x the minimum HBM bytes,
+  the most on the 13x13 layers (``gpu_model.py``'s last column), against an L2 that
+  is not measured yet. BLOCK_M 128 would halve the weight part at 218-240 registers
+  a thread (4 warps), or 176-188 with 8. To be settled by measurement.
 Every tl.dot dimension is >= 16.
 """
 
