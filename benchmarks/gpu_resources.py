@@ -2,17 +2,18 @@
 
 Compiles every kernel the launcher can choose (the 16 SqueezeNet Fire layers, batch
 1 and 256, float16/bfloat16/float32 in TF32 and in IEEE, dense and block-sparse,
-NCHW and channels-last inputs) for sm_90 (H100/H200) and sm_80 (A100), exactly as
-``fire_triton`` would launch them (the same ``config_for`` and ``kernel_launches``,
-Triton's own argument specialisation), and reads each cubin's registers, shared memory
-and local memory (spills) with the ``cuobjdump`` that Triton's wheel ships.
+NCHW and channels-last inputs) for sm_90 (planned for H100/H200 SXM's 132 SMs and
+H100 PCIe's 114) and sm_80 (A100's 108), exactly as ``fire_triton`` would launch them
+(the same ``config_for`` and ``kernel_launches``, Triton's own argument
+specialisation), and reads each cubin's registers, shared memory and local memory
+(spills) with the ``cuobjdump`` that Triton's wheel ships.
 
 Prints one row per distinct compiled kernel and exits non-zero if any kernel fails to
 compile, spills, needs more shared memory than a block may have, or leaves room for
 fewer than ``PROGRAMS_PER_SM`` resident programs where the fused plan's persistent grid
 counts on them.
 
-    python benchmarks/gpu_resources.py                 # everything (minutes)
+    python benchmarks/gpu_resources.py   # all 648 kernels: 28 min on a busy 2-core machine
     python benchmarks/gpu_resources.py --arch 90 --layers v1_1-fire2 v1_1-fire9
 """
 
@@ -56,7 +57,7 @@ from fire_kernels.triton import (  # noqa: E402
 class Arch:
     name: str
     capability: int
-    sm_count: int  # the GPU the configs are planned for
+    sm_counts: tuple[int, ...]  # the GPUs the configs are planned for
     smem_per_block: int  # the opt-in maximum of one block
     smem_per_sm: int
     regs_per_sm: int = 65536
@@ -65,8 +66,9 @@ class Arch:
 
 
 ARCHS = {
-    90: Arch("sm_90 H100/H200", 90, 132, 227 * 1024, 228 * 1024),
-    80: Arch("sm_80 A100", 80, 108, 163 * 1024, 164 * 1024),
+    # H100/H200 SXM and H100 PCIe; A100
+    90: Arch("sm_90 H100/H200", 90, (132, 114), 227 * 1024, 228 * 1024),
+    80: Arch("sm_80 A100", 80, (108,), 163 * 1024, 164 * 1024),
 }
 # name -> (dtype, tl.dot input precision)
 DTYPES = {
@@ -142,11 +144,12 @@ def _meta_tensor(shape, dtype, memory_format=torch.contiguous_format):
     return torch.empty(shape, dtype=dtype, device="meta", memory_format=memory_format)
 
 
-def _launches(layer: str, batch: int, dtype_name: str, sparse: bool, fmt: str, arch: Arch):
+def _launches(layer: str, batch: int, dtype_name: str, sparse: bool, fmt: str, sm_count: int,
+              arch: Arch):
     """The launch plan fire_triton would run, with meta tensors in place of data."""
     (c, s, e1, e3), hw = LAYERS[layer]
     dtype, precision = DTYPES[dtype_name]
-    cfg = config_for(batch, c, s, e1, e3, hw, hw, dtype, arch.sm_count, block_sparse=sparse)
+    cfg = config_for(batch, c, s, e1, e3, hw, hw, dtype, sm_count, block_sparse=sparse)
     lay = weight_layout(c, s, e1, e3, dtype)
     x = _meta_tensor((batch, c, hw, hw), dtype, FORMATS[fmt])
     out = _meta_tensor((batch, e1 + e3, hw, hw), dtype, FORMATS[fmt])
@@ -198,7 +201,7 @@ def _compile(plan: tuple, index: int) -> tuple[int, int, int, str]:
 
 def _short(meta: dict) -> str:
     names = {"BLOCK_M": "M", "CHUNK": "chunk", "RING_ROWS": "ring", "BLOCK_C": "C", "BLOCK_S": "S",
-             "S_BLOCKS": "Sb", "BLOCK_E": "E", "E_SPLIT": "split", "BLOCK_LIST": "list",
+             "S_BLOCKS": "Sb", "BLOCK_E": "E", "BLOCK_LIST": "list",
              "PRECISION": "prec", "num_stages": "stages"}
     return " ".join(f"{short}={meta[k]}" for k, short in names.items() if k in meta)
 
@@ -220,10 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     uses: list[tuple[str, tuple, int]] = []  # (what, kernel key, programs per SM needed)
     for cap in args.arch:
         arch = ARCHS[cap]
-        for layer, batch, dtype_name, sparse, fmt in itertools.product(
+        for layer, batch, dtype_name, sparse, fmt, sm_count in itertools.product(
                 args.layers, args.batches, args.dtypes,
-                (False,) if args.dense_only else (False, True), args.formats):
-            plan = (layer, batch, dtype_name, sparse, fmt)
+                (False,) if args.dense_only else (False, True), args.formats, arch.sm_counts):
+            plan = (layer, batch, dtype_name, sparse, fmt, sm_count)
             cfg, launches = _launches(*plan, arch)
             for index, launch in enumerate(launches):
                 fn, *_, key = _specialise(launch, arch)
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                                             launch.meta["num_warps"])
                     jobs[key] = ((*plan, cap), index)
                 kernels[key].uses += 1
-                what = (f"{arch.name} {layer} batch {batch} {dtype_name} "
+                what = (f"{arch.name} ({sm_count} SMs) {layer} batch {batch} {dtype_name} "
                         f"{'sparse' if sparse else 'dense'} {fmt} {fn.__name__}")
                 uses.append((what, key, PROGRAMS_PER_SM if cfg.fused else 1))
     with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:

@@ -45,7 +45,7 @@ MACs from the same function (at batch 256 within 1.06x the minimum HBM bytes and
   channels over programs would make each recompute its squeeze. Instead the squeeze
   of every pixel is computed once into a buffer (at most a few hundred KB at batch 1,
   so it stays in L2), then tiles of down to 16 pixels times shares of 16-channel
-  blocks (E_SPLIT programs a tile, each with the same number of 1x1 and 3x3 blocks)
+  blocks (e_split programs a tile, each with the same number of 1x1 and 3x3 blocks)
   cover the GPU. It costs a second launch and the buffer's trip through L2; a
   grid-wide barrier between the phases in one launch would deadlock whenever not all
   programs are resident.
@@ -151,16 +151,16 @@ def _squeeze_row_of(q, RING_ROWS: tl.constexpr):
 
 @triton.jit
 def _expand_tile(
-    s_ptr, s_block_rows, q0, pid_e,
+    s_ptr, s_block_rows, q0, pid_e, e_split,
     w1_ptr, b1_ptr, w3_ptr, b3_ptr, out_ptr, list_ptr, counts_ptr,
     NHW, HW, H, W, E1, E3, stride_on, stride_oc, stride_oh, stride_ow,
     BLOCK_M: tl.constexpr, BLOCK_S: tl.constexpr, S_BLOCKS: tl.constexpr, S_PAD: tl.constexpr,
-    BLOCK_E: tl.constexpr, E1_PAD: tl.constexpr, E3_PAD: tl.constexpr, E_SPLIT: tl.constexpr,
+    BLOCK_E: tl.constexpr, E1_PAD: tl.constexpr, E3_PAD: tl.constexpr,
     RING_ROWS: tl.constexpr, BLOCK_LIST: tl.constexpr, PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):
     """Both expands of the BLOCK_M pixels from q0, for the output-channel blocks
-    pid_e, pid_e + E_SPLIT, ..., reading the squeeze from the [S_BLOCKS,
+    pid_e, pid_e + e_split, ..., reading the squeeze from the [S_BLOCKS,
     s_block_rows, BLOCK_S] buffer at s_ptr."""
     q, n, h, w, ok = _pixels(q0, NHW, HW, W, BLOCK_M)
     out_rows = out_ptr + n * stride_on + h * stride_oh + w * stride_ow
@@ -168,7 +168,7 @@ def _expand_tile(
     dtype = out_ptr.dtype.element_ty
     centre = _squeeze_row_of(q, RING_ROWS)
 
-    for eb in range(pid_e, tl.cdiv(E1, BLOCK_E), E_SPLIT):
+    for eb in range(pid_e, tl.cdiv(E1, BLOCK_E), e_split):
         ec = eb * BLOCK_E + tl.arange(0, BLOCK_E)
         acc = tl.zeros((BLOCK_M, BLOCK_E), dtype=tl.float32)
         for sb in range(S_BLOCKS):
@@ -180,7 +180,7 @@ def _expand_tile(
         tl.store(out_rows[:, None] + ec[None, :] * stride_oc, _to(_relu(acc), dtype, UPCAST),
                  mask=ok[:, None] & (ec[None, :] < E1))
 
-    for eb in range(pid_e, tl.cdiv(E3, BLOCK_E), E_SPLIT):
+    for eb in range(pid_e, tl.cdiv(E3, BLOCK_E), e_split):
         ec = eb * BLOCK_E + tl.arange(0, BLOCK_E)
         acc = tl.zeros((BLOCK_M, BLOCK_E), dtype=tl.float32)
         if BLOCK_LIST:
@@ -280,9 +280,9 @@ def _fire_fused_kernel(
         hi = tl.maximum(hi, last + 1)
         # Every thread reads squeeze rows other threads wrote ...
         tl.debug_barrier()
-        _expand_tile(ring, RING_ROWS, q0, 0, w1_ptr, b1_ptr, w3_ptr, b3_ptr, out_ptr, list_ptr,
+        _expand_tile(ring, RING_ROWS, q0, 0, 1, w1_ptr, b1_ptr, w3_ptr, b3_ptr, out_ptr, list_ptr,
                      counts_ptr, NHW, HW, H, W, E1, E3, stride_on, stride_oc, stride_oh, stride_ow,
-                     BLOCK_M, BLOCK_S, S_BLOCKS, S_PAD, BLOCK_E, E1_PAD, E3_PAD, 1, RING_ROWS,
+                     BLOCK_M, BLOCK_S, S_BLOCKS, S_PAD, BLOCK_E, E1_PAD, E3_PAD, RING_ROWS,
                      BLOCK_LIST, PRECISION, UPCAST)
         # ... and must be done reading before the next tile's chunks overwrite them.
         tl.debug_barrier()
@@ -306,12 +306,14 @@ def _expand_kernel(
     s_ptr, w1_ptr, b1_ptr, w3_ptr, b3_ptr, out_ptr, list_ptr, counts_ptr,
     NHW, HW, H, W, E1, E3, stride_on, stride_oc, stride_oh, stride_ow, s_block_rows,
     BLOCK_M: tl.constexpr, BLOCK_S: tl.constexpr, S_BLOCKS: tl.constexpr, S_PAD: tl.constexpr,
-    BLOCK_E: tl.constexpr, E1_PAD: tl.constexpr, E3_PAD: tl.constexpr, E_SPLIT: tl.constexpr,
+    BLOCK_E: tl.constexpr, E1_PAD: tl.constexpr, E3_PAD: tl.constexpr,
     BLOCK_LIST: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
 ):
-    """Two-phase plan, phase 2: one tile's share of the expands from the buffer."""
+    """Two-phase plan, phase 2: one tile's share of the expands from the buffer; the
+    grid's second axis splits the output-channel blocks."""
     _expand_tile(s_ptr, s_block_rows, tl.program_id(0) * BLOCK_M, tl.program_id(1),
+                 tl.num_programs(1),
                  w1_ptr, b1_ptr, w3_ptr, b3_ptr, out_ptr, list_ptr, counts_ptr,
                  NHW, HW, H, W, E1, E3, stride_on, stride_oc, stride_oh, stride_ow,
-                 BLOCK_M, BLOCK_S, S_BLOCKS, S_PAD, BLOCK_E, E1_PAD, E3_PAD, E_SPLIT, 0,
+                 BLOCK_M, BLOCK_S, S_BLOCKS, S_PAD, BLOCK_E, E1_PAD, E3_PAD, 0,
                  BLOCK_LIST, PRECISION, UPCAST)

@@ -305,7 +305,7 @@ def kernel_launches(
         KernelLaunch(
             _expand_kernel, (cfg.programs, cfg.e_split),
             (scratch, *weights[2:], out, *lists, *sizes, h, w, e1, e3, *out.stride(), s_rows),
-            dict(meta, **expand_meta, E_SPLIT=cfg.e_split),
+            dict(meta, **expand_meta),
         ),
     ]
 
