@@ -20,6 +20,7 @@ from conftest import SQUEEZENET_LAYERS, assert_close_to_reference, fire_weights,
 triton = pytest.importorskip("triton")
 from fire_kernels.triton import (  # noqa: E402
     block_list,
+    block_list_density,
     config_for,
     conv_tf32,
     fire_triton,
@@ -139,6 +140,7 @@ def test_block_sparse_variant(density, batch, ieee_fp32, poisoned):
     blocks, counts = block_list(m.expand3x3.weight, 16)
     assert blocks.shape == (3, 9 * 3) and counts.dtype == torch.int32
     assert int(counts.sum()) == round(density * 3 * 3 * 9)
+    assert block_list_density(counts, 40) == pytest.approx(round(density * 81) / 81)
     x = torch.randn(batch, 8, 9, 10, device=DEVICE)
     assert config_for(batch, 8, 40, 16, 48, 9, 10, torch.float32, 1,
                       block_sparse=True).fused == (batch == 5)
