@@ -25,7 +25,7 @@ from torch import Tensor
 from . import _extension
 from . import network_ops as _network_ops  # noqa: F401 - defines the network operators
 from .reference import fire_reference
-from .sparse import BlockList, SparseConv1x1, SparsePacked
+from .sparse import BlockList, SparseConv1x1, SparsePacked, TritonForm
 from .validation import (
     check_fire_args,
     check_head_args,
@@ -60,10 +60,12 @@ __all__ = [
 _FIRE_OP = torch.ops.fire_kernels.fire.default
 _SPARSE_OP = torch.ops.fire_kernels.fire_sparse.default
 _BLOCKSPARSE_OP = torch.ops.fire_kernels.fire_blocksparse.default
+_PACKED_OP = torch.ops.fire_kernels.fire_packed.default
 # The Triton kernels on CPU tensors (Triton's interpreter): same schemas and autograd.
 _INTERPRETED_OPS = {
     _FIRE_OP: torch.ops.fire_kernels.fire_interpreted.default,
     _BLOCKSPARSE_OP: torch.ops.fire_kernels.fire_blocksparse_interpreted.default,
+    _PACKED_OP: torch.ops.fire_kernels.fire_packed_interpreted.default,
 }
 _PACK_SPARSE_OP = torch.ops.fire_kernels.pack_sparse.default
 _MAXPOOL_FIRE_OP = torch.ops.fire_kernels.maxpool_fire.default
@@ -324,8 +326,15 @@ def fire_planned(x: Tensor, plan: WeightPlan, pool: Pool | None = None) -> Tenso
     w, form = plan.weights, plan.sparse
     if isinstance(form, SparsePacked):
         return _sparse(x, form, w.squeeze_bias, w.expand1x1_bias, w.expand3x3_bias, pool)
-    if isinstance(form, BlockList):
-        return _blocksparse(x, w, form)
+    if isinstance(form, TritonForm):
+        if pool is not None:
+            x = _max_pool(x, pool)
+        blocks = form.blocks
+        return _op(_PACKED_OP, "triton", x)(
+            x, *form.weights, w.squeeze_weight.shape[0], w.expand1x1_weight.shape[0],
+            w.expand3x3_weight.shape[0], None if blocks is None else blocks.blocks,
+            None if blocks is None else blocks.counts,
+        )
     return _dense(plan.backend, x, w, pool)
 
 

@@ -7,6 +7,9 @@
   their list (CUDA, Triton).
 * ``fire_interpreted``, ``fire_blocksparse_interpreted``: the Triton kernels of the
   two above on CPU tensors under Triton's interpreter (tests without a GPU).
+* ``fire_packed`` (and its ``_interpreted`` twin): the Triton kernel from weights
+  packed once per weight version (``fire_kernels.triton.pack_triton_weights``), what
+  a FusedFire's plan runs on a GPU so that no forward packs (inference).
 * ``maxpool_fire``, ``maxpool_fire_sparse``: ``fire`` and ``fire_sparse`` of the
   max-pooled input (``nn.MaxPool2d(kernel, stride, ceil_mode)``, no padding), the
   pool fused into the squeeze's read (CPU): the pooled tensor is never written.
@@ -26,6 +29,7 @@ from torch import Tensor
 
 from .validation import (
     check_fire_args,
+    check_fire_input,
     check_pack_args,
     check_pool_args,
     check_sparse_args,
@@ -61,6 +65,13 @@ _lib.define(
 )
 _lib.define(f"fire_sparse({_SPARSE_ARGS}) -> Tensor")
 _lib.define(f"maxpool_fire({_FIRE_ARGS}, {_POOL_ARGS}) -> Tensor")
+for _name in ("fire_packed", "fire_packed_interpreted"):
+    _lib.define(
+        f"{_name}(Tensor x, Tensor squeeze, Tensor squeeze_bias, Tensor expand1x1, "
+        "Tensor expand1x1_bias, Tensor expand3x3, Tensor expand3x3_bias, int squeeze_channels, "
+        "int expand1x1_channels, int expand3x3_channels, Tensor? block_list, "
+        "Tensor? block_counts) -> Tensor"
+    )
 _lib.define(f"maxpool_fire_sparse({_SPARSE_ARGS}, {_POOL_ARGS}) -> Tensor")
 
 
@@ -265,5 +276,15 @@ def inference_only(op: str) -> None:
     )
 
 
+def _fire_packed_fake(x, squeeze, squeeze_bias, expand1x1, expand1x1_bias, expand3x3,
+                      expand3x3_bias, squeeze_channels, expand1x1_channels, expand3x3_channels,
+                      block_list, block_counts):
+    check_fire_input(x, "fire_packed")
+    return _empty_output(x, expand1x1_channels + expand3x3_channels)
+
+
+for _name in ("fire_packed", "fire_packed_interpreted"):
+    torch.library.register_fake(f"fire_kernels::{_name}", _fire_packed_fake)
+    inference_only(_name)
 inference_only("fire_sparse")
 inference_only("maxpool_fire_sparse")

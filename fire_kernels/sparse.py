@@ -23,6 +23,7 @@ __all__ = [
     "SPARSE_MAX_WORK_DENSITY",
     "SparseConv1x1",
     "SparsePacked",
+    "TritonForm",
     "choose_block",
     "choose_conv_block",
     "conv_sparse_pays",
@@ -171,12 +172,22 @@ class BlockList(NamedTuple):
 
 def gpu_block_list(expand3x3_weight: Tensor, force: bool) -> BlockList | None:
     """The 3x3's nonzero blocks for the block-sparse Triton kernel, or None when
-    too many blocks are nonzero for skipping to pay (unless ``force``). Reading the
-    density synchronises with the device once; the cache then holds the lists."""
-    from .triton import block_list
+    too many blocks are nonzero for skipping to pay (unless ``force``). Deciding that
+    reads the density from the device, one host synchronisation: call it where the
+    weights change (a weight plan is made), never in a forward."""
+    from .triton import block_list, block_list_density
 
     blocks, counts = block_list(expand3x3_weight, GPU_BLOCK)
-    density = counts.sum().item() / max(1, blocks.numel())
+    density = block_list_density(counts, expand3x3_weight.shape[1])
     if not force and density > GPU_MAX_BLOCK_DENSITY:
         return None
     return BlockList(blocks, counts, GPU_BLOCK)
+
+
+class TritonForm(NamedTuple):
+    """What a weight plan keeps for the Triton kernel: the weights packed in the
+    input's dtype (``fire_kernels.triton.TritonWeights``), and the 3x3's block list
+    where the block-sparse variant runs."""
+
+    weights: tuple
+    blocks: BlockList | None

@@ -32,6 +32,7 @@ from . import functional as F
 from .sparse import (
     BlockList,
     SparsePacked,
+    TritonForm,
     choose_block,
     choose_conv_block,
     conv_sparse_pays,
@@ -53,8 +54,9 @@ __all__ = [
     "sources_of",
 ]
 
-#: What inference runs instead of the dense kernel: C++ sparse packs or Triton block lists.
-SparseForm = Union[SparsePacked, BlockList]
+#: What inference runs instead of the dense op: C++ sparse packs, or the Triton
+#: kernel's packed weights (and block list).
+SparseForm = Union[SparsePacked, TritonForm]
 #: FusedFire's ``sparse`` argument: ``"auto"`` (where it pays), True (always) or False.
 SparseMode = Union[Literal["auto"], bool]
 
@@ -126,7 +128,8 @@ class WeightPlan:
             inputs on ``device`` of ``dtype``.
         weights: the effective weights (the convs' own tensors where not computed):
             a Fire's :class:`FireWeights`, or a conv's (weight, bias).
-        sparse: what inference runs instead of the dense kernel, or None (dense).
+        sparse: what inference runs instead of the dense op: a sparse form, the
+            Triton kernel's packed weights, or None (the dense op).
         input_width: the input width the sparse form was packed for (None: any).
         sources, versions, data, generation: what the plan was made from (see the
             module docstring): the tensors, their versions and data pointers (a
@@ -210,9 +213,12 @@ def make_plan(
         if block is not None:
             width = x.shape[3] if pool is None else pooled_size(x.shape[3], *pool)
             form = F.pack_sparse(ws, we1, we3, block, width)
-    elif path == "triton" and sparse is not False and pool is None:
-        form = gpu_block_list(we3, force=sparse is True)
-    return _plan(path, x, weights, form, x.shape[3], sources)
+    elif path == "triton":
+        from .triton import pack_triton_weights
+
+        blocks = gpu_block_list(we3, force=sparse is True) if sparse is not False else None
+        form = TritonForm(pack_triton_weights(*weights, dtype=x.dtype), blocks)
+    return _plan(path, x, weights, form, x.shape[3] if path == "cpp" else None, sources)
 
 
 def make_head_plan(

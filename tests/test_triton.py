@@ -157,7 +157,31 @@ def test_module_picks_block_sparse_for_block_pruned_weights(ieee_fp32):
     x = torch.randn(1, 8, 6, 6, device=DEVICE)
     with torch.no_grad():
         assert_close_to_reference(fused(x), ref(x))
-    assert type(fused.weight_plan.sparse).__name__ == "BlockList"
+    assert fused.weight_plan.sparse.blocks is not None  # the block-sparse variant runs
+    fused.sparse = False
+    with torch.no_grad():
+        assert_close_to_reference(fused(x), ref(x))
+    assert fused.weight_plan.sparse.blocks is None
+
+
+def test_module_packs_once_per_weight_version(ieee_fp32):
+    """The weight plan holds the Triton kernel's packed weights: a forward calls the
+    packed op and packs nothing; an in-place edit makes a new plan, so the next
+    forward sees it."""
+    ref = make_fire(8, 16, 16, 16).to(DEVICE)
+    fused = fk.FusedFire.from_fire(ref, backend="triton")
+    x = torch.randn(1, 8, 5, 5, device=DEVICE)
+    with torch.no_grad():
+        fused(x)
+        packed = fused.weight_plan.sparse.weights
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            assert_close_to_reference(fused(x), ref(x))
+        names = {e.name for e in prof.events() if e.name.startswith("fire_kernels::")}
+        assert names <= {"fire_kernels::fire_packed", "fire_kernels::fire_packed_interpreted"}
+        assert fused.weight_plan.sparse.weights is packed
+        ref.expand3x3.weight.mul_(-1)
+        assert_close_to_reference(fused(x), ref(x))
+        assert fused.weight_plan.sparse.weights is not packed
 
 
 def test_module_backend_triton(ieee_fp32):

@@ -32,6 +32,7 @@ __all__ = [
     "config_for",
     "conv_tf32",
     "fire_triton",
+    "fire_triton_packed",
     "interpreter_enabled",
     "kernel_launches",
     "pack_triton_weights",
@@ -353,6 +354,18 @@ def fire_triton(
         sm_count: SMs to plan for (default: the device's; 1 under the interpreter,
             which runs programs one after another).
     """
+    _check_launch(x, block_list, block_counts, block)
+    if weights is None:
+        weights = pack_triton_weights(squeeze_weight, squeeze_bias, expand1x1_weight,
+                                      expand1x1_bias, expand3x3_weight, expand3x3_bias, x.dtype)
+    return fire_triton_packed(
+        x, *weights, squeeze_weight.shape[0], expand1x1_weight.shape[0],
+        expand3x3_weight.shape[0], block_list, block_counts, sm_count=sm_count,
+    )
+
+
+def _check_launch(x: Tensor, block_list: Tensor | None, block_counts: Tensor | None,
+                  block: int | None) -> None:
     if x.device.type == "cpu" and not interpreter_enabled():
         raise RuntimeError(
             "the Triton kernel runs on CUDA tensors, or on CPU tensors with TRITON_INTERPRET=1 "
@@ -364,17 +377,39 @@ def fire_triton(
             block_list is not None and block not in (None, LIST_BLOCK)):
         raise ValueError(f"block_list and block_counts go together, for blocks of {LIST_BLOCK}; "
                          f"got block={block}")
+
+
+def fire_triton_packed(
+    x: Tensor,
+    squeeze: Tensor,
+    squeeze_bias: Tensor,
+    expand1x1: Tensor,
+    expand1x1_bias: Tensor,
+    expand3x3: Tensor,
+    expand3x3_bias: Tensor,
+    squeeze_channels: int,
+    expand1x1_channels: int,
+    expand3x3_channels: int,
+    block_list: Tensor | None = None,
+    block_counts: Tensor | None = None,
+    *,
+    sm_count: int | None = None,
+) -> Tensor:
+    """The fused Fire from weights packed by :func:`pack_triton_weights` (the six
+    tensors of :class:`TritonWeights`) for a Fire of these channel counts: the kernel
+    of ``torch.ops.fire_kernels.fire_packed``, which a FusedFire's weight plan calls so
+    that no forward packs. Otherwise as :func:`fire_triton`."""
+    _check_launch(x, block_list, block_counts, None)
+    weights = TritonWeights(squeeze, squeeze_bias, expand1x1, expand1x1_bias, expand3x3,
+                            expand3x3_bias)
     n, c, h, w = x.shape
-    s, e1, e3 = squeeze_weight.shape[0], expand1x1_weight.shape[0], expand3x3_weight.shape[0]
+    s, e1, e3 = squeeze_channels, expand1x1_channels, expand3x3_channels
     out = torch.empty((n, e1 + e3, h, w), dtype=x.dtype, device=x.device,
                       memory_format=output_memory_format(x))
     if _DEBUG_NAN_FILL:  # every element the kernel does not write stays NaN
         out.fill_(float("nan"))
     if out.numel() == 0:
         return out
-    if weights is None:
-        weights = pack_triton_weights(squeeze_weight, squeeze_bias, expand1x1_weight,
-                                      expand1x1_bias, expand3x3_weight, expand3x3_bias, x.dtype)
     layout = weight_layout(c, s, e1, e3, x.dtype)
     if weights.squeeze.dtype != x.dtype or weights.squeeze.shape != (layout.c_pad, layout.s_pad):
         raise ValueError(
@@ -397,19 +432,19 @@ _registered = False
 
 
 def register() -> None:
-    """Makes fire_triton the CUDA kernel of torch.ops.fire_kernels.fire and
-    fire_blocksparse (once), and, under the interpreter, the CPU kernel of their
-    ``_interpreted`` twins.
+    """Makes the launchers the CUDA kernels of torch.ops.fire_kernels.fire,
+    fire_blocksparse and fire_packed (once), and, under the interpreter, the CPU
+    kernels of their ``_interpreted`` twins.
 
     ``register_kernel``, not ``triton_op``: the latter breaks torch.compile for the
     op's CPU kernel ("0 active drivers").
     """
     global _registered
     if not _registered:
-        torch.library.register_kernel("fire_kernels::fire", "cuda", fire_triton)
-        torch.library.register_kernel("fire_kernels::fire_blocksparse", "cuda", fire_triton)
-        if interpreter_enabled():
-            torch.library.register_kernel("fire_kernels::fire_interpreted", "cpu", fire_triton)
-            torch.library.register_kernel(
-                "fire_kernels::fire_blocksparse_interpreted", "cpu", fire_triton)
+        kernels = (("fire", fire_triton), ("fire_blocksparse", fire_triton),
+                   ("fire_packed", fire_triton_packed))
+        for op, kernel in kernels:
+            torch.library.register_kernel(f"fire_kernels::{op}", "cuda", kernel)
+            if interpreter_enabled():
+                torch.library.register_kernel(f"fire_kernels::{op}_interpreted", "cpu", kernel)
         _registered = True
