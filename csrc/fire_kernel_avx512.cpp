@@ -8,7 +8,16 @@
 #include "fire_kernel.h"
 #include "network_kernel.h"
 
+#ifdef FK_EMULATE_AVX512
+// A test build (FIRE_KERNELS_EMULATE_AVX512=1, fire_kernels/_build.py), never
+// what users load: these kernels on SIMDe's implementation of the AVX-512
+// intrinsics, built with -mavx2 -mfma, so that their tile geometry, masked
+// tails and transposes run on CPUs without AVX-512.
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+#else
 #pragma GCC target("avx512f,fma")
+#endif
 // GCC 12 warns that _mm512_max_ps reads the "undefined" vector it passes as
 // the merge source of an all-ones mask: a false positive.
 #pragma GCC diagnostic ignored "-Wuninitialized"

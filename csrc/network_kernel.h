@@ -12,10 +12,12 @@
 namespace fire_kernels {
 
 // A convolution (k x k, stride, zero padding; groups 1) + bias + ReLU + max
-// pool: a network's stem (SqueezeNet's conv1 -> ReLU -> MaxPool2d). Each conv
-// row is computed once into scratch (an im2col row times the packed weights,
-// the channels-last micro-kernel) and the pool reads it there: the conv's
-// output never reaches memory.
+// pool: a network's stem (SqueezeNet's conv1 -> ReLU -> MaxPool2d). Each input
+// row is copied once, zero-padded and channels last, into a ring of k rows;
+// each conv row is then computed once into another ring (its im2col row, made
+// of k contiguous runs of k*C floats from the input ring, times the packed
+// weights, on the channels-last micro-kernel), and the pool reads it there:
+// the conv's output never reaches memory.
 //   conv[cy][cx][o] = relu(b[o] + sum_{c,dy,dx} w[o][c][dy][dx]
 //                               * x[c][cy*stride - pad + dy][cx*stride - pad + dx])
 //   out[oy][ox][o]  = max over the pool window (oy*ps .. , ox*ps ..) of conv
@@ -27,7 +29,7 @@ struct StemArgs {
   int64_t Hc, Wc;             // its output
   FirePool pool;              // of the conv's output (kernel 1: none)
   int64_t Ho, Wo;             // the output
-  const float* w;  // packed panels [Op/16][K][16], K = C*k*k (pack_weights.h)
+  const float* w;  // packed panels [Op/16][K][16], K = k*k*C (pack_weights.h)
   const float* b;  // [O] or null
   float* out;      // [N][Ho][Wo][O]: channels last
 };
@@ -54,6 +56,7 @@ struct HeadArgs {
 // Scratch of the stem kernel (floats, 64-byte aligned).
 struct StemScratch {
   int64_t bias;   // [Op]
+  int64_t input;  // k input rows, zero-padded, channels last: [k][W + 2*pad][C]
   int64_t patch;  // im2col of one conv row: [Wc][K]
   int64_t rows;   // pool.kernel conv rows: [pool.kernel][Wc][Op]
   int64_t total;

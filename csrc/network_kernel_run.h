@@ -50,21 +50,39 @@ struct StemRun {
     }
   };
 
-  // Conv output row cy of the image at x_img, all Op channels, into `row`.
-  static void conv_row(const StemArgs& a, const float* x_img, int64_t cy, float* patch,
+  // Input row iy of the image at x_img, zero-padded by a.pad on both sides,
+  // channels last, into `dst` ([W + 2*pad][C]); zeros for a row off the image.
+  static void input_row(const StemArgs& a, const float* x_img, int64_t iy, float* dst) {
+    zero_range(dst, a.pad * a.C);
+    zero_range(dst + (a.pad + a.W) * a.C, a.pad * a.C);
+    float* d = dst + a.pad * a.C;
+    if (iy < 0 || iy >= a.H) {
+      zero_range(d, a.W * a.C);
+    } else if (a.x_sc == 1 && a.x_sw == a.C) {
+      memcpy(d, x_img + iy * a.x_sh, a.W * a.C * sizeof(float));
+    } else {
+      for (int64_t ix = 0; ix < a.W; ++ix)
+        for (int64_t c = 0; c < a.C; ++c)
+          d[ix * a.C + c] = x_img[iy * a.x_sh + ix * a.x_sw + c * a.x_sc];
+    }
+  }
+
+  // Conv output row cy, all Op channels, into `row`: its im2col row, each
+  // pixel's k runs of k*C floats from the padded input rows in `input` (input
+  // row iy in slot iy mod k), times the packed weights.
+  static void conv_row(const StemArgs& a, const float* input, int64_t cy, float* patch,
                        float* row, const float* bias) {
-    const int64_t K = a.C * a.k * a.k, Op = round_up(a.O, kChannelPad);
-    for (int64_t cx = 0; cx < a.Wc; ++cx) {  // im2col, k = (c*k + dy)*k + dx as the weight's
-      float* p = patch + cx * K;
-      for (int64_t c = 0; c < a.C; ++c)
-        for (int64_t dy = 0; dy < a.k; ++dy) {
-          const int64_t iy = cy * a.stride - a.pad + dy;
-          for (int64_t dx = 0; dx < a.k; ++dx) {
-            const int64_t ix = cx * a.stride - a.pad + dx;
-            const bool inside = iy >= 0 && iy < a.H && ix >= 0 && ix < a.W;
-            *p++ = inside ? x_img[c * a.x_sc + iy * a.x_sh + ix * a.x_sw] : 0.f;
-          }
-        }
+    const int64_t K = a.k * a.k * a.C, Op = round_up(a.O, kChannelPad);
+    const int64_t run = a.k * a.C, wp = a.W + 2 * a.pad;
+    for (int64_t dy = 0; dy < a.k; ++dy) {
+      const int64_t iy = cy * a.stride - a.pad + dy;
+      const float* in = input + (((iy % a.k) + a.k) % a.k) * wp * a.C;
+      for (int64_t cx = 0; cx < a.Wc; ++cx) {
+        // A run is short (k*C: 9 floats for a 3x3 on RGB): a loop, not a memcpy call.
+        float* dst = patch + cx * K + dy * run;
+        const float* src = in + cx * a.stride * a.C;
+        for (int64_t j = 0; j < run; ++j) dst[j] = src[j];
+      }
     }
     for (int64_t cx0 = 0; cx0 < a.Wc; cx0 += MR) {
       const int64_t valid = imin(MR, a.Wc - cx0);
@@ -100,14 +118,22 @@ struct StemRun {
   static void rows(const StemArgs& a, int64_t n, int64_t oy0, int64_t oy1, float* scratch) {
     const StemScratch layout = stem_scratch_layout(a);
     const int64_t Op = round_up(a.O, kChannelPad), pk = a.pool.kernel;
+    const int64_t wp = a.W + 2 * a.pad;
     const float* bias = pad_bias(a.b, a.O, Op, scratch + layout.bias);
-    float* ring = scratch + layout.rows;
+    float *input = scratch + layout.input, *ring = scratch + layout.rows;
     const float* x_img = a.x + n * a.x_sn;
     int64_t held = -1;  // conv rows [held - pk + 1, held] are in the ring
+    // Input rows (read - k, read] are in `input`: none yet.
+    int64_t read = oy0 * a.pool.stride * a.stride - a.pad - 1;
     for (int64_t oy = oy0; oy < oy1; ++oy) {
       const int64_t cy0 = oy * a.pool.stride, cy1 = imin(cy0 + pk, a.Hc);
-      for (int64_t cy = imax(cy0, held + 1); cy < cy1; ++cy)
-        conv_row(a, x_img, cy, scratch + layout.patch, ring + (cy % pk) * a.Wc * Op, bias);
+      for (int64_t cy = imax(cy0, held + 1); cy < cy1; ++cy) {
+        const int64_t iy0 = cy * a.stride - a.pad, iy1 = iy0 + a.k;
+        for (int64_t iy = imax(iy0, read + 1); iy < iy1; ++iy)
+          input_row(a, x_img, iy, input + (((iy % a.k) + a.k) % a.k) * wp * a.C);
+        read = iy1 - 1;
+        conv_row(a, input, cy, scratch + layout.patch, ring + (cy % pk) * a.Wc * Op, bias);
+      }
       held = imax(held, cy1 - 1);
       pool_row(a, ring, oy, a.out + (n * a.Ho + oy) * a.Wo * a.O);
     }

@@ -33,9 +33,11 @@ void pack_blocks(const at::Tensor& w, int64_t taps, const PackLayout& layout,
 
 using Weights = std::vector<const at::Tensor*>;
 
-// Packs each of `w` (with its number of taps) into one allocation, in `layout`.
+// Packs each of `w` (with its number of taps) into one allocation, in
+// `layout`; with `channels_last_taps`, a weight's K runs (dy, dx, c) instead of
+// PyTorch's (c, dy, dx).
 std::shared_ptr<const PackedWeights> pack(const Weights& w, const std::vector<int64_t>& taps,
-                                          const PackLayout& layout) {
+                                          const PackLayout& layout, bool channels_last_taps) {
   // Visible in torch.profiler (and to the tests that count packings).
   RECORD_FUNCTION("fire_kernels::pack_weights", std::vector<c10::IValue>());
   auto p = std::make_shared<PackedWeights>();
@@ -46,7 +48,8 @@ std::shared_ptr<const PackedWeights> pack(const Weights& w, const std::vector<in
   }
   p->data = at::empty({size}, w[0]->options());
   for (size_t k = 0; k < w.size(); ++k) {
-    const at::Tensor t = w[k]->contiguous();
+    const at::Tensor t =
+        channels_last_taps ? w[k]->permute({0, 2, 3, 1}).contiguous() : w[k]->contiguous();
     const int64_t end = k + 1 < w.size() ? p->offset[k + 1] : size;
     pack_blocks(t.reshape({t.size(0), t.numel() / t.size(0) / taps[k], taps[k]}), taps[k],
                 layout, p->data.narrow(0, p->offset[k], end - p->offset[k]));
@@ -59,8 +62,9 @@ bool same_layout(const PackLayout& a, const PackLayout& b) {
 }
 
 struct Entry {
-  Entry(const Weights& w, const PackLayout& l, std::shared_ptr<const PackedWeights> p)
-      : layout(l), packed(std::move(p)) {
+  Entry(const Weights& w, const PackLayout& l, bool taps_last,
+        std::shared_ptr<const PackedWeights> p)
+      : layout(l), channels_last_taps(taps_last), packed(std::move(p)) {
     for (const at::Tensor* t : w) {
       impl.emplace_back(t->getIntrusivePtr());
       data.push_back(t->data_ptr());
@@ -68,6 +72,7 @@ struct Entry {
     }
   }
   PackLayout layout;
+  bool channels_last_taps;
   std::vector<WeakImpl> impl;
   std::vector<const void*> data;
   std::vector<int64_t> version;
@@ -101,22 +106,26 @@ bool current(const Entry& e, const Weights& w) {
   return true;
 }
 
-// The packing of w in `layout` (taps[k]: the taps of w[k]), from the cache or made.
+// The packing of w in `layout` (taps[k]: the taps of w[k]; channels_last_taps
+// as for pack), from the cache or made.
 std::shared_ptr<const PackedWeights> cached_pack(const Weights& w,
                                                  const std::vector<int64_t>& taps,
-                                                 const PackLayout& layout) {
+                                                 const PackLayout& layout,
+                                                 bool channels_last_taps = false) {
   bool cacheable = true;
   for (const at::Tensor* t : w) cacheable = cacheable && !t->is_inference();
   if (cacheable) {
     std::lock_guard<std::mutex> lock(cache_mutex);
     for (const Entry& e : cache)
-      if (same_layout(e.layout, layout) && current(e, w)) return e.packed;
+      if (same_layout(e.layout, layout) && e.channels_last_taps == channels_last_taps &&
+          current(e, w))
+        return e.packed;
   }
   // Pack outside the lock; two threads may pack the same weights at once,
   // which costs time, never correctness.
-  std::shared_ptr<const PackedWeights> packed = pack(w, taps, layout);
+  std::shared_ptr<const PackedWeights> packed = pack(w, taps, layout, channels_last_taps);
   if (cacheable) {
-    Entry e(w, layout, packed);
+    Entry e(w, layout, channels_last_taps, packed);
     std::lock_guard<std::mutex> lock(cache_mutex);
     // Entries of freed weights, or of these same weights at older versions
     // or in this layout, can never match again; these weights' current
@@ -145,7 +154,7 @@ std::shared_ptr<const PackedWeights> packed_weights(const at::Tensor& squeeze_we
 }
 
 std::shared_ptr<const PackedWeights> packed_conv_weight(const at::Tensor& weight) {
-  return cached_pack({&weight}, {1}, {true, kChannelPad});
+  return cached_pack({&weight}, {1}, {true, kChannelPad}, /*channels_last_taps=*/true);
 }
 
 void clear_pack_cache() {

@@ -53,8 +53,9 @@ std::shared_ptr<const PackedWeights> packed_weights(const at::Tensor& squeeze_we
                                                     const PackLayout& layout);
 
 // The packed form of one convolution's weight [O][C][kh][kw], as the GEMM
-// [pixels][K] x [K][O] with K = C*kh*kw (k = (c*kh + dy)*kw + dx) reads it:
-// panels of kChannelPad output channels, [Op/16][K][16]. Cached like the above.
+// [pixels][K] x [K][O] reads it: panels of kChannelPad output channels,
+// [Op/16][K][16], with K = kh*kw*C in the order of an im2col row of a
+// channels-last input, k = (dy*kw + dx)*C + c. Cached like the above.
 std::shared_ptr<const PackedWeights> packed_conv_weight(const at::Tensor& weight);
 
 // Empties the cache (fire_kernels.refresh_packed_weights(), after writes

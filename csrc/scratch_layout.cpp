@@ -56,7 +56,8 @@ StemScratch stem_scratch_layout(const StemArgs& a) {
   StemScratch s;
   const int64_t Op = round_up(a.O, kChannelPad), K = a.C * a.k * a.k;
   s.bias = 0;
-  s.patch = round_up(s.bias + Op, kCacheLineFloats);
+  s.input = round_up(s.bias + Op, kCacheLineFloats);
+  s.patch = round_up(s.input + a.k * (a.W + 2 * a.pad) * a.C, kCacheLineFloats);
   s.rows = round_up(s.patch + a.Wc * K, kCacheLineFloats);
   s.total = s.rows + a.pool.kernel * a.Wc * Op;
   return s;

@@ -44,7 +44,15 @@ struct VecAvx512 {
   FK_INLINE static reg keep_first(reg v, int n) {
     return _mm512_maskz_mov_ps(static_cast<__mmask16>((1u << n) - 1u), v);
   }
-  FK_INLINE static float sum(reg v) { return _mm512_reduce_add_ps(v); }
+  // Through memory rather than _mm512_reduce_add_ps, which SIMDe (the emulated
+  // test build) does not alias; it runs once per output channel, not per FMA.
+  FK_INLINE static float sum(reg v) {
+    alignas(64) float lanes[W];
+    _mm512_store_ps(lanes, v);
+    float s = 0.f;
+    for (int i = 0; i < W; ++i) s += lanes[i];
+    return s;
+  }
   FK_INLINE static void store_first(float* p, reg v, int n) {
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);
   }
