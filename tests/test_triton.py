@@ -243,22 +243,6 @@ def test_cuda_opcheck(dtype):
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
 
 
-def test_gpu_benchmark_script_runs(tmp_path):
-    """benchmarks/bench_gpu.py --smoke: the script a GPU run depends on works end to
-    end (here on one tiny layer, through the interpreter when there is no GPU)."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run(
-        [sys.executable, os.path.join(root, "benchmarks", "bench_gpu.py"), "--smoke",
-         "--csv", str(tmp_path / "r.csv"), "--markdown", str(tmp_path / "r.md"),
-         "--plot", str(tmp_path / "r.png")],
-        env={**os.environ, "TRITON_INTERPRET": "1"} if not CUDA else dict(os.environ),
-        capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "triton vs cudnn_cl" in (tmp_path / "r.md").read_text()
-    assert (tmp_path / "r.png").stat().st_size > 0 and (tmp_path / "r.csv").exists()
-
-
 @needs_gpu
 def test_cuda_blocksparse_opcheck():
     m = make_fire(16, 32, 16, 32).to("cuda", torch.half)
