@@ -22,8 +22,8 @@
 #                  fp16 and fp32, against float64, outputs poisoned with NaN
 #   tests     ~40  the CUDA tests: CUDA-only, module, op and compile tests
 #   bench     ~40  bench_gpu.py fires network (6 more Triton kernels; sparse with --full)
-#   autotune  ~80  bench_gpu.py autotune: torch.compile max-autotune, two layers at batch 256
-#                  then 1, as far as the deadline allows
+#   autotune  <=75 bench_gpu.py autotune: torch.compile max-autotune (cold compiles of ~15-30 s
+#                  each), two layers at batch 256 then 1, as far as its limit allows
 #   report    ~8   bench_gpu.py report: results_gpu.md and gpu_speedup.png, printed last
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -87,7 +87,7 @@ phase build 150 env MAX_JOBS="$(nproc)" "$PYTHON" setup.py build_ext --inplace
 phase probe 75 env FIRE_KERNELS_DEBUG_NAN_FILL=1 "${bench[@]}" probe
 phase tests 75 bash -c run_tests
 phase bench $((full ? 400 : 110)) "${bench[@]}" "${measured[@]}"
-phase autotune 150 "${bench[@]}" autotune
+phase autotune $((full ? 150 : 75)) "${bench[@]}" autotune
 phase report 60 "${bench[@]}" report
 echo "== summary ($SECONDS s)"
 cat "$out/summary.txt"
