@@ -1,13 +1,29 @@
 // The Python module fire_kernels._C. Loading it registers the CPU kernels
-// (TORCH_LIBRARY_IMPL in fire_ops.cpp and pack_sparse.cpp); the functions here report and choose
-// the vector ISA they run with.
-#include <torch/extension.h>
+// (TORCH_LIBRARY_IMPL in fire_ops.cpp, network_ops.cpp and pack_sparse.cpp);
+// the functions here report and choose the vector ISA they run with.
+//
+// Plain pybind11, not <torch/extension.h>: this module binds no tensors, and
+// torch's whole C++ API took most of a build's time to compile here.
+#include <c10/util/Exception.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
 
 #include "cpu_features.h"
 #include "pack_weights.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "fire_kernels CPU kernels (registered as torch.ops.fire_kernels.*)";
+  // c10 errors (an unknown ISA) as RuntimeError with their message, without
+  // the C++ backtrace, as torch's own bindings raise them.
+  pybind11::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const c10::Error& e) {
+      PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
+    }
+  });
   m.def("available_isas", &fire_kernels::available_isas,
         "The vector ISAs this CPU can run, best first.");
   m.def("current_isa", [] { return std::string(fire_kernels::isa_name(fire_kernels::current_isa())); },
