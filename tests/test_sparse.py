@@ -136,10 +136,16 @@ def test_sparsity_report():
     fire = report.fires[0]
     assert fire.name == "features.3"
     assert fire.nonzeros["expand3x3"] == round(0.1 * 64 * 16 * 9)
-    assert abs(report.density - 0.1) < 1e-3
-    assert report.packed_bytes < 0.25 * report.dense_bytes
+    fire_weights = sum(sum(f.numel.values()) for f in report.fires)
+    fire_nonzeros = sum(sum(f.nonzeros.values()) for f in report.fires)
+    assert abs(fire_nonzeros / fire_weights - 0.1) < 1e-3
+    # The stem and the classifier, not pruned here, are reported dense.
+    assert [(c.name, c.density) for c in report.convs] == [("features.0", 1.0), ("classifier.1", 1.0)]
+    total = fire_weights + sum(c.numel for c in report.convs)
+    assert abs(report.density - (fire_nonzeros + sum(c.numel for c in report.convs)) / total) < 1e-9
+    assert sum(f.packed_bytes for f in report.fires) < 0.25 * sum(f.dense_bytes for f in report.fires)
     text = str(report)
-    assert "features.3" in text and "total" in text
+    assert "features.3" in text and "classifier.1" in text and "total" in text
 
 
 @needs_cpp
