@@ -7,6 +7,10 @@ against the torch it will run with):
     pip install --no-build-isolation .             # or a wheel:
     pip wheel --no-build-isolation --no-deps .
 
+Compiled objects are kept in ``build/objects`` (also by an editable install, which
+would otherwise use a temporary directory), so with ninja a rebuild (a reinstall,
+or a wheel after an editable install) compiles only what changed.
+
 Besides the extension, a build writes ``fire_kernels/_C_build.json`` (the torch
 it compiled against: another torch refuses the module with a message to rebuild)
 and, except in an editable install, copies every file of ``csrc/`` into the
@@ -17,6 +21,7 @@ PyTorch reference.
 
 import json
 import runpy
+import shutil
 from pathlib import Path
 
 from setuptools import setup
@@ -61,6 +66,7 @@ class build_py(_build_py):
         if getattr(self, "editable_mode", False):
             return  # the package finds csrc/ beside it in the source tree
         target = Path(self.build_lib, "fire_kernels", "csrc")
+        shutil.rmtree(target, ignore_errors=True)  # no file deleted from csrc/ since the last build
         for source in sorted((ROOT / "csrc").glob("*")):
             if source.is_file():
                 self.mkpath(str(target))
@@ -80,4 +86,8 @@ else:
     print(f"fire_kernels: {build['unsupported_machine_reason']()}: building without them")
     ext_modules = []
 
-setup(ext_modules=ext_modules, cmdclass={"build_ext": build_ext, "build_py": build_py})
+setup(
+    ext_modules=ext_modules,
+    cmdclass={"build_ext": build_ext, "build_py": build_py},
+    options={"build_ext": {"build_temp": str(Path("build", "objects"))}},
+)

@@ -171,7 +171,10 @@ def cpu_fallback(dtype: torch.dtype) -> None:
     """Called where ``backend="auto"`` is about to run the PyTorch reference on a CPU
     tensor of ``dtype``: raises :class:`FallbackError` under
     ``FIRE_KERNELS_REQUIRE_CPP=1``; else, when the dtype is the reason (the C++ kernel
-    runs float32), warns once per dtype (a missing extension was warned about at import)."""
+    runs float32), warns once per dtype (a missing extension was warned about at import).
+    Non-floating dtypes are left to the argument checks, which reject them."""
+    if not dtype.is_floating_point:
+        return
     if require_cpp():
         why = (
             f"the C++ kernels are unavailable: {LOAD_ERROR}" if C is None

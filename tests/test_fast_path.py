@@ -75,6 +75,16 @@ def test_require_cpp_turns_the_dtype_fallback_into_an_error(fresh_warnings, monk
     fk.FusedFire.from_fire(make_fire(8, 4, 4, 4))(torch.randn(1, 8, 5, 5))  # the C++ kernel
 
 
+@pytest.mark.parametrize("require", ["", "1"])
+def test_integer_input_gets_the_checkers_error_not_a_fallback(require, fresh_warnings, monkeypatch):
+    monkeypatch.setenv("FIRE_KERNELS_REQUIRE_CPP", require)
+    m = fk.FusedFire.from_fire(make_fire(8, 4, 4, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TypeError, match="torch.int64"):
+            m(torch.ones(1, 8, 5, 5, dtype=torch.int64))
+
+
 def test_require_cpp_turns_a_missing_extension_into_an_error(fresh_warnings, monkeypatch):
     monkeypatch.setattr(_extension, "C", None)
     monkeypatch.setattr(_extension, "LOAD_ERROR", "simulated: no compiler")

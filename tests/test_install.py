@@ -1,14 +1,21 @@
-"""Every install route, in fresh virtual environments (marked ``install``: minutes, so
+"""Every install route, in fresh environments (marked ``install``: minutes, so
 ``python -m pytest`` leaves them out and ``.ci/run`` runs them with
 ``python -m pytest -m install``).
 
-One build serves every route: an sdist made from a copy of this checkout, a wheel
-built from that sdist (so the sdist provably carries every source the extension
-needs) with ``pip wheel --no-build-isolation --no-deps``, installed into a fresh
-environment that has only the pinned torch; then ``pip install --no-build-isolation``
-of the unpacked sdist (non-editable) into that environment, which reuses the
-compiled objects. The editable route is the one the Quickstart (and so the rest of
-CI) runs; the last test checks it loaded its prebuilt module.
+- The sdist (``python setup.py sdist`` of a copy of this checkout) carries every file
+  of csrc/: each source preprocesses from the unpacked sdist alone.
+- A wheel (``pip wheel --no-build-isolation --no-deps .`` of this checkout), installed
+  into a fresh virtual environment that has only the pinned torch, runs its prebuilt
+  module (no just-in-time build, no fallback), carries csrc/ for a just-in-time build,
+  and refuses a module recorded for another torch.
+- A non-editable ``pip install --no-build-isolation .`` (into a fresh target
+  directory) runs its prebuilt module.
+- The editable install (the Quickstart's, which the rest of CI runs under) loaded its
+  own prebuilt module.
+
+The wheel and the non-editable install reuse the objects the editable install
+compiled (setup.py keeps them in build/objects; ninja recompiles what changed), so
+the routes cost seconds each, not a compile each.
 """
 
 from __future__ import annotations
@@ -85,9 +92,16 @@ def unpacked(work, sdist) -> Path:
 
 
 @pytest.fixture(scope="module")
-def wheel(work, unpacked) -> Path:
-    sh(sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", unpacked,
-       "-w", work / "wheels", env={"MAX_JOBS": "2"})
+def wheel(work) -> Path:
+    # build/lib* is the previous wheel's staging area: a module deleted since would ship.
+    for stale in [*ROOT.glob("build/lib.*"), *ROOT.glob("build/bdist.*")]:
+        shutil.rmtree(stale)
+    egg_info = ROOT / "fire_kernels.egg-info"
+    existed = egg_info.exists()
+    sh(sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", ".",
+       "-w", work / "wheels", cwd=ROOT, env={"MAX_JOBS": "2"})
+    if not existed:  # an in-tree build's metadata would shadow the installed one's
+        shutil.rmtree(egg_info, ignore_errors=True)
     (built,) = (work / "wheels").glob("fire_kernels-*.whl")
     return built
 
@@ -144,7 +158,30 @@ def check_prebuilt(venv: Path, work: Path) -> dict:
     return report
 
 
-def test_sdist_carries_every_source(sdist):
+def preprocess(python: Path, cwd: Path, **env: str) -> list[str]:
+    """Preprocesses every C++ source where the package run by ``python`` finds them
+    (``_build.sources()``): every header and .inc file they include must be there.
+    Returns the sources."""
+    code = textwrap.dedent(
+        """
+        import importlib.util, json, os, runpy, sysconfig
+        from torch.utils.cpp_extension import include_paths
+        # _build.py by path: importing the package would load (or build) the extension.
+        package = importlib.util.find_spec("fire_kernels").submodule_search_locations[0]
+        build = runpy.run_path(os.path.join(package, "_build.py"))
+        print(json.dumps({"sources": build["sources"](),
+                          "includes": include_paths() + [sysconfig.get_paths()["include"]]}))
+        """
+    )
+    found = json.loads(sh(python, "-c", code, cwd=cwd, env=env).stdout.strip().splitlines()[-1])
+    assert sorted(Path(s).name for s in found["sources"]) == [f for f in CSRC_FILES if f.endswith(".cpp")]
+    includes = [f"-I{p}" for p in found["includes"]]
+    for source in found["sources"]:
+        sh("c++", "-std=c++20", "-E", "-o", os.devnull, *includes, source, cwd=cwd)
+    return found["sources"]
+
+
+def test_sdist_carries_every_source(sdist, unpacked, work):
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
         pkg_info = tar.extractfile(f"{sdist.name.removesuffix('.tar.gz')}/PKG-INFO").read().decode()
@@ -156,6 +193,9 @@ def test_sdist_carries_every_source(sdist):
     assert not [n for n in names if n.endswith(".so") or n.endswith("_C_build.json")]
     assert "License-Expression: BSD-3-Clause" in pkg_info
     assert f"Version: {fk.__version__}" in pkg_info
+    # The unpacked sdist, on its own, has what a build compiles (its csrc/ beside its package).
+    sources = preprocess(Path(sys.executable), work, PYTHONPATH=str(unpacked))
+    assert all(Path(src).is_relative_to(unpacked) for src in sources)
 
 
 def test_wheel_carries_the_module_its_record_the_sources_and_the_licence(wheel):
@@ -189,26 +229,9 @@ def test_wheel_in_a_fresh_environment_runs_the_prebuilt_module(wheel, venv, work
 
 
 def test_wheel_sources_are_complete_for_a_just_in_time_build(wheel, venv, work):
-    """The installed csrc/ is where the just-in-time build looks, and every source in it
-    preprocesses with the headers and .inc files shipped beside it (a full compile is
-    what the wheel build above did from the sdist's copy)."""
-    code = textwrap.dedent(
-        """
-        import json, sysconfig
-        from torch.utils.cpp_extension import include_paths
-        from fire_kernels import _build
-        print(json.dumps({"csrc": str(_build.CSRC_DIR), "sources": _build.sources(),
-                          "includes": include_paths() + [sysconfig.get_paths()["include"]]}))
-        """
-    )
-    # After the wheel test: the package is installed (the fixture order is the file's).
-    found = json.loads(sh(venv / "bin" / "python", "-c", code, cwd=work,
-                          env={"CXX": "false"}).stdout.strip().splitlines()[-1])
-    assert Path(found["csrc"]).resolve().is_relative_to(venv.resolve())
-    assert sorted(Path(s).name for s in found["sources"]) == [f for f in CSRC_FILES if f.endswith(".cpp")]
-    includes = [f"-I{p}" for p in found["includes"]]
-    for source in found["sources"]:
-        sh("c++", "-std=c++20", "-E", "-o", os.devnull, *includes, source, cwd=work)
+    """The installed csrc/ is where the just-in-time build looks, and it is complete."""
+    sources = preprocess(venv / "bin" / "python", work)  # installed by the test above
+    assert all(Path(src).resolve().is_relative_to(venv.resolve()) for src in sources)
 
 
 def test_wheel_refuses_a_module_built_for_another_torch(wheel, venv, work):
@@ -257,31 +280,35 @@ def test_wheel_refuses_a_module_built_for_another_torch(wheel, venv, work):
         record.write_text(original)
 
 
-def test_non_editable_install_runs_the_prebuilt_module(unpacked, wheel, venv, work):
-    """``pip install --no-build-isolation .`` of the unpacked sdist. The wheel fixture
-    compiled it there already: with ninja (as requirements.txt installs it) the build
-    reuses those objects, as ninja tracks sources and commands (without it,
-    torch.utils.cpp_extension compiles everything again, serially)."""
-    sh(venv / "bin" / "python", "-m", "pip", "uninstall", "-y", "-q", "fire_kernels")
-    sh(venv / "bin" / "python", "-m", "pip", "install", "-q", "-c", ROOT / "constraints.txt",
-       "ninja")
-    sh(venv / "bin" / "python", "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps",
-       ".", cwd=unpacked)
-    code = ("import json; from importlib import metadata; "
-            "print(metadata.distribution('fire_kernels').read_text('direct_url.json'))")
-    direct_url = json.loads(sh(venv / "bin" / "python", "-c", code, cwd=work).stdout)
-    assert not direct_url.get("dir_info", {}).get("editable", False)
-    check_prebuilt(venv, work)
+def test_non_editable_install_runs_the_prebuilt_module(wheel, work):
+    """``pip install --no-build-isolation .`` of this checkout, into a fresh target
+    directory (the running environment has the editable install: PYTHONPATH puts the
+    target first)."""
+    target = work / "target"
+    egg_info = ROOT / "fire_kernels.egg-info"
+    existed = egg_info.exists()
+    sh(sys.executable, "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps",
+       "--target", target, ".", cwd=ROOT)
+    if not existed:
+        shutil.rmtree(egg_info, ignore_errors=True)
+    jit_dir = work / "jit_non_editable"
+    jit_dir.mkdir()
+    env = {"PYTHONPATH": str(target), "CXX": "false", "TORCH_EXTENSIONS_DIR": str(jit_dir),
+           "FIRE_KERNELS_REQUIRE_CPP": "1"}
+    report = json.loads(sh(sys.executable, "-c", PREBUILT_CHECK, cwd=work, env=env)
+                        .stdout.strip().splitlines()[-1])
+    assert report["state"] == "prebuilt" and report["available"], report
+    assert Path(report["path"]).parent == target / "fire_kernels"
+    assert Path(report["csrc"]) == target / "fire_kernels" / "csrc"
+    assert list(jit_dir.iterdir()) == []
 
 
 def test_editable_install_of_this_checkout_runs_its_prebuilt_module():
     """The Quickstart's route (``pip install --no-build-isolation -e .``), which the rest
     of CI runs under: its build must have produced the module it loads."""
-    try:
-        direct_url = json.loads(metadata.distribution("fire_kernels").read_text("direct_url.json"))
-    except (metadata.PackageNotFoundError, TypeError):
-        pytest.skip("fire_kernels is not installed")
-    if not direct_url.get("dir_info", {}).get("editable"):
+    urls = [d.read_text("direct_url.json") for d in metadata.distributions(name="fire_kernels")]
+    urls = [json.loads(u) for u in urls if u]  # an in-tree build's egg-info has none
+    if not any(u.get("dir_info", {}).get("editable") for u in urls):
         pytest.skip("fire_kernels is not installed editable")
     assert Path(fk.__file__).resolve().parent == ROOT / "fire_kernels"
     assert fk._extension.STATUS.state == "prebuilt", fk._extension.STATUS
