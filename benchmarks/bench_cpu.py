@@ -1,10 +1,12 @@
-"""CPU benchmark of the fused Fire kernel against its baselines (SPEC §5).
+"""CPU benchmark of the dense fused Fire against its baselines (SPEC §5).
 
 Per Fire layer of SqueezeNet 1.0 and 1.1 (SPEC §4) and per whole network, at each
 batch size: FusedFire (NCHW and channels-last inputs) against eager PyTorch (NCHW,
 channels-last), ``torch.compile`` of the eager module and ONNX Runtime's CPU execution
-provider, all timed interleaved in this one process (medians). Prints markdown tables
-and appends every measurement to a long-format CSV.
+provider (its default settings), all timed interleaved in this one process (medians,
+fire_kernels.benchmarking). Prints markdown tables and appends every measurement to
+the results CSV (``benchmarks/results.csv``; ``benchmarks/report.py`` makes the
+README's table from it).
 
     python benchmarks/bench_cpu.py                       # all 16 layers + networks, batch 1 and 16
     python benchmarks/bench_cpu.py --layers v1_1-fire2 --batches 1 --no-compile --no-onnx
@@ -13,7 +15,6 @@ and appends every measurement to a long-format CSV.
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 from pathlib import Path
 
@@ -23,22 +24,27 @@ from torch import nn
 import fire_kernels as fk
 from fire_kernels.benchmarking import (
     LAYERS,
-    append_csv,
-    cpu_model,
-    fire_macs,
+    ResultsCsv,
+    environment,
     geomean,
     make_candidates,
     matmul_peak_gflops,
     time_checked,
 )
+from fire_kernels.testing import squeezenet_samples
 
 NETWORKS = {"squeezenet1_1": fk.squeezenet1_1, "squeezenet1_0": fk.squeezenet1_0}
+RESULTS = Path(__file__).with_name("results.csv")
+# Sleep before each timed call: ONNX Runtime's pool spins after a run (its default),
+# which would otherwise steal the cores from whatever is timed next.
+PAUSE = 0.005
 
 
 def measure(model: nn.Module, x: torch.Tensor, args: argparse.Namespace) -> dict[str, float]:
     names = ["fused_nchw", "fused_cl", "eager_nchw", "eager_cl"]
     names += ["compile"] * args.compile + ["onnxruntime"] * args.onnx
-    return time_checked(model, x, make_candidates(model, x, names, args.threads), args.repeats)
+    runs = make_candidates(model, x, names, args.threads)
+    return time_checked(model, x, runs, args.repeats, pause=PAUSE)
 
 
 def main() -> int:
@@ -50,47 +56,41 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=40, help="timed runs per candidate")
     parser.add_argument("--no-compile", dest="compile", action="store_false")
     parser.add_argument("--no-onnx", dest="onnx", action="store_false")
-    parser.add_argument("--csv", type=Path, default=Path(__file__).with_name("results_cpu.csv"))
+    parser.add_argument("--csv", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
     peak = matmul_peak_gflops()
-    date = datetime.date.today().isoformat()
-    env = dict(
-        date=date, cpu=cpu_model(), threads=args.threads, torch=torch.__version__,
-        isa=fk.cpu_isa() if fk._extension.C is not None else "none",
-    )
-    print(f"# CPU benchmark, {date}: {env['cpu']}, {args.threads} threads, torch "
-          f"{torch.__version__}, ISA {env['isa']}, torch.mm peak {peak:.0f} GFLOP/s")
+    env = environment("bench_cpu", threads=args.threads)
+    out = ResultsCsv(args.csv)
+    print(f"# CPU benchmark, {env['date']}, commit {env['commit']}: {env['machine']}, "
+          f"{args.threads} threads, torch {env['torch']}, ISA {env['isa']}, "
+          f"torch.mm peak {peak:.0f} GFLOP/s")
     print(f"# command: {' '.join([Path(sys.executable).name, *sys.argv])}\n")
 
-    rows: list[dict] = []
+    out.append([dict(env, workload="torch.mm", candidate="torch.mm", metric="gflops", value=peak)])
+
+    def record(workload, batch, times, macs=""):
+        out.add_times(env, times, workload=workload, batch=batch, dtype="float32", sparsity=0,
+                      structure="dense", macs=macs)
+
     for batch in args.batches:
         table = []
-        for name in args.layers:
-            (c, s, e1, e3), hw = LAYERS[name]
-            ref = fk.Fire(c, s, e1, e3).eval()
-            x = torch.randn(batch, c, hw, hw)
-            t = measure(ref, x, args)
-            gflops = 2 * fire_macs(batch, c, s, e1, e3, hw, hw) / 1e9
-            table.append((name, t, gflops))
-            for k, v in t.items():
-                rows.append(dict(env, workload=name, batch=batch, candidate=k, seconds=v,
-                                 gflops=gflops / v, peak_gflops=peak))
+        for sample in squeezenet_samples(batch):
+            if sample.name not in args.layers:
+                continue
+            t = measure(sample.fire().eval(), sample.input(), args)
+            table.append((sample.name, t, 2 * sample.macs / 1e9))
+            record(sample.name, batch, t, sample.macs)
         print_layer_table(batch, table, peak)
         net_table = []
         for name in args.networks:
-            model = NETWORKS[name]().eval()
-            t = measure(model, torch.randn(batch, 3, 224, 224), args)
+            torch.manual_seed(0)
+            t = measure(NETWORKS[name]().eval(), torch.randn(batch, 3, 224, 224), args)
             net_table.append((name, t))
-            for k, v in t.items():
-                rows.append(dict(env, workload=name, batch=batch, candidate=k, seconds=v,
-                                 gflops=float("nan"), peak_gflops=peak))
+            record(name, batch, t)
         print_network_table(batch, net_table)
-
-    append_csv(args.csv, rows)
-    print(f"appended {len(rows)} rows to {args.csv}")
+    print(f"appended the rows to {args.csv}")
     return 0
 
 
@@ -105,15 +105,15 @@ def print_layer_table(batch: int, table, peak: float) -> None:
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     ratios: dict[str, list[float]] = {}
-    for name, t, gflops in table:
+    for name, t, gflop in table:
         best = min(t["fused_nchw"], t["fused_cl"])
         r = {"nchw": t["eager_nchw"] / t["fused_nchw"], "cl": t["eager_cl"] / t["fused_cl"]}
         for o in others:
             r[o] = t[o] / best
         for k, v in r.items():
             ratios.setdefault(k, []).append(v)
-        cells = [name, *(f"{t[n] * 1e3:.3f}" for n in names), f"{gflops / best:.0f}",
-                 f"{100 * gflops / best / peak:.0f}", f"{r['nchw']:.2f}x", f"{r['cl']:.2f}x",
+        cells = [name, *(f"{t[n] * 1e3:.3f}" for n in names), f"{gflop / best:.0f}",
+                 f"{100 * gflop / best / peak:.0f}", f"{r['nchw']:.2f}x", f"{r['cl']:.2f}x",
                  ", ".join(f"{r[o]:.2f}x" for o in others if o != "eager_nchw")]
         print("| " + " | ".join(cells) + " |")
     print("\ngeomean: " + ", ".join(f"{k} {geomean(v):.2f}x (min {min(v):.2f}x)"

@@ -1,12 +1,12 @@
-"""GPU benchmark of the Triton Fire kernel (issue #4), ready to run as one command.
+"""GPU benchmark of the Triton Fire kernel, ready to run as one command.
 
 Per SqueezeNet Fire layer and for whole SqueezeNet 1.1, at each batch size and dtype:
 the fused Triton kernel against eager cuDNN (NCHW and channels-last,
 ``cudnn.benchmark=True``) and ``torch.compile`` (default and ``max-autotune``), timed
 interleaved with CUDA events (medians), with the achieved GB/s against the HBM
 roofline (input + output + weights read once; the roofline is a measured device copy).
-Also the block-sparse variant at 25 % block density against the dense kernel. Writes
-a long-format CSV, a markdown table and a PNG.
+Also the block-sparse variant at 25 % block density against the dense kernel. Appends
+to the results CSV (``benchmarks/results.csv``), writes a markdown table and a PNG.
 
     python benchmarks/bench_gpu.py                         # on a GPU machine
     TRITON_INTERPRET=1 python benchmarks/bench_gpu.py --smoke   # CPU check of the script
@@ -16,43 +16,32 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
-import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
 import fire_kernels as fk
-from fire_kernels.benchmarking import LAYERS, append_csv, fire_macs, geomean
+from fire_kernels.benchmarking import (
+    LAYERS,
+    ResultsCsv,
+    cuda_timer,
+    environment,
+    fire_macs,
+    geomean,
+    interleaved_medians,
+    plot_speedups,
+)
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 CL = torch.channels_last
+RESULTS = Path(__file__).with_name("results.csv")
 
 
-def timed(fns, device, warmup=3, repeats=20) -> list[float]:
-    """Median seconds per call, interleaved; CUDA events on a GPU."""
-    for fn in fns:
-        for _ in range(warmup):
-            fn()
-    samples = [[] for _ in fns]
-    for _ in range(repeats):
-        for k, fn in enumerate(fns):
-            if device == "cuda":
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn()
-                end.record()
-                end.synchronize()
-                samples[k].append(start.elapsed_time(end) / 1e3)
-            else:
-                t = time.perf_counter()
-                fn()
-                samples[k].append(time.perf_counter() - t)
-    return [statistics.median(s) for s in samples]
+def timed(fns, device, repeats=20) -> list[float]:
+    """Median seconds per call, interleaved; GPU time (CUDA events) on a GPU."""
+    return interleaved_medians(fns, repeats=repeats, timer=cuda_timer if device == "cuda" else None)
 
 
 def copy_bandwidth(device) -> float:
@@ -113,7 +102,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--smoke", action="store_true",
                         help="one tiny layer on whatever device there is (CPU: Triton's interpreter)")
-    parser.add_argument("--csv", type=Path, default=Path(__file__).with_name("results_gpu.csv"))
+    parser.add_argument("--csv", type=Path, default=RESULTS)
     parser.add_argument("--markdown", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
@@ -124,13 +113,18 @@ def main() -> int:
         args.layers, args.batches, args.dtypes, args.compile_modes, args.repeats = [], [1], ["fp32"], [], 2
     torch.backends.cudnn.benchmark = True
 
-    date = datetime.date.today().isoformat()
-    gpu = torch.cuda.get_device_name() if args.device == "cuda" else "cpu (Triton interpreter)"
+    env = environment("bench_gpu", device=args.device)
+    out = ResultsCsv(args.csv)
     roofline = copy_bandwidth(args.device)
-    lines = [f"# GPU benchmark, {date}: {gpu}, torch {torch.__version__}, "
-             f"copy bandwidth {roofline / 1e9:.0f} GB/s",
+    lines = [f"# GPU benchmark, {env['date']}, commit {env['commit']}: {env['machine']}, "
+             f"torch {env['torch']}, copy bandwidth {roofline / 1e9:.0f} GB/s",
              f"# command: {' '.join([Path(sys.executable).name, *sys.argv])}", ""]
-    rows, table = [], []
+
+    def record(workload, batch, dtype, times, macs="", sparsity=0, structure="dense"):
+        out.add_times(env, times, workload=workload, batch=batch, dtype=dtype,
+                      sparsity=sparsity, structure=structure, macs=macs)
+
+    table = []
     workloads = [(name, *LAYERS[name]) for name in args.layers]
     if args.smoke:
         workloads = [("smoke-fire", (8, 16, 16, 16), 6)]
@@ -144,19 +138,16 @@ def main() -> int:
                 t = measure(model, x, args)
                 nbytes = fire_bytes(batch, *cfg, hw, hw, x.element_size())
                 table.append((dtype_name, batch, name, t, nbytes))
-                rows += [dict(date=date, device=gpu, workload=name, batch=batch, dtype=dtype_name,
-                              candidate=k, seconds=v, gbps=nbytes / v / 1e9,
-                              roofline_gbps=roofline / 1e9) for k, v in t.items()]
+                record(name, batch, dtype_name, t, fire_macs(batch, *cfg, hw, hw))
     lines += markdown_layers(table, roofline)
-    lines += block_sparse(args, rows, date, gpu)
-    lines += network(args, rows, date, gpu)
+    lines += block_sparse(args, record)
+    lines += network(args, record)
     text = "\n".join(lines)
     print(text)
     if args.markdown:
         args.markdown.write_text(text + "\n")
-    append_csv(args.csv, rows)
     if args.plot and table:
-        plot(table, args.plot, gpu)
+        plot(table, args.plot, env["machine"])
     return 0
 
 
@@ -183,7 +174,7 @@ def markdown_layers(table, roofline) -> list[str]:
     return out + [""]
 
 
-def block_sparse(args, rows, date, gpu) -> list[str]:
+def block_sparse(args, record) -> list[str]:
     """Block-sparse (25 % of 16x16 blocks nonzero) against dense Triton, largest batch."""
     if args.device != "cuda" and not args.smoke:
         return []
@@ -202,13 +193,12 @@ def block_sparse(args, rows, date, gpu) -> list[str]:
         with torch.inference_mode():
             t = timed([lambda: dense(x), lambda: sparse(x)], args.device, repeats=args.repeats)
         out.append(f"| {name} | {t[0] * 1e6:.1f} | {t[1] * 1e6:.1f} | {t[0] / t[1]:.2f}x |")
-        rows += [dict(date=date, device=gpu, workload=name, batch=batch, dtype=args.dtypes[0],
-                      candidate=k, seconds=v, gbps=float("nan"), roofline_gbps=float("nan"))
-                 for k, v in (("triton_dense_pruned", t[0]), ("triton_blocksparse", t[1]))]
+        record(name, batch, args.dtypes[0], {"triton_dense": t[0], "triton_blocksparse": t[1]},
+               fire_macs(batch, *cfg, hw, hw), sparsity=75, structure="block16x16")
     return out + [""]
 
 
-def network(args, rows, date, gpu) -> list[str]:
+def network(args, record) -> list[str]:
     if args.smoke:
         return []
     out = ["## SqueezeNet 1.1 (fused Fires, rest eager)", "",
@@ -222,33 +212,20 @@ def network(args, rows, date, gpu) -> list[str]:
             t = measure(model, x, args_nc)
             out.append(f"| {dtype_name} | {batch} | {t['triton'] * 1e6:.0f} | {t['cudnn_nchw'] * 1e6:.0f} | "
                        f"{t['cudnn_cl'] * 1e6:.0f} | {t['cudnn_cl'] / t['triton']:.2f}x |")
-            rows += [dict(date=date, device=gpu, workload="squeezenet1_1", batch=batch, dtype=dtype_name,
-                          candidate=k, seconds=v, gbps=float("nan"), roofline_gbps=float("nan"))
-                     for k, v in t.items()]
+            record("squeezenet1_1", batch, dtype_name, t)
     return out + [""]
 
 
 def plot(table, path: Path, gpu: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for dtype in sorted({r[0] for r in table}):
-        batches = sorted({r[1] for r in table})
-        ys = [geomean(r[3]["cudnn_cl"] / r[3]["triton"] for r in table if r[0] == dtype and r[1] == b)
-              for b in batches]
-        ax.plot(batches, ys, "-o", label=f"{dtype}: triton vs cuDNN channels-last")
-    ax.set_xscale("log", base=2)
-    ax.axhline(1.0, color="grey", lw=0.8)
-    ax.set_xlabel("batch")
-    ax.set_ylabel("speedup (geomean over Fire layers)")
-    ax.set_title(f"fire_kernels Triton Fire, {gpu}", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    batches = sorted({r[1] for r in table})
+    series = {
+        f"{dtype}: triton vs cuDNN channels-last": (batches, [
+            geomean(r[3]["cudnn_cl"] / r[3]["triton"] for r in table if r[0] == dtype and r[1] == b)
+            for b in batches])
+        for dtype in sorted({r[0] for r in table})
+    }
+    plot_speedups(series, path, xlabel="batch", ylabel="speedup (geomean over Fire layers)",
+                  title=f"fire_kernels Triton Fire, {gpu}", log_x=True)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,13 @@ the live memory instead of a heap that keeps what the warm-up freed.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-from fire_kernels.benchmarking import LAYERS, cpu_model
+from fire_kernels.benchmarking import LAYERS, ResultsCsv, environment
 
 MODES = ["eager_nchw", "eager_cl", "fused_nchw", "fused_cl"]
 
@@ -55,9 +55,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--layers", nargs="*", default=list(LAYERS), choices=list(LAYERS))
+    parser.add_argument("--csv", type=Path, default=Path(__file__).with_name("results.csv"))
     args = parser.parse_args()
-    print(f"# Peak memory of one forward, {datetime.date.today()}: {cpu_model()}, batch "
-          f"{args.batch}, 2 threads")
+    env = environment("bench_memory", threads=2)
+    out = ResultsCsv(args.csv)
+    print(f"# Peak memory of one forward, {env['date']}, commit {env['commit']}: "
+          f"{env['machine']}, batch {args.batch}, 2 threads")
     print(f"# command: {' '.join(['python', *sys.argv])}\n")
     print("| layer | output MB | " + " | ".join(f"{m} MB" for m in MODES)
           + " | fused / eager (NCHW) | fused / eager (CL) |")
@@ -71,11 +74,16 @@ def main() -> int:
                                   env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
             result = json.loads(proc.stdout.strip().splitlines()[-1])
             peaks[mode], output = result["peak"] / 2**20, result["output"] / 2**20
+            out.append([dict(env, workload=layer, batch=args.batch, dtype="float32", sparsity=0,
+                             structure="dense", candidate=mode, metric="peak_bytes",
+                             value=result["peak"])])
         print(f"| {layer} | {output:.1f} | " + " | ".join(f"{peaks[m]:.1f}" for m in MODES)
               + f" | {peaks['fused_nchw'] / peaks['eager_nchw']:.2f} | "
               f"{peaks['fused_cl'] / peaks['eager_cl']:.2f} |", flush=True)
-        print(f"\r  {k + 1}/{len(args.layers)}", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+        if sys.stderr.isatty():
+            print(f"\r  {k + 1}/{len(args.layers)}", end="", file=sys.stderr, flush=True)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
     return 0
 
 

@@ -12,8 +12,8 @@ same (zeroed) weights, interleaved in one process:
                          CSR @ activations, the 3x3 as CSR @ im2col
   onnxruntime            ONNX Runtime's CPU execution provider (dense)
 
-plus whole SqueezeNet 1.1 with its Fires pruned. Prints markdown tables, appends to a
-long-format CSV and draws speedup against sparsity.
+plus whole SqueezeNet 1.1 with its Fires pruned. Prints markdown tables, appends to the
+results CSV (``benchmarks/results.csv``) and draws speedup against sparsity.
 
     python benchmarks/bench_sparse.py --plot benchmarks/sparse_speedup.png
 """
@@ -21,7 +21,6 @@ long-format CSV and draws speedup against sparsity.
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 from pathlib import Path
 
@@ -31,26 +30,26 @@ from torch import Tensor, nn
 import fire_kernels as fk
 from fire_kernels.benchmarking import (
     LAYERS,
-    append_csv,
-    cpu_model,
+    ResultsCsv,
+    environment,
     geomean,
     make_candidates,
+    plot_speedups,
     time_checked,
 )
+from fire_kernels.testing import squeezenet_samples
 
 STRUCTURES = {"unstructured": 1, "block4": 4}
+RESULTS = Path(__file__).with_name("results.csv")
+# Sleep before each timed call: ONNX Runtime's pool spins after a run (its default).
+PAUSE = 0.005
 
 
 def measure(model: nn.Module, x: Tensor, args, repeats: int) -> dict[str, float]:
     names = ["eager_nchw", "eager_cl", "dense_nchw", "sparse_nchw", "sparse_cl", "fused_nchw"]
     names += ["csr"] * args.csr + ["onnxruntime"] * args.onnx
-    return time_checked(model, x, make_candidates(model, x, names, args.threads), repeats)
-
-
-def pruned_fire(cfg, sparsity: float, block: int, seed: int) -> fk.Fire:
-    torch.manual_seed(seed)
-    fire = fk.Fire(*cfg).eval()
-    return fk.prune_fire_modules(fire, sparsity / 100, block=block)
+    runs = make_candidates(model, x, names, args.threads)
+    return time_checked(model, x, runs, repeats, pause=PAUSE)
 
 
 RATIOS = {  # column -> (baseline, candidate)
@@ -97,40 +96,23 @@ def print_network_table(net_results) -> None:
 def plot(results, args, path: Path) -> None:
     """Speedup over eager PyTorch (NCHW, same zeroed weights) against sparsity, geomean
     over the layers: the fused sparse kernel per structure, and the alternatives."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lines = [  # (structure, candidate, label, style)
-        ("block4", "sparse_nchw", "fused sparse, blocks of 4", "-o"),
-        ("unstructured", "sparse_nchw", "fused sparse, unstructured", "-o"),
-        ("unstructured", "dense_nchw", "fused dense (same weights)", "--s"),
-        ("unstructured", "onnxruntime", "ONNX Runtime (dense)", "--^"),
-        ("unstructured", "csr", "torch CSR, unstructured", ":x"),
+    lines = [  # (structure, candidate, label)
+        ("block4", "sparse_nchw", "fused sparse, blocks of 4"),
+        ("unstructured", "sparse_nchw", "fused sparse, unstructured"),
+        ("unstructured", "dense_nchw", "fused dense (same weights)"),
+        ("unstructured", "onnxruntime", "ONNX Runtime (dense)"),
+        ("unstructured", "csr", "torch CSR, unstructured"),
     ]
-    fig, axes = plt.subplots(1, len(args.batches), figsize=(6 * len(args.batches), 4.2), squeeze=False)
-    for ax, batch in zip(axes[0], args.batches):
-        for structure, cand, label, style in lines:
-            if structure not in args.structures:
-                continue
-            ys = []
-            for sp in args.sparsities:
-                keys = [(batch, structure, sp, layer) for layer in args.layers]
-                if any(cand not in results[k] for k in keys):
-                    break
-                ys.append(geomean(results[k]["eager_nchw"] / results[k][cand] for k in keys))
-            if len(ys) == len(args.sparsities):
-                ax.plot(args.sparsities, ys, style, label=label)
-        ax.axhline(1.0, color="grey", lw=0.8)
-        ax.set_title(f"batch {batch}, geomean over {len(args.layers)} Fire layers, {args.threads} threads")
-        ax.set_xlabel("sparsity (%)")
-        ax.set_ylabel("speedup over eager PyTorch (x)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"fire_kernels sparse Fire, {cpu_model()}, {datetime.date.today()}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    batch = args.batches[0]
+    series = {}
+    for structure, cand, label in lines:
+        keys = [[(batch, structure, sp, layer) for layer in args.layers] for sp in args.sparsities]
+        if structure in args.structures and all(cand in results[k] for ks in keys for k in ks):
+            series[label] = (args.sparsities, [
+                geomean(results[k]["eager_nchw"] / results[k][cand] for k in ks) for ks in keys])
+    plot_speedups(series, path, xlabel="sparsity (%)", ylabel="speedup over eager PyTorch (x)",
+                  title=f"fire_kernels sparse Fire, batch {batch}, geomean over "
+                        f"{len(args.layers)} Fire layers, {args.threads} threads")
     print(f"wrote {path}")
 
 
@@ -146,34 +128,40 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=30, help="timed runs at batch 1 (fewer for larger batches)")
     parser.add_argument("--no-csr", dest="csr", action="store_false")
     parser.add_argument("--no-onnx", dest="onnx", action="store_false")
-    parser.add_argument("--csv", type=Path, default=Path(__file__).with_name("results_sparse.csv"))
+    parser.add_argument("--csv", type=Path, default=RESULTS)
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    date = datetime.date.today().isoformat()
-    env = dict(date=date, cpu=cpu_model(), threads=args.threads, torch=torch.__version__, isa=fk.cpu_isa())
-    print(f"# Sparse CPU benchmark, {date}: {env['cpu']}, {args.threads} threads, torch "
-          f"{torch.__version__}, ISA {env['isa']}")
+    env = environment("bench_sparse", threads=args.threads)
+    out = ResultsCsv(args.csv)
+    print(f"# Sparse CPU benchmark, {env['date']}, commit {env['commit']}: {env['machine']}, "
+          f"{args.threads} threads, torch {env['torch']}, ISA {env['isa']}")
     print(f"# command: {' '.join([Path(sys.executable).name, *sys.argv])}\n")
 
-    rows, results = [], {}
+    def record(workload, batch, structure, sparsity, times, macs=""):
+        out.add_times(env, times, workload=workload, batch=batch, dtype="float32",
+                      sparsity=sparsity, structure=structure, macs=macs)
+
+    results = {}
     total = len(args.batches) * len(args.structures) * len(args.sparsities) * len(args.layers)
     done = 0
     for batch in args.batches:
         repeats = args.repeats if batch == 1 else max(5, args.repeats // 3)
         for structure in args.structures:
             for sp in args.sparsities:
-                for seed, layer in enumerate(args.layers):
-                    cfg, hw = LAYERS[layer]
-                    fire = pruned_fire(cfg, sp, STRUCTURES[structure], seed)
-                    t = measure(fire, torch.randn(batch, cfg[0], hw, hw), args, repeats)
-                    results[(batch, structure, sp, layer)] = t
-                    rows += [dict(env, workload=layer, batch=batch, structure=structure,
-                                  sparsity=sp, candidate=k, seconds=v) for k, v in t.items()]
+                for sample in squeezenet_samples(batch, density=1 - sp / 100,
+                                                 block=STRUCTURES[structure]):
+                    if sample.name not in args.layers:
+                        continue
+                    t = measure(sample.fire().eval(), sample.input(), args, repeats)
+                    results[(batch, structure, sp, sample.name)] = t
+                    record(sample.name, batch, structure, sp, t, sample.macs)
                     done += 1
-                    print(f"\r  {done}/{total} measured", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+                    if sys.stderr.isatty():
+                        print(f"\r  {done}/{total} measured", end="", file=sys.stderr, flush=True)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
     print_layer_tables(results, args)
 
     net_results = {}
@@ -186,12 +174,10 @@ def main() -> int:
                 t = measure(model, torch.randn(batch, 3, 224, 224), args,
                             args.repeats if batch == 1 else max(5, args.repeats // 3))
                 net_results[(batch, args.network_sparsity, structure)] = t
-                rows += [dict(env, workload="squeezenet1_1", batch=batch, structure=structure,
-                              sparsity=args.network_sparsity, candidate=k, seconds=v) for k, v in t.items()]
+                record("squeezenet1_1", batch, structure, args.network_sparsity, t)
         print_network_table(net_results)
 
-    append_csv(args.csv, rows)
-    print(f"appended {len(rows)} rows to {args.csv}")
+    print(f"appended the rows to {args.csv}")
     if args.plot:
         plot(results, args, args.plot)
     return 0

@@ -1,5 +1,5 @@
 // The Python module fire_kernels._C. Loading it registers the CPU kernels
-// (TORCH_LIBRARY_IMPL in fire_cpu.cpp); the functions here report and choose
+// (TORCH_LIBRARY_IMPL in fire_ops.cpp and pack_sparse.cpp); the functions here report and choose
 // the vector ISA they run with.
 #include <torch/extension.h>
 
@@ -14,8 +14,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "The vector ISA the CPU kernels use now.");
   m.def("set_isa", &fire_kernels::set_isa, pybind11::arg("name"),
         "Forces the kernels' vector ISA ('auto', 'avx512', 'avx2' or 'portable').");
-  m.def("pack_count", &fire_kernels::pack_count,
-        "How many times the dense kernels' weights were packed (for tests).");
   m.def("clear_pack_cache", &fire_kernels::clear_pack_cache,
         "Empties the cache of the dense kernels' packed weights.");
 }

@@ -1,16 +1,34 @@
-// The fused Fire kernels (dense and sparse): parameters shared by the dispatcher
-// (fire_cpu.cpp) and the per-ISA kernels (fire_kernel_<isa>.cpp).
+// The fused Fire kernels (dense and sparse): the data that the operators
+// (fire_ops.cpp), the scheduler (fire_scheduler.cpp) and the per-ISA kernels
+// (fire_kernel_<isa>.cpp) share, and the tiling constants they agree on.
 //
-// This header holds only plain data and declarations, so that including it
-// from a translation unit compiled for AVX-512 cannot leak an AVX-512
-// instantiation of some inline function into code that runs on any CPU.
+// This header holds only plain data, constants and declarations. Every
+// kernel translation unit includes it *before* its `#pragma GCC target`, so
+// that its few inline functions are compiled for the baseline ISA and no
+// AVX-512 instantiation of them can leak into code that runs on any CPU.
 #pragma once
 
 #include <cstdint>
 
 namespace fire_kernels {
 
-// Sparse weights (see fire_sparse_pack.cpp). Output channels go in groups of
+// n rounded up to a multiple of m.
+constexpr int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// Packed channel counts are multiples of this (the widest vector, 16 floats),
+// so every vector load of packed weights or padded biases stays inside them.
+constexpr int64_t kChannelPad = 16;
+// Upper bounds on the micro-kernel tiles of every ISA, so that one scratch
+// layout serves them all.
+constexpr int kMaxTilePixels = 64;
+// Rows in front of a squeeze buffer: the shifted stores reach one before.
+constexpr int64_t kScratchGuard = 16;
+// Threads split a shared squeeze at multiples of this many pixels, a multiple
+// of the dense kernels' tile widths (16, 48), so that only the last tile is
+// partial.
+constexpr int64_t kSharedSplitAlign = 48;
+
+// Sparse weights (see pack_sparse.cpp). Output channels go in groups of
 // `block` (1, or 4 sharing their nonzero positions); each group lists its
 // entries: an input position and `block` weights (zero-padded).
 //   squeeze: groups over the S squeeze channels; an entry's position is an
@@ -66,10 +84,10 @@ struct FireArgs {
   // NCHW: [N][E1 + E3][H][W] contiguous; channels last: [N][H][W][E1 + E3].
   float* out;
 
-  // Work decomposition: each image's H*W pixels, taken in row-major order,
-  // are cut into `bands_per_image` bands (band_start) of at most `band`
-  // pixels, each a whole number of `band_unit` pixels (the micro-kernels'
-  // pixel tile) but the image's last.
+  // Work decomposition (fire_scheduler.cpp): each image's H*W pixels, taken in
+  // row-major order, are cut into `bands_per_image` bands (band_start) of at
+  // most `band` pixels, each a whole number of `band_unit` pixels (the
+  // micro-kernels' pixel tile) but the image's last.
   int64_t band;
   int64_t bands_per_image;
   int64_t band_unit;
@@ -87,15 +105,6 @@ inline int64_t band_start(const FireArgs& a, int64_t b) {
   return q < HW ? q : HW;
 }
 
-// Packed channel counts are multiples of this (the widest vector), so every
-// vector load of packed weights or padded biases stays inside them.
-constexpr int64_t kChannelPad = 16;
-// Upper bounds on the micro-kernel tiles of every ISA, so that one scratch
-// layout serves them all.
-constexpr int kMaxTilePixels = 64;
-// Rows in front of a squeeze buffer: the shifted stores reach one before.
-constexpr int64_t kScratchGuard = 16;
-
 // Pixels per band: bounded so that a band's squeeze buffers stay in L2.
 int64_t max_band_pixels(int64_t S, int64_t W);
 // Pixels per channel row of a squeeze buffer for bands of up to `band` pixels
@@ -107,7 +116,7 @@ struct FireScratch {
   int64_t lp;     // pixels (rows) per squeeze buffer
   int64_t bufs;   // 3 squeeze buffers: NCHW [3][S][lp], channels last [3][lp][Sp]
   int64_t tile;   // gathered input tile [C][kMaxTilePixels] (NCHW and sparse kernels)
-  int64_t stage;  // [16][kMaxTilePixels]: sparse output on its way to channels last
+  int64_t stage;  // [kChannelPad][kMaxTilePixels]: sparse output on its way to channels last
   int64_t bias;   // biases padded with zeros: [Sp], [E1p], [E3p], then [E1 + E3] (concat)
   int64_t total;
 };
@@ -130,9 +139,6 @@ struct FireWork {
   int64_t n;
   float* shared;  // 3 squeeze buffers laid out as fire_scratch_layout(a) with band = H*W
 };
-// Threads split a shared squeeze at multiples of this many pixels, a multiple
-// of the dense kernels' tile widths, so that only the last tile is partial.
-constexpr int64_t kSharedSplitAlign = 48;
 
 // The kernel of one ISA. run's `scratch`: fire_scratch_layout(a).total
 // floats, 64-byte aligned, exclusive to the calling thread. nchw_block: the

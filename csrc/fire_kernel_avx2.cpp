@@ -1,12 +1,14 @@
-// The fused Fire kernels (dense and sparse) compiled for AVX2 + FMA (see fire_kernel_impl.h).
+// The fused Fire kernels (dense and sparse) compiled for AVX2 + FMA (see
+// fire_kernel_run.h).
+//
+// fire_kernel.h comes first, before any target pragma: its inline functions
+// are then compiled for the baseline ISA, like the code that calls them.
 #include "fire_kernel.h"
 
 #pragma GCC target("avx2,fma")
+#include "fire_kernel_run.h"
 #include "vec_avx2.h"
 
-using Vec = VecAvx2;
-#define FK_ISA_NAMESPACE avx2
-#include "fire_kernel_impl.h"
-
-const fire_kernels::FireKernel fire_kernels::kFireKernelAvx2 = {
-    &avx2::run, VecAvx2::CO, VecAvx2::W * VecAvx2::NV, VecAvx2::MR};
+namespace fire_kernels {
+const FireKernel kFireKernelAvx2 = fire_kernel<VecAvx2>();
+}  // namespace fire_kernels

@@ -1,4 +1,8 @@
-// The fused Fire kernels (dense and sparse) compiled for AVX-512F (see fire_kernel_impl.h).
+// The fused Fire kernels (dense and sparse) compiled for AVX-512F (see
+// fire_kernel_run.h).
+//
+// fire_kernel.h comes first, before any target pragma: its inline functions
+// are then compiled for the baseline ISA, like the code that calls them.
 #include "fire_kernel.h"
 
 #pragma GCC target("avx512f,fma")
@@ -6,11 +10,9 @@
 // the merge source of an all-ones mask: a false positive.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "fire_kernel_run.h"
 #include "vec_avx512.h"
 
-using Vec = VecAvx512;
-#define FK_ISA_NAMESPACE avx512
-#include "fire_kernel_impl.h"
-
-const fire_kernels::FireKernel fire_kernels::kFireKernelAvx512 = {
-    &avx512::run, VecAvx512::CO, VecAvx512::W * VecAvx512::NV, VecAvx512::MR};
+namespace fire_kernels {
+const FireKernel kFireKernelAvx512 = fire_kernel<VecAvx512>();
+}  // namespace fire_kernels

@@ -1,11 +1,13 @@
-// The fused Fire kernels (dense and sparse) compiled for the baseline ISA (any CPU) (see fire_kernel_impl.h).
+// The fused Fire kernels (dense and sparse) compiled for the baseline ISA, which
+// runs on any CPU (see fire_kernel_run.h).
+//
+// fire_kernel.h comes first, before any target pragma: its inline functions
+// are then compiled for the baseline ISA, like the code that calls them.
 #include "fire_kernel.h"
 
+#include "fire_kernel_run.h"
 #include "vec_portable.h"
 
-using Vec = VecPortable;
-#define FK_ISA_NAMESPACE portable
-#include "fire_kernel_impl.h"
-
-const fire_kernels::FireKernel fire_kernels::kFireKernelPortable = {
-    &portable::run, VecPortable::CO, VecPortable::W * VecPortable::NV, VecPortable::MR};
+namespace fire_kernels {
+const FireKernel kFireKernelPortable = fire_kernel<VecPortable>();
+}  // namespace fire_kernels

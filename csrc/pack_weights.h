@@ -7,15 +7,13 @@
 // * Channels last: panels of kChannelPad output channels, [K][taps][16] (K
 //   input channels), output channels innermost for vector loads along them.
 //   Rows of a [K][taps][E] layout instead lie 4 * E bytes apart; for E = 256
-//   that is 1 KiB, and all of a tile's weight reads fell into 4 of the L1's 64
-//   sets, missing L1 every time (callgrind).
+//   that is 1 KiB, and all of a tile's weight reads would fall into 4 of the
+//   L1's 64 sets, missing L1 every time.
 // * NCHW: blocks of the micro-kernel's Vec::CO output channels, [taps][K][CO],
 //   the order its loops walk them (taps outside, channels inside), so that the
 //   CO weights a tile broadcasts per step are one sequential stream. Read in
-//   PyTorch's [E][K][taps] layout they were CO streams, each step touching CO
-//   cache lines; packing took the NCHW kernel from 1.09-1.11x to 1.05-1.07x
-//   the channels-last kernel's time (geomean of SqueezeNet's 16 Fire layers,
-//   batch 1, benchmarks/RESULTS.md).
+//   PyTorch's [E][K][taps] layout they would be CO streams, each step touching
+//   CO cache lines.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -52,8 +50,8 @@ std::shared_ptr<const PackedWeights> packed_weights(const at::Tensor& squeeze_we
                                                     const at::Tensor& expand3x3_weight,
                                                     const PackLayout& layout);
 
-// For tests: how many times weights were packed, and emptying the cache.
-int64_t pack_count();
+// Empties the cache (fire_kernels.refresh_packed_weights(), after writes
+// through `w.data`, which bypass the version counters).
 void clear_pack_cache();
 
 }  // namespace fire_kernels

@@ -14,9 +14,10 @@ from . import ops  # defines the operator before the extension registers its ker
 from . import _extension
 from .functional import BACKENDS, fire
 from .models import SqueezeNet, squeezenet1_0, squeezenet1_1
-from .module import FusedFire, fuse_fire_modules, invalidate_packed_weights, is_fire_like
+from .module import FusedFire, fuse_fire_modules, is_fire_like, unfuse_fire_modules
 from .pruning import FireSparsity, SparsityReport, prune_fire_modules, sparsity_report
 from .reference import Fire, fire_reference
+from .weight_plan import WeightPlan, invalidate_plans
 
 __version__ = "0.1.0"
 
@@ -47,9 +48,11 @@ __all__ = [
     "sparsity_report",
     "FireSparsity",
     "SparsityReport",
+    "WeightPlan",
     "is_fire_like",
     "squeezenet1_0",
     "squeezenet1_1",
+    "unfuse_fire_modules",
 ]
 
 
@@ -92,6 +95,6 @@ def refresh_packed_weights() -> None:
     autograd, need this call before the next forward on the C++ kernels (which
     read only packed weights).
     """
-    invalidate_packed_weights()
+    invalidate_plans()
     if _extension.C is not None:
         _extension.C.clear_pack_cache()

@@ -1,20 +1,30 @@
-"""Measuring the way SPEC §5 asks: candidates and baselines interleaved in one
-process on the same inputs, warm-up first, medians of many repetitions; plus the
-pieces every benchmark shares (the SqueezeNet layers, ONNX Runtime sessions, the
-long-format CSV).
+"""How fire_kernels measures speed (SPEC §5), for every benchmark: the scripts in
+``benchmarks/``, ``fire-kernels bench`` and the examples in ``python/``.
 
-Shared by the CLI (``fire-kernels``), ``benchmarks/`` and ``python/``.
+* **Timing**: :func:`interleaved_medians`, the one timing helper: candidates and
+  baselines timed round-robin in one process on the same inputs, in a new order
+  each round, warm-up first, medians; an optional pause between candidates (so
+  that one's spinning thread pool does not steal from the next) and a device timer.
+* **Candidates**: :data:`CANDIDATES`, what a benchmark can compare, each built by
+  :func:`make_candidates` and checked against eager PyTorch by :func:`time_checked`.
+* **Rows**: one long-format CSV schema, :data:`FIELDS` (one measurement a row: a
+  metric and its value), every row naming the commit, the run, the machine and the
+  date (:func:`environment`, :class:`ResultsCsv`).
+* **Plots**: :func:`plot_speedups`, the one plotter.
 """
 
 from __future__ import annotations
 
 import copy
 import csv
+import datetime
 import io
 import math
+import os
 import platform
 import random
 import statistics
+import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -23,44 +33,59 @@ from typing import Callable, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
-from .models import FIRE_CONFIGS, FIRE_SPATIAL
+from .models import FIRE_LAYERS
 
 __all__ = [
     "CANDIDATES",
-    "CsrFire",
+    "FIELDS",
     "LAYERS",
-    "append_csv",
-    "fused_copy",
-    "make_candidates",
-    "time_checked",
+    "CsrFire",
+    "ResultsCsv",
     "cpu_model",
+    "cuda_timer",
+    "environment",
     "fire_macs",
+    "fused_copy",
     "geomean",
     "interleaved_medians",
+    "make_candidates",
     "matmul_peak_gflops",
     "onnx_session",
+    "plot_speedups",
+    "read_rows",
+    "time_checked",
 ]
 
-#: The 16 Fire layers of SPEC §4: name -> ((inplanes, squeeze, e1, e3), H = W at 224x224).
-LAYERS: dict[str, tuple[tuple[int, int, int, int], int]] = {
-    f"v{version}-fire{k + 2}": (cfg, hw)
-    for version, cfgs in FIRE_CONFIGS.items()
-    for k, (cfg, hw) in enumerate(zip(cfgs, FIRE_SPATIAL[version]))
-}
+#: The 16 Fire layers of SPEC §4 (``fire_kernels.models.FIRE_LAYERS``).
+LAYERS = FIRE_LAYERS
+
+# ---------------------------------------------------------------------------- timing
 
 
 def interleaved_medians(
-    fns: Sequence[Callable[[], object]], *, warmup: int = 3, repeats: int = 30
+    fns: Sequence[Callable[[], object]],
+    *,
+    warmup: int = 3,
+    repeats: int = 30,
+    pause: float = 0.0,
+    timer: Callable[[Callable[[], object]], float] | None = None,
 ) -> list[float]:
     """Median seconds per call of each function, timing them round-robin so that
     a slow phase of a shared machine hits all of them alike.
 
     Each round runs them in a new order (shuffled, seeded), so that every function
     follows every other one about equally often: a call pays for what the call
-    before it left behind (caches full of other data, presumably a thread pool
-    asleep after ONNX Runtime ran its own: up to 0.5 ms on a 1 ms layer right
-    after ONNX Runtime, measured), and in a fixed order one candidate would always
-    pay for the same predecessor."""
+    before it left behind (caches full of other data, a thread pool asleep or
+    still spinning), and in a fixed order one candidate would always pay for the
+    same predecessor.
+
+    Args:
+        pause: seconds to sleep before each timed call, so that a candidate whose
+            thread pool spins after it returns (ONNX Runtime's default) does not
+            steal the cores from the next one; every candidate gets the same pause.
+        timer: how one call is timed, ``timer(fn) -> seconds``; wall time by
+            default, :func:`cuda_timer` for GPU time.
+    """
     for fn in fns:
         for _ in range(warmup):
             fn()
@@ -70,10 +95,25 @@ def interleaved_medians(
     for _ in range(repeats):
         rng.shuffle(order)
         for k in order:
-            start = time.perf_counter()
-            fns[k]()
-            samples[k].append(time.perf_counter() - start)
+            if pause:
+                time.sleep(pause)
+            if timer is None:
+                start = time.perf_counter()
+                fns[k]()
+                samples[k].append(time.perf_counter() - start)
+            else:
+                samples[k].append(timer(fns[k]))
     return [statistics.median(s) for s in samples]
+
+
+def cuda_timer(fn: Callable[[], object]) -> float:
+    """GPU seconds of one call of ``fn``, between two CUDA events."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -94,52 +134,7 @@ def geomean(values: Iterable[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
-def cpu_model() -> str:
-    """The CPU's model name, as /proc/cpuinfo gives it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def onnx_session(model: nn.Module, x: torch.Tensor, threads: int) -> Callable[[], object] | None:
-    """A zero-argument callable running ``model(x)`` in ONNX Runtime's CPU execution
-    provider (all graph optimisations, so its NCHWc layout transformer runs), or None
-    if onnxruntime is not installed."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return None
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17, input_names=["x"])
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # ORT's pool threads otherwise spin after each run and steal the cores
-    # from whichever candidate is timed next.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
-    feed = {"x": x.contiguous().numpy()}
-    return lambda: session.run(None, feed)
-
-
-def append_csv(path: Path, rows: Sequence[Mapping[str, object]]) -> None:
-    """Appends rows to a long-format CSV, writing the header when the file is new."""
-    if not rows:
-        return
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
-
+# ---------------------------------------------------------------------------- candidates
 
 #: What each benchmark candidate runs. All compute the reference Fire (or model).
 CANDIDATES = {
@@ -151,9 +146,30 @@ CANDIDATES = {
     "sparse_nchw": "FusedFire(sparse=True): the sparse fused kernel, NCHW",
     "sparse_cl": "FusedFire(sparse=True), channels last",
     "compile": "torch.compile of the reference (default mode), NCHW",
-    "onnxruntime": "ONNX Runtime's CPU execution provider (dense)",
+    "onnxruntime": "ONNX Runtime's CPU execution provider, its default settings (dense)",
     "csr": "torch.sparse CSR: 1x1 convs as CSR @ activations, the 3x3 as CSR @ im2col",
 }
+
+
+def onnx_session(model: nn.Module, x: torch.Tensor, threads: int) -> Callable[[], object] | None:
+    """A zero-argument callable running ``model(x)`` in ONNX Runtime's CPU execution
+    provider as its users run it (all graph optimisations, so its NCHWc layout
+    transformer runs; intra-op threads = ``threads``; its pool's spinning left on),
+    or None if onnxruntime is not installed."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), buf, dynamo=False, opset_version=17, input_names=["x"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    feed = {"x": x.contiguous().numpy()}
+    return lambda: session.run(None, feed)
 
 
 class CsrFire:
@@ -237,7 +253,8 @@ def make_candidates(
 
 
 def time_checked(
-    model: nn.Module, x: torch.Tensor, runs: Mapping[str, Callable[[], object]], repeats: int
+    model: nn.Module, x: torch.Tensor, runs: Mapping[str, Callable[[], object]], repeats: int,
+    *, pause: float = 0.0,
 ) -> dict[str, float]:
     """Checks every candidate against ``model(x)`` (relative error 1e-3), then times
     them interleaved: name -> median seconds."""
@@ -250,5 +267,151 @@ def time_checked(
             err = (out - expected).abs().max().item() / scale
             if err > 1e-3:
                 raise AssertionError(f"{name} disagrees with eager PyTorch: rel. error {err:.1e}")
-        times = interleaved_medians(list(runs.values()), repeats=repeats)
+        times = interleaved_medians(list(runs.values()), repeats=repeats, pause=pause)
     return dict(zip(runs, times))
+
+
+# ---------------------------------------------------------------------------- rows
+
+#: The columns of every benchmark's CSV (long format: one row per measurement).
+FIELDS = (
+    "commit",  # git commit of the code measured ("-dirty": with uncommitted changes)
+    "run_id",  # one invocation of a benchmark
+    "date",
+    "machine",  # CPU model, or GPU name
+    "device",  # cpu or cuda
+    "isa",  # the C++ kernels' vector ISA
+    "threads",
+    "torch",
+    "benchmark",  # which benchmark wrote the row (bench_cpu, bench_sparse, ...)
+    "workload",  # a Fire layer (v1_1-fire2, ...), a network (squeezenet1_1), or torch.mm
+    "batch",
+    "dtype",
+    "sparsity",  # percent of weights pruned (0: dense)
+    "structure",  # dense, unstructured, block4, block16x16
+    "macs",  # multiply-accumulates of the dense workload (empty where not counted)
+    "candidate",  # a key of CANDIDATES (or of a benchmark's own)
+    "metric",  # seconds (median per call), gflops, peak_bytes
+    "value",
+)
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _commit() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
+                              capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def environment(benchmark: str, device: str = "cpu", threads: int | None = None) -> dict:
+    """The columns every row of one benchmark run shares."""
+    from . import _extension
+
+    now = datetime.datetime.now()
+    machine = torch.cuda.get_device_name() if device == "cuda" else cpu_model()
+    return dict(
+        commit=_commit(),
+        run_id=f"{now:%Y%m%dT%H%M%S}-{os.getpid()}",
+        date=now.date().isoformat(),
+        machine=machine,
+        device=device,
+        isa=_extension.C.current_isa() if _extension.C is not None else "none",
+        threads=torch.get_num_threads() if threads is None else threads,
+        torch=torch.__version__,
+        benchmark=benchmark,
+    )
+
+
+class ResultsCsv:
+    """Appends rows of :data:`FIELDS` to a CSV, each flushed as soon as it is written
+    (a benchmark cut short keeps what it measured)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with self.path.open(newline="") as f:
+                header = next(csv.reader(f), [])
+            if tuple(header) != FIELDS:
+                raise ValueError(
+                    f"{self.path} has other columns than fire_kernels.benchmarking.FIELDS; "
+                    "write to a new file"
+                )
+
+    def add_times(self, env: Mapping[str, object], times: Mapping[str, float], **columns) -> None:
+        """One row per candidate: its median seconds (``times``), with ``env``
+        (:func:`environment`) and the workload's ``columns``."""
+        self.append(dict(env, **columns, candidate=name, metric="seconds", value=seconds)
+                    for name, seconds in times.items())
+
+    def append(self, rows: Iterable[Mapping[str, object]]) -> None:
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=FIELDS, restval="")
+            if new:
+                writer.writeheader()
+            for row in rows:
+                writer.writerow(row)
+                f.flush()
+
+
+def read_rows(path: Path | str, **match: str) -> list[dict[str, str]]:
+    """The rows of a results CSV whose columns equal ``match`` (strings)."""
+    with Path(path).open(newline="") as f:
+        return [r for r in csv.DictReader(f) if all(r[k] == v for k, v in match.items())]
+
+
+# ---------------------------------------------------------------------------- plots
+
+
+def plot_speedups(
+    series: Mapping[str, tuple[Sequence, Sequence[float]]], path: Path | str, *, title: str,
+    xlabel: str, ylabel: str, categorical: bool = False, log_x: bool = False,
+) -> None:
+    """One figure: for each label, speedups (y) against x (a sweep: lines; with
+    ``categorical``, layers: grouped bars), with the 1x line. Needs matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    if categorical:
+        labels = list(series)
+        xs = list(next(iter(series.values()))[0])
+        width = 0.8 / max(1, len(labels))
+        for i, label in enumerate(labels):
+            ax.bar([j + i * width for j in range(len(xs))], series[label][1], width, label=label)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(xs))])
+        ax.set_xticklabels(xs, rotation=45, ha="right", fontsize=7)
+    else:
+        for label, (xs, ys) in series.items():
+            ax.plot(xs, ys, "-o", label=label)
+        if log_x:
+            ax.set_xscale("log", base=2)
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import json
 import os
 import platform
@@ -26,11 +25,14 @@ from . import __version__, _extension
 from .benchmarking import (
     CANDIDATES,
     LAYERS,
-    append_csv,
+    ResultsCsv,
     cpu_model,
+    environment,
+    fire_macs,
     geomean,
     interleaved_medians,
     make_candidates,
+    plot_speedups,
     time_checked,
 )
 from .models import squeezenet1_0, squeezenet1_1
@@ -183,11 +185,10 @@ def _bench(args: argparse.Namespace) -> int:
         except ImportError:
             raise CliError("--plot needs matplotlib (pip install matplotlib, or "
                            "fire_kernels[bench])") from None
-    env = dict(date=datetime.date.today().isoformat(), device=cpu_model(),
-               threads=threads, torch=torch.__version__,
-               isa=_extension.C.current_isa() if _extension.C else "none")
+    env = environment("fire-kernels bench", threads=threads)
+    out = ResultsCsv(args.csv) if args.csv else None
     work = [(b, sp, layer) for b in args.batches for sp in args.sparsities for layer in args.layers]
-    results, rows = {}, []
+    results = {}
     for k, (batch, sp, layer) in enumerate(work):
         _progress(k, len(work), f"{layer} batch {batch} {sp}%")
         cfg, hw = LAYERS[layer]
@@ -205,8 +206,10 @@ def _bench(args: argparse.Namespace) -> int:
         except AssertionError as e:  # a candidate's output differs from eager PyTorch's
             raise CliError(f"{layer}, batch {batch}, sparsity {sp}%: {e}") from None
         results[(batch, sp, layer)] = t
-        rows += [dict(env, workload=layer, batch=batch, sparsity=sp, structure=args.structure,
-                      candidate=name, seconds=v) for name, v in t.items()]
+        if out is not None:
+            out.add_times(env, t, workload=layer, batch=batch, dtype="float32", sparsity=sp,
+                          structure=args.structure if sp else "dense",
+                          macs=fire_macs(batch, *cfg, hw, hw))
     _progress(len(work), len(work), "done")
     names = list(results[work[0]])
     base = names[0]
@@ -222,52 +225,33 @@ def _bench(args: argparse.Namespace) -> int:
             summary = ", ".join(f"{n} {geomean(results[k][base] / results[k][n] for k in keys):.2f}x"
                                 for n in names[1:])
             print(f"geomean batch {batch}, {sp}%: {summary}")
-    if args.csv:
-        append_csv(Path(args.csv), rows)
-        print(f"appended {len(rows)} rows to {args.csv}")
+    if out is not None:
+        print(f"appended the rows to {args.csv}")
     if args.plot:
-        _bench_plot(results, args, names, Path(args.plot))
+        _bench_plot(results, args, names, Path(args.plot), env)
         print(f"wrote {args.plot}")
     return 0
 
 
-def _bench_plot(results, args, names, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _bench_plot(results, args, names, path: Path, env: dict) -> None:
+    """Speedup over the first candidate per layer (first batch, last sparsity), or,
+    with several sparsities, geomean over the layers against sparsity."""
     base, others = names[0], names[1:]
-    panels = 2 if len(args.sparsities) > 1 else 1
-    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 4.2), squeeze=False)
-    ax = axes[0][0]
-    batch, sp = args.batches[0], args.sparsities[-1]
-    width = 0.8 / max(1, len(others))
-    for i, n in enumerate(others):
-        ys = [results[(batch, sp, layer)][base] / results[(batch, sp, layer)][n] for layer in args.layers]
-        ax.bar([j + i * width for j in range(len(args.layers))], ys, width, label=n)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(args.layers))])
-    ax.set_xticklabels(args.layers, rotation=45, ha="right", fontsize=7)
-    ax.axhline(1.0, color="grey", lw=0.8)
-    ax.set_ylabel(f"speedup over {base} (x)")
-    ax.set_title(f"per layer, batch {batch}, {sp}% sparsity", fontsize=9)
-    ax.legend(fontsize=8)
-    if panels == 2:
-        ax = axes[0][1]
-        for n in others:
-            for b in args.batches:
-                ys = [geomean(results[(b, s, layer)][base] / results[(b, s, layer)][n]
-                              for layer in args.layers) for s in args.sparsities]
-                ax.plot(args.sparsities, ys, "-o", label=f"{n}, batch {b}")
-        ax.axhline(1.0, color="grey", lw=0.8)
-        ax.set_xlabel("sparsity (%)")
-        ax.set_ylabel(f"geomean speedup over {base} (x)")
-        ax.set_title(f"against sparsity ({args.structure})", fontsize=9)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"fire_kernels bench, {cpu_model()}, {args.threads} threads, "
-                 f"{datetime.date.today()}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    batch = args.batches[0]
+    if len(args.sparsities) > 1:
+        series = {n: (args.sparsities, [
+            geomean(results[(batch, sp, layer)][base] / results[(batch, sp, layer)][n]
+                    for layer in args.layers) for sp in args.sparsities]) for n in others}
+        xlabel = f"sparsity (%), {args.structure}"
+    else:
+        sp = args.sparsities[0]
+        series = {n: (args.layers, [results[(batch, sp, layer)][base] / results[(batch, sp, layer)][n]
+                                    for layer in args.layers]) for n in others}
+        xlabel = f"layer, {sp}% sparsity"
+    plot_speedups(series, path, xlabel=xlabel, ylabel=f"speedup over {base} (x)",
+                  categorical=len(args.sparsities) == 1,
+                  title=f"fire_kernels bench, batch {batch}, {env['machine']}, "
+                        f"{env['threads']} threads, {env['date']}")
 
 
 # ---------------------------------------------------------------------------- info

@@ -1,24 +1,52 @@
-"""``fire()``: the fused Fire as a function of the input and the weights.
+"""The fused Fire as functions: the one layer that calls ``torch.ops.fire_kernels.*``.
 
-The functional twin of :class:`fire_kernels.FusedFire` (as torchvision's
-``roi_align`` is of ``RoIAlign``): it picks the backend, checks the arguments
-and calls the registered operator ``torch.ops.fire_kernels.fire``.
+* :func:`fire`: the dense Fire from the plain conv weights, the functional twin of
+  :class:`fire_kernels.FusedFire` (as torchvision's ``roi_align`` is of ``RoIAlign``);
+* :func:`pack_sparse` and :func:`fire_sparse`: pruned weights packed once, then run
+  skipping their zeros (C++, inference);
+* :func:`fire_blocksparse`: skipping the 3x3's zero weight blocks (Triton);
+* :func:`fire_planned`: what a FusedFire's :class:`~fire_kernels.weight_plan.WeightPlan`
+  says to run, for the module.
+
+Each checks its arguments (``fire_kernels.validation``), resolves the backend once
+and calls one operator, or the PyTorch reference.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
 
 from . import _extension
-from .ops import check_fire_args
 from .reference import fire_reference
+from .sparse import BlockList, SparsePacked
+from .validation import check_fire_args, check_pack_args, check_sparse_args
 
-__all__ = ["fire", "BACKENDS", "Backend", "resolve_backend"]
+if TYPE_CHECKING:
+    from .weight_plan import WeightPlan
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "fire",
+    "fire_blocksparse",
+    "fire_planned",
+    "fire_sparse",
+    "pack_sparse",
+    "resolve_backend",
+]
 
 _FIRE_OP = torch.ops.fire_kernels.fire.default
+_SPARSE_OP = torch.ops.fire_kernels.fire_sparse.default
+_BLOCKSPARSE_OP = torch.ops.fire_kernels.fire_blocksparse.default
+# The Triton kernels on CPU tensors (Triton's interpreter): same schemas and autograd.
+_INTERPRETED_OPS = {
+    _FIRE_OP: torch.ops.fire_kernels.fire_interpreted.default,
+    _BLOCKSPARSE_OP: torch.ops.fire_kernels.fire_blocksparse_interpreted.default,
+}
+_PACK_SPARSE_OP = torch.ops.fire_kernels.pack_sparse.default
 
 Backend = Literal["auto", "cpp", "triton", "torch"]
 BACKENDS: tuple[str, ...] = ("auto", "cpp", "triton", "torch")
@@ -78,6 +106,19 @@ def resolve_backend(backend: str, x: Tensor) -> str:
     raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
 
 
+def _op(op, path: str, x: Tensor):
+    """``op``, or its twin for the Triton kernel on CPU tensors (Triton's interpreter,
+    whose kernels are registered for the CPU: the op's own CPU kernel is C++)."""
+    return _INTERPRETED_OPS[op] if path == "triton" and x.device.type == "cpu" else op
+
+
+def _dense(path: str, x: Tensor, weights) -> Tensor:
+    """The dense Fire on a resolved backend, arguments checked."""
+    if path == "torch":
+        return fire_reference(x, *weights)
+    return _op(_FIRE_OP, path, x)(x, *weights)
+
+
 def fire(
     x: Tensor,
     squeeze_weight: Tensor,
@@ -103,21 +144,87 @@ def fire(
     Returns:
         ``(N, E1 + E3, H, W)`` tensor.
     """
-    args = (
-        x, squeeze_weight, squeeze_bias, expand1x1_weight, expand1x1_bias, expand3x3_weight,
-        expand3x3_bias,
+    weights = (squeeze_weight, squeeze_bias, expand1x1_weight, expand1x1_bias,
+               expand3x3_weight, expand3x3_bias)
+    check_fire_args(x, *weights)
+    return _dense(resolve_backend(backend, x), x, weights)
+
+
+def pack_sparse(
+    squeeze_weight: Tensor, expand1x1_weight: Tensor, expand3x3_weight: Tensor, block: int,
+    width: int,
+) -> SparsePacked:
+    """A Fire's weights in the sparse kernel's format (``torch.ops.fire_kernels.pack_sparse``)
+    for images ``width`` pixels wide: per group of ``block`` (1 or 4) output channels,
+    the input positions where any of them has a nonzero weight, with those weights."""
+    check_pack_args(squeeze_weight, expand1x1_weight, expand3x3_weight, block, width)
+    packed = _PACK_SPARSE_OP(
+        squeeze_weight.detach(), expand1x1_weight.detach(), expand3x3_weight.detach(), block, width
     )
-    if x.dim() != 4 or not x.is_floating_point():
-        check_fire_args(*args)  # raises the precise error
-    path = resolve_backend(backend, x)
-    if path != "cpp":
-        # The C++ kernel checks the weights itself, with the same messages;
-        # not repeating that here saves ~5 us a call.
-        check_fire_args(*args)
-    if path == "torch":
-        return fire_reference(*args)
-    if path == "triton" and x.device.type == "cpu":
-        # Triton's interpreter (tests without a GPU): the launcher directly, as the
-        # operator's CPU kernel is the C++ one. No autograd on this path.
-        return _triton().fire_triton(*args)
-    return _FIRE_OP(*args)
+    return SparsePacked(
+        *packed, block, width, squeeze_weight.shape[0], expand1x1_weight.shape[0],
+        expand3x3_weight.shape[0],
+    )
+
+
+def _sparse(x: Tensor, packed: SparsePacked, bs, be1, be3) -> Tensor:
+    return _SPARSE_OP(
+        x, packed.squeeze_values, packed.squeeze_index, bs, packed.expand_values,
+        packed.expand_index, be1, be3, packed.squeeze_channels, packed.expand1x1_channels,
+        packed.expand3x3_channels, packed.block, packed.width,
+    )
+
+
+def fire_sparse(
+    x: Tensor,
+    packed: SparsePacked,
+    squeeze_bias: Tensor | None,
+    expand1x1_bias: Tensor | None,
+    expand3x3_bias: Tensor | None,
+) -> Tensor:
+    """The Fire from weights packed by :func:`pack_sparse`, skipping their zeros (the
+    C++ kernel: CPU, float32, inference only). As zeros are skipped, a NaN or Inf in
+    the input reaches only the outputs it has a nonzero weight path to."""
+    check_sparse_args(
+        x, squeeze_bias, expand1x1_bias, expand3x3_bias, packed.squeeze_channels,
+        packed.expand1x1_channels, packed.expand3x3_channels, packed.block, packed.width,
+    )
+    resolve_backend("cpp", x)  # raises where the C++ kernel cannot run x
+    return _sparse(x, packed, squeeze_bias, expand1x1_bias, expand3x3_bias)
+
+
+def _blocksparse(x: Tensor, weights, blocks: BlockList) -> Tensor:
+    return _op(_BLOCKSPARSE_OP, "triton", x)(x, *weights, blocks.blocks, blocks.counts,
+                                             blocks.block)
+
+
+def fire_blocksparse(
+    x: Tensor,
+    squeeze_weight: Tensor,
+    squeeze_bias: Tensor | None,
+    expand1x1_weight: Tensor,
+    expand1x1_bias: Tensor | None,
+    expand3x3_weight: Tensor,
+    expand3x3_bias: Tensor | None,
+    blocks: BlockList,
+) -> Tensor:
+    """The Fire on the Triton kernel, its 3x3 visiting only the weight blocks listed
+    in ``blocks`` (from :func:`fire_kernels.sparse.gpu_block_list`)."""
+    weights = (squeeze_weight, squeeze_bias, expand1x1_weight, expand1x1_bias,
+               expand3x3_weight, expand3x3_bias)
+    check_fire_args(x, *weights, who="fire_blocksparse")
+    resolve_backend("triton", x)  # raises where the Triton kernel cannot run x
+    return _blocksparse(x, weights, blocks)
+
+
+def fire_planned(x: Tensor, plan: WeightPlan) -> Tensor:
+    """``x`` through a FusedFire's plan (inference): its sparse form if it has one,
+    else the dense kernel of its backend. For FusedFire, which has checked ``x``
+    (``check_fire_input`` against ``plan.in_channels``) and that the plan serves it;
+    the plan's weights were checked when it was made."""
+    w, form = plan.weights, plan.sparse
+    if isinstance(form, SparsePacked):
+        return _sparse(x, form, w.squeeze_bias, w.expand1x1_bias, w.expand3x3_bias)
+    if isinstance(form, BlockList):
+        return _blocksparse(x, w, form)
+    return _dense(plan.backend, x, w)

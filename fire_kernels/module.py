@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 import warnings
-from operator import is_
-from typing import Callable, Iterator, Literal, Union
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 
-from . import sparse as _sparse
-from .functional import _FIRE_OP, BACKENDS, Backend, fire, resolve_backend
+from . import functional as F
+from .functional import BACKENDS, Backend
+from .reference import Fire
+from .validation import check_fire_input
+from .weight_plan import SparseMode, WeightPlan, effective_weights, make_plan, sources_of
 
 __all__ = [
     "FusedFire",
-    "conv_weight",
     "fire_like_modules",
     "fuse_fire_modules",
-    "invalidate_packed_weights",
     "is_fire_like",
+    "unfuse_fire_modules",
 ]
-
-SparseMode = Union[Literal["auto"], bool]
-
-# Bumped by invalidate_packed_weights(): every cached packing is then stale.
-_pack_epoch = 0
-
-
-def invalidate_packed_weights() -> None:
-    """Makes every FusedFire repack its sparse weights at its next forward."""
-    global _pack_epoch
-    _pack_epoch += 1
-
-
-def conv_weight(conv: nn.Module, name: str = "weight") -> Tensor | None:
-    """The weight (or bias) ``conv.forward`` would use. For a conv pruned with
-    ``torch.nn.utils.prune`` that is ``weight_orig * weight_mask``, which its forward
-    pre-hook only computes when the conv itself is called (FusedFire never calls it)."""
-    p = conv._parameters.get(name)
-    if p is not None:
-        return p
-    orig, mask = conv._parameters.get(name + "_orig"), conv._buffers.get(name + "_mask")
-    if orig is not None and mask is not None:
-        return orig * mask
-    return getattr(conv, name)  # None (no bias), or a parametrization's result
 
 
 def _is_conv(m: object, k: int, padding: int) -> bool:
@@ -110,9 +87,10 @@ class FusedFire(nn.Module):
             enough for it to beat the dense one (measured crossovers in
             ``fire_kernels.sparse``); ``True`` runs it whatever the density, ``False``
             never. Only inference uses it: whenever autograd needs gradients, and
-            under ``torch.compile``, the dense kernel runs. The packed weights are
-            derived, cached (not in ``state_dict``) and rebuilt whenever a weight's
-            version counter moves, the input width changes, or
+            under ``torch.compile``, the dense kernel runs. The choice and the packed
+            weights are the module's weight plan (``fire_kernels.weight_plan``):
+            derived, cached (not in ``state_dict``) and made afresh whenever a
+            weight's version counter moves, the input width changes, or
             ``fire_kernels.refresh_packed_weights()`` is called. As it skips
             zero weights, a NaN or Inf in the input reaches only the outputs
             it has a nonzero weight path to (the dense computation spreads it
@@ -146,7 +124,7 @@ class FusedFire(nn.Module):
         if value not in BACKENDS:
             raise ValueError(f"unknown backend {value!r}; expected one of {', '.join(BACKENDS)}")
         self._backend = value
-        self._fast: tuple | None = None
+        self._plan: WeightPlan | None = None
 
     @property
     def sparse(self) -> SparseMode:
@@ -157,8 +135,13 @@ class FusedFire(nn.Module):
         if value not in ("auto", True, False):
             raise ValueError(f"sparse must be 'auto', True or False, got {value!r}")
         self._sparse = value
-        self._packed: tuple | None = None  # (key, tensors, packed weights or None)
-        self._fast = None
+        self._plan = None
+
+    @property
+    def weight_plan(self) -> WeightPlan | None:
+        """What the last inference forward ran (dense, or which sparse form) and what
+        from, or None before the first one (or after ``backend``/``sparse`` changed)."""
+        return self._plan
 
     @classmethod
     def from_fire(
@@ -186,122 +169,65 @@ class FusedFire(nn.Module):
         return fused
 
     def forward(self, x: Tensor) -> Tensor:
-        # The common case first, in as few Python steps as possible: right after a
-        # kernel has run, the interpreter's caches are cold and each step costs
-        # about a microsecond (the general path below cost ~70 us a call, a tenth
-        # of a small layer). It holds while the last call took the dense C++
-        # kernel and the three weights are the same tensors at the same versions
-        # (so the dense-or-sparse choice still stands). torch.compile traces the
-        # general path.
-        fast = self._fast
-        if (
-            fast is not None and not torch.compiler.is_compiling() and x.is_cpu
-            and x.dtype is torch.float32 and x.dim() == 4 and x.shape[1] == self.inplanes
-            and fast[6] == _pack_epoch
-        ):
-            m = self._modules
-            ps, p1, p3 = m["squeeze"]._parameters, m["expand1x1"]._parameters, m["expand3x3"]._parameters
-            ws, we1, we3 = ps.get("weight"), p1.get("weight"), p3.get("weight")
-            if (
-                ws is fast[0] and we1 is fast[1] and we3 is fast[2] and ws._version == fast[3]
-                and we1._version == fast[4] and we3._version == fast[5]
-            ):
-                return _FIRE_OP(x, ws, ps.get("bias"), we1, p1.get("bias"), we3, p3.get("bias"))
-        return self._forward(x)
+        check_fire_input(x, "FusedFire", self.inplanes)
+        convs = self._convs()
+        if torch.compiler.is_compiling():
+            # Dynamo traces the dense op on the weights as computed (no plan: its
+            # cache checks are Python state Dynamo would guard on).
+            return F.fire(x, *effective_weights(*convs), backend=self._backend)
+        sources = sources_of(convs)
+        if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in sources)):
+            # Gradients wanted: the dense op, whose autograd needs the weights as
+            # computed now (a graph through any parametrization or mask).
+            return F.fire(x, *effective_weights(*convs), backend=self._backend)
+        plan = self._plan
+        if plan is None or not (plan.made_from(sources) and plan.serves(x)):
+            plan = self._new_plan(x, convs, sources)
+        return F.fire_planned(x, plan)
 
-    def _forward(self, x: Tensor) -> Tensor:
-        """Every case: checks, backend, dense or sparse; records when the fast path
-        of ``forward`` may take the next call."""
-        self._fast = None
-        if x.dim() == 4 and x.shape[1] != self.inplanes:
-            raise ValueError(
-                f"FusedFire expected {self.inplanes} input channels, got {x.shape[1]}"
-            )
-        modules = self._modules
-        sq, e1, e3 = modules["squeeze"], modules["expand1x1"], modules["expand3x3"]
-        convs = (sq, e1, e3)
-        ws, we1, we3 = conv_weight(sq), conv_weight(e1), conv_weight(e3)
-        bs, be1, be3 = conv_weight(sq, "bias"), conv_weight(e1, "bias"), conv_weight(e3, "bias")
-        path = resolve_backend(self._backend, x) if x.dim() == 4 else None
-        # Not while torch.compile traces: Dynamo cannot trace is_inference().
-        if path == "cpp" and not torch.compiler.is_compiling() and ws.is_inference():
+    def _convs(self) -> tuple[nn.Module, nn.Module, nn.Module]:
+        m = self._modules
+        return m["squeeze"], m["expand1x1"], m["expand3x3"]
+
+    def _new_plan(self, x: Tensor, convs, sources: list[Tensor]) -> WeightPlan:
+        """A plan for ``x`` made afresh, kept for the next calls when it can be."""
+        plan = make_plan(convs, self._backend, self._sparse, x, sources)
+        if plan.cacheable:
+            self._plan = plan
+        elif plan.backend == "cpp":
             warnings.warn(
                 "FusedFire: its weights are inference tensors (made under "
                 "torch.inference_mode()), which have no version counter, so nothing about "
                 "them can be cached: they are packed and checked for sparsity again on "
                 "every call (SqueezeNet 1.1 at batch 1 took 1.7x-1.9x the time). Create "
                 "the model, and change its memory format, outside inference_mode.",
-                stacklevel=2,
+                stacklevel=3,
             )
-        # Dense whatever the grad mode: the choice the fast path may repeat.
-        dense_chosen = self._sparse is False
-        if path in ("cpp", "triton") and self._sparse is not False and self._inference(x, convs):
-            packed = self._packed_weights(path, x, convs, ws, we1, we3)
-            dense_chosen = packed is None
-            if isinstance(packed, _sparse.SparsePacked):
-                return torch.ops.fire_kernels.fire_sparse(
-                    x, packed.squeeze_values, packed.squeeze_index, bs, packed.expand_values,
-                    packed.expand_index, be1, be3, ws.shape[0], we1.shape[0], we3.shape[0],
-                    packed.block, packed.width,
-                )
-            if isinstance(packed, _sparse.BlockList):
-                args = (x, ws, bs, we1, be1, we3, be3, packed.blocks, packed.counts, packed.block)
-                if x.device.type == "cpu":  # Triton's interpreter: the launcher directly
-                    return packed.launcher(*args)
-                return torch.ops.fire_kernels.fire_blocksparse(*args)
-        out = fire(x, ws, bs, we1, be1, we3, be3, backend=self._backend)
-        if path == "cpp" and dense_chosen and all(  # plain weights, not computed (pruning masks)
-            c._parameters.get("weight") is w and not w.is_inference()
-            for c, w in zip(convs, (ws, we1, we3))
-        ):
-            self._fast = (ws, we1, we3, ws._version, we1._version, we3._version, _pack_epoch)
-        return out
+        return plan
 
-    @staticmethod
-    def _inference(x: Tensor, convs) -> bool:
-        """Whether this forward may run a sparse kernel: no gradients wanted (they
-        have no backward of their own here), not inside torch.compile."""
-        if torch.compiler.is_compiling():
-            return False
-        return not (torch.is_grad_enabled() and (
-            x.requires_grad or any(p.requires_grad for c in convs for p in c.parameters())
-        ))
+    def to_fire(self) -> Fire:
+        """A plain torchvision-style ``Fire`` on the SAME ``nn.Conv2d`` children (the
+        same Parameters): for exporting to ONNX, or for code that wants stock PyTorch.
+        ``FusedFire.from_fire`` goes the other way."""
+        fire = Fire.__new__(Fire)
+        nn.Module.__init__(fire)
+        fire.inplanes = self.inplanes
+        fire.squeeze = self.squeeze
+        fire.squeeze_activation = nn.ReLU(inplace=True)
+        fire.expand1x1 = self.expand1x1
+        fire.expand1x1_activation = nn.ReLU(inplace=True)
+        fire.expand3x3 = self.expand3x3
+        fire.expand3x3_activation = nn.ReLU(inplace=True)
+        fire.train(self.training)
+        return fire
 
-    def _packed_weights(self, path: str, x: Tensor, convs, ws, we1, we3):
-        """The sparse form of the weights for this backend and input width
-        (SparsePacked for C++, BlockList for Triton), or None where the dense
-        kernel is faster; cached until a weight changes."""
-        # The exact tensors (not their ids, which a new tensor can reuse) and their
-        # version counters, which every in-place change bumps.
-        # (A list comprehension and map: this runs on every inference forward,
-        # and generator expressions cost microseconds here.)
-        tensors = [
-            t for c in convs for d in (c._parameters, c._buffers) for t in d.values()
-            if t is not None  # bias=False convs keep a None bias
-        ]
-        width = x.shape[3]
-        if any(map(Tensor.is_inference, tensors)):
-            # Made under torch.inference_mode: no version counter says when they
-            # change, so nothing is cached.
-            self._packed = None
-            return self._pack(path, ws, we1, we3, width)
-        key = (_pack_epoch, path, x.device, width, self._sparse, [t._version for t in tensors])
-        cached = self._packed
-        if cached is not None:
-            cached_key, cached_tensors, packed = cached
-            if cached_key == key and all(map(is_, cached_tensors, tensors)):
-                return packed
-        packed = self._pack(path, ws, we1, we3, width)
-        self._packed = (key, tensors, packed)
-        return packed
-
-    def _pack(self, path: str, ws: Tensor, we1: Tensor, we3: Tensor, width: int):
-        """What :meth:`_packed_weights` caches, computed afresh."""
-        force = self._sparse is True
-        if path == "cpp":
-            block = _sparse.choose_block(ws, we1, we3) if force else _sparse.sparse_pays(ws, we1, we3)
-            return None if block is None else _sparse.pack_sparse(ws, we1, we3, block, width)
-        return _sparse.gpu_block_list(we3, force)
+    def __getstate__(self) -> dict:
+        # Copies (copy.deepcopy, pickle, torch.save of the module) carry no plan: a
+        # copy makes its own from its own weights, and changing it never touches
+        # the original's packed weights.
+        state = dict(self.__dict__)
+        state["_plan"] = None
+        return state
 
     def extra_repr(self) -> str:
         return (
@@ -335,4 +261,18 @@ def fuse_fire_modules(
             if filter_fn is not None and not filter_fn(sub, qualified):
                 continue
             setattr(child, attr, FusedFire.from_fire(sub, backend=backend))
+    return model
+
+
+def unfuse_fire_modules(model: nn.Module) -> nn.Module:
+    """Replaces, in place, every :class:`FusedFire` of ``model`` by the plain ``Fire``
+    of :meth:`FusedFire.to_fire` (same Parameters, same ``state_dict`` keys) and
+    returns ``model``: the route to ONNX, which knows no fire_kernels operator::
+
+        torch.onnx.export(fk.unfuse_fire_modules(copy.deepcopy(model)), (x,), "model.onnx")
+    """
+    for child in list(model.modules()):
+        for attr, sub in list(child.named_children()):
+            if isinstance(sub, FusedFire):
+                setattr(child, attr, sub.to_fire())
     return model

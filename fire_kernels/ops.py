@@ -5,6 +5,8 @@
 * ``fire_sparse``: the fused Fire from packed sparse weights (inference, CPU).
 * ``fire_blocksparse``: the fused Fire skipping the 3x3's zero weight blocks, given
   their list (CUDA, Triton).
+* ``fire_interpreted``, ``fire_blocksparse_interpreted``: the Triton kernels of the
+  two above on CPU tensors under Triton's interpreter (tests without a GPU).
 
 The device kernels are registered elsewhere: the CPU kernels in C++
 (``csrc/*.cpp``, ``TORCH_LIBRARY_IMPL``), the CUDA kernel in Triton. The
@@ -16,23 +18,29 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch._prims_common import suggest_memory_format
 
-__all__ = ["check_fire_args"]
+from .validation import check_fire_args, check_pack_args, check_sparse_args
+
+__all__ = ["output_memory_format"]
 
 _lib = torch.library.Library("fire_kernels", "DEF")
-_lib.define(
-    "fire(Tensor x, Tensor squeeze_weight, Tensor? squeeze_bias, Tensor expand1x1_weight, "
-    "Tensor? expand1x1_bias, Tensor expand3x3_weight, Tensor? expand3x3_bias) -> Tensor"
+_FIRE_ARGS = (
+    "Tensor x, Tensor squeeze_weight, Tensor? squeeze_bias, Tensor expand1x1_weight, "
+    "Tensor? expand1x1_bias, Tensor expand3x3_weight, Tensor? expand3x3_bias"
 )
+_BLOCK_ARGS = "Tensor block_list, Tensor block_counts, int block"
+# fire_interpreted and fire_blocksparse_interpreted: the Triton kernels of fire and
+# fire_blocksparse on CPU tensors under Triton's interpreter (TRITON_INTERPRET=1),
+# whose CPU kernel is the Triton launcher instead of C++. The same schemas, fake
+# kernels and autograd, so that the interpreter, which is how the Triton path is
+# tested without a GPU, goes the way GPU users' calls go.
+for _name in ("fire", "fire_interpreted"):
+    _lib.define(f"{_name}({_FIRE_ARGS}) -> Tensor")
+for _name in ("fire_blocksparse", "fire_blocksparse_interpreted"):
+    _lib.define(f"{_name}({_FIRE_ARGS}, {_BLOCK_ARGS}) -> Tensor")
 _lib.define(
     "pack_sparse(Tensor squeeze_weight, Tensor expand1x1_weight, Tensor expand3x3_weight, "
     "int block, int width) -> (Tensor, Tensor, Tensor, Tensor)"
-)
-_lib.define(
-    "fire_blocksparse(Tensor x, Tensor squeeze_weight, Tensor? squeeze_bias, "
-    "Tensor expand1x1_weight, Tensor? expand1x1_bias, Tensor expand3x3_weight, "
-    "Tensor? expand3x3_bias, Tensor block_list, Tensor block_counts, int block) -> Tensor"
 )
 _lib.define(
     "fire_sparse(Tensor x, Tensor squeeze_values, Tensor squeeze_index, Tensor? squeeze_bias, "
@@ -42,75 +50,33 @@ _lib.define(
 )
 
 
-def _check_param(name: str, t: Tensor, shape: tuple, x: Tensor, who: str) -> None:
-    """Raises the error for a parameter known to be wrong."""
-    if t.shape != shape:
-        raise ValueError(f"{who} expected {name} of shape {list(shape)}, got {list(t.shape)}")
-    if t.device != x.device:
-        raise RuntimeError(f"{who}: {name} is on {t.device} but the input is on {x.device}")
-    raise TypeError(f"{who}: {name} is {t.dtype} but the input is {x.dtype}")
-
-
-def check_fire_args(
-    x: Tensor,
-    squeeze_weight: Tensor,
-    squeeze_bias: Tensor | None,
-    expand1x1_weight: Tensor,
-    expand1x1_bias: Tensor | None,
-    expand3x3_weight: Tensor,
-    expand3x3_bias: Tensor | None,
-    who: str = "fire",
-) -> None:
-    """Checks a Fire's arguments; raises TypeError, ValueError or RuntimeError naming
-    what was expected and what was received.
-
-    Shared by the Python entry points and the fake kernel, so eager and
-    ``torch.compile`` reject the same inputs with the same messages. Plain Python
-    comparisons: this runs on every forward, and ``torch._check*`` costs ~2 us a call.
-    Only channel counts are compared, which are static under ``torch.compile``.
-    """
-    if not x.is_floating_point():
-        raise TypeError(f"{who} expected a floating-point input, got {x.dtype}")
-    if x.dim() != 4:
-        raise ValueError(
-            f"{who} expected a 4-D input (N, C, H, W), got {x.dim()}-D of shape {list(x.shape)}"
-        )
-    if squeeze_weight.dim() != 4 or expand1x1_weight.dim() != 4 or expand3x3_weight.dim() != 4:
-        raise ValueError(
-            f"{who} expected 4-D conv weights, got shapes {list(squeeze_weight.shape)}, "
-            f"{list(expand1x1_weight.shape)}, {list(expand3x3_weight.shape)}"
-        )
-    S, C = squeeze_weight.shape[0], squeeze_weight.shape[1]
-    if x.shape[1] != C:
-        raise ValueError(f"{who} expected {C} input channels, got {x.shape[1]}")
-    E1, E3 = expand1x1_weight.shape[0], expand3x3_weight.shape[0]
-    if min(C, S, E1, E3) < 1:
-        raise ValueError(
-            f"{who}: every convolution needs at least one channel; got C={C}, S={S}, "
-            f"E1={E1}, E3={E3}"
-        )
-    device, dtype = x.device, x.dtype
-    for name, t, shape in (
-        ("squeeze.weight", squeeze_weight, (S, C, 1, 1)),
-        ("expand1x1.weight", expand1x1_weight, (E1, S, 1, 1)),
-        ("expand3x3.weight", expand3x3_weight, (E3, S, 3, 3)),
-        ("squeeze.bias", squeeze_bias, (S,)),
-        ("expand1x1.bias", expand1x1_bias, (E1,)),
-        ("expand3x3.bias", expand3x3_bias, (E3,)),
-    ):
-        if t is not None and (t.shape != shape or t.device != device or t.dtype != dtype):
-            _check_param(name, t, shape, x, who)
+def output_memory_format(x: Tensor) -> torch.memory_format:
+    """The memory format of the kernels' output for input ``x``: channels last where
+    ``x``'s strides are like channels last, as ATen's ``Tensor::suggest_memory_format``
+    decides (``is_channels_last_strides_2d_s4`` in c10/core/MemoryFormat.h), which the
+    C++ and Triton kernels call; this fake-kernel twin must agree with it exactly."""
+    n_c_h_w = x.shape
+    strides = x.stride()
+    if x.dim() != 4 or strides[1] == 0:
+        return torch.contiguous_format
+    smallest = 0
+    for d in (1, 3, 2, 0):  # the dims from innermost to outermost in channels last
+        if n_c_h_w[d] == 0 or strides[d] < smallest:
+            return torch.contiguous_format
+        if d == 0 and smallest == strides[1]:
+            return torch.contiguous_format  # ambiguous (N,1,1,1)-like: NCHW by default
+        smallest = strides[d] * max(1, n_c_h_w[d])
+    return torch.channels_last
 
 
 def _empty_output(x: Tensor, channels) -> Tensor:
     """The kernels' output: (N, channels, H, W) in the input's memory format."""
     n, _, h, w = x.shape
     return torch.empty(
-        (n, channels, h, w), dtype=x.dtype, device=x.device, memory_format=suggest_memory_format(x)
+        (n, channels, h, w), dtype=x.dtype, device=x.device, memory_format=output_memory_format(x)
     )
 
 
-@torch.library.register_fake("fire_kernels::fire")
 def _fire_fake(
     x: Tensor,
     squeeze_weight: Tensor,
@@ -164,10 +130,6 @@ def _backward(ctx, grad_out: Tensor):
     return gx, gws, gbs, gwe1, gbe1, gwe3, gbe3
 
 
-torch.library.register_autograd("fire_kernels::fire", _backward, setup_context=_setup_context)
-
-
-@torch.library.register_fake("fire_kernels::fire_blocksparse")
 def _fire_blocksparse_fake(x, ws, bs, we1, be1, we3, be3, block_list, block_counts, block):
     return _fire_fake(x, ws, bs, we1, be1, we3, be3)
 
@@ -181,14 +143,19 @@ def _blocksparse_backward(ctx, grad_out):
     return (*_backward(ctx, grad_out), None, None, None)
 
 
-torch.library.register_autograd(
-    "fire_kernels::fire_blocksparse", _blocksparse_backward,
-    setup_context=_blocksparse_setup_context,
-)
+for _name in ("fire", "fire_interpreted"):
+    torch.library.register_fake(f"fire_kernels::{_name}", _fire_fake)
+    torch.library.register_autograd(f"fire_kernels::{_name}", _backward,
+                                    setup_context=_setup_context)
+for _name in ("fire_blocksparse", "fire_blocksparse_interpreted"):
+    torch.library.register_fake(f"fire_kernels::{_name}", _fire_blocksparse_fake)
+    torch.library.register_autograd(f"fire_kernels::{_name}", _blocksparse_backward,
+                                    setup_context=_blocksparse_setup_context)
 
 
 @torch.library.register_fake("fire_kernels::pack_sparse")
 def _pack_sparse_fake(squeeze_weight, expand1x1_weight, expand3x3_weight, block, width):
+    check_pack_args(squeeze_weight, expand1x1_weight, expand3x3_weight, block, width)
     # The number of entries depends on the weights' values.
     ctx = torch.library.get_ctx()
     s, e = squeeze_weight.shape[0], expand1x1_weight.shape[0] + expand3x3_weight.shape[0]
@@ -209,8 +176,10 @@ def _fire_sparse_fake(
     x, squeeze_values, squeeze_index, squeeze_bias, expand_values, expand_index, expand1x1_bias,
     expand3x3_bias, squeeze_channels, expand1x1_channels, expand3x3_channels, block, width,
 ):
-    if x.dim() != 4:
-        raise ValueError(f"fire_sparse expected a 4-D input (N, C, H, W), got {x.dim()}-D")
+    check_sparse_args(
+        x, squeeze_bias, expand1x1_bias, expand3x3_bias, squeeze_channels, expand1x1_channels,
+        expand3x3_channels, block, width,
+    )
     return _empty_output(x, expand1x1_channels + expand3x3_channels)
 
 

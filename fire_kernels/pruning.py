@@ -17,8 +17,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune as torch_prune
 
-from .module import conv_weight, fire_like_modules
+from .module import fire_like_modules
 from .sparse import choose_block, packed_nbytes
+from .weight_plan import conv_weight
 
 __all__ = [
     "prune_fire_modules",

@@ -23,8 +23,8 @@ __all__ = [
     "SPARSE_MAX_WORK_DENSITY",
     "SparsePacked",
     "choose_block",
-    "pack_sparse",
     "packed_nbytes",
+    "sparse_pays",
     "work_density",
 ]
 
@@ -45,7 +45,9 @@ _BLOCK4_MAX_EXTRA_WORK = 1.15
 
 
 class SparsePacked(NamedTuple):
-    """The arguments ``fire_sparse`` takes besides the input and the biases."""
+    """A Fire's weights packed for the sparse kernel (``fire_kernels.functional.pack_sparse``):
+    the arguments ``torch.ops.fire_kernels.fire_sparse`` takes besides the input and
+    the biases."""
 
     squeeze_values: Tensor
     squeeze_index: Tensor
@@ -53,6 +55,9 @@ class SparsePacked(NamedTuple):
     expand_index: Tensor
     block: int
     width: int
+    squeeze_channels: int
+    expand1x1_channels: int
+    expand3x3_channels: int
 
 
 def _expand_matrix(expand1x1_weight: Tensor, expand3x3_weight: Tensor) -> Tensor:
@@ -102,17 +107,6 @@ def sparse_pays(
     return block if density <= SPARSE_MAX_WORK_DENSITY[block] else None
 
 
-def pack_sparse(
-    squeeze_weight: Tensor, expand1x1_weight: Tensor, expand3x3_weight: Tensor, block: int,
-    width: int,
-) -> SparsePacked:
-    """The weights in the sparse kernel's format, for images ``width`` pixels wide."""
-    packed = torch.ops.fire_kernels.pack_sparse(
-        squeeze_weight.detach(), expand1x1_weight.detach(), expand3x3_weight.detach(), block, width
-    )
-    return SparsePacked(*packed, block, width)
-
-
 def packed_nbytes(
     squeeze_weight: Tensor, expand1x1_weight: Tensor, expand3x3_weight: Tensor, block: int
 ) -> int:
@@ -128,23 +122,21 @@ def packed_nbytes(
 
 class BlockList(NamedTuple):
     """The arguments ``fire_blocksparse`` takes besides the weights (see
-    ``fire_kernels.triton.block_list``), and the launcher for CPU tensors under
-    Triton's interpreter."""
+    ``fire_kernels.triton.block_list``)."""
 
     blocks: Tensor
     counts: Tensor
     block: int
-    launcher: object
 
 
 def gpu_block_list(expand3x3_weight: Tensor, force: bool) -> BlockList | None:
     """The 3x3's nonzero blocks for the block-sparse Triton kernel, or None when
     too many blocks are nonzero for skipping to pay (unless ``force``). Reading the
     density synchronises with the device once; the cache then holds the lists."""
-    from .triton import block_list, fire_triton
+    from .triton import block_list
 
     blocks, counts = block_list(expand3x3_weight, GPU_BLOCK)
     density = counts.sum().item() / max(1, blocks.numel())
     if not force and density > GPU_MAX_BLOCK_DENSITY:
         return None
-    return BlockList(blocks, counts, GPU_BLOCK, fire_triton)
+    return BlockList(blocks, counts, GPU_BLOCK)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from fire_kernels.benchmarking import interleaved_medians
+import pytest
+
+from fire_kernels.benchmarking import FIELDS, ResultsCsv, environment, interleaved_medians, read_rows
 
 
 def test_interleaved_medians_varies_the_order():
@@ -20,3 +22,30 @@ def test_interleaved_medians_varies_the_order():
     assert Counter(timed) == {k: repeats for k in range(n)}
     follows = Counter(zip(timed, timed[1:]))
     assert all(follows[(a, b)] >= 5 for a in range(n) for b in range(n) if a != b), follows
+
+
+def test_pause_and_timer():
+    """The pause is slept before each call, outside the time measured; a timer
+    replaces the wall clock."""
+    (t,) = interleaved_medians([lambda: None], warmup=0, repeats=3, pause=0.02)
+    assert t < 0.01
+    assert interleaved_medians([lambda: None], warmup=0, repeats=3, timer=lambda fn: 7.0) == [7.0]
+
+
+def test_results_csv_one_schema(tmp_path):
+    """Every row has the same columns, naming the commit, run, machine and date;
+    a file with other columns is refused rather than mixed."""
+    path = tmp_path / "results.csv"
+    env = environment("test", threads=1)
+    assert env["commit"] and env["run_id"] and env["machine"] and env["date"]
+    out = ResultsCsv(path)
+    out.add_times(env, {"a": 1.5, "b": 2.0}, workload="w", batch=1)
+    out.add_times(env, {"a": 1.0}, workload="w", batch=16)
+    rows = read_rows(path, candidate="a")
+    assert [r["batch"] for r in rows] == ["1", "16"]
+    assert rows[0]["metric"] == "seconds" and float(rows[0]["value"]) == 1.5
+    assert path.read_text().splitlines()[0] == ",".join(FIELDS)
+    other = tmp_path / "old.csv"
+    other.write_text("date,seconds\n2026-01-01,1.0\n")
+    with pytest.raises(ValueError, match="other columns"):
+        ResultsCsv(other)

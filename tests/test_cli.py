@@ -13,6 +13,7 @@ import torch
 
 import fire_kernels as fk
 from fire_kernels import benchmarking, cli
+from fire_kernels.benchmarking import FIELDS
 from fire_kernels.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -243,7 +244,7 @@ def test_bench_table_csv_and_plot(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "geomean batch 1, 90%: fused_nchw" in out
     lines = csv.read_text().splitlines()
-    assert lines[0].startswith("date,device,threads,torch,isa,workload,batch,sparsity")
+    assert lines[0] == ",".join(FIELDS)  # the one schema of every benchmark
     assert len(lines) == 1 + 2 * 3  # two sparsities x three candidates
     assert png.stat().st_size > 10_000
     assert main(argv) == 0  # appends, header once

@@ -3,12 +3,21 @@ shapes, memory formats and views, on every ISA path."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
-from torch._prims_common import suggest_memory_format
 
 import fire_kernels as fk
-from conftest import ODD_SHAPES, SQUEEZENET_LAYERS, assert_close_to_reference, fire_weights, make_fire
+from conftest import SQUEEZENET_LAYERS
+from fire_kernels.testing import (
+    LAYOUTS,
+    FireSample,
+    assert_close_to_reference,
+    fire_weights,
+    make_fire,
+    odd_samples,
+)
 
 pytestmark = pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
 
@@ -20,24 +29,21 @@ def run_cpp(x: torch.Tensor, m: torch.nn.Module) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("batch", [1, 2])
-@pytest.mark.parametrize("cfg,hw", SQUEEZENET_LAYERS)
-def test_squeezenet_layers(cfg, hw, batch, isa):
-    m = make_fire(*cfg)
-    for fmt in FORMATS:
-        x = torch.randn(batch, cfg[0], hw, hw).to(memory_format=fmt)
+@pytest.mark.parametrize("sample", SQUEEZENET_LAYERS)
+def test_squeezenet_layers(sample, batch, isa):
+    m = sample.fire()
+    for layout in ("contiguous", "channels_last"):
+        x = sample.replace(n=batch, layout=layout).input()
         out = run_cpp(x, m)
-        assert out.is_contiguous(memory_format=fmt)
+        assert out.is_contiguous(memory_format=fk.ops.output_memory_format(x))
         assert_close_to_reference(out, m(x))
 
 
-
-
-@pytest.mark.parametrize("fmt", FORMATS, ids=["nchw", "channels_last"])
-@pytest.mark.parametrize("shape", ODD_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_odd_shapes(shape, fmt, isa):
-    n, c, s, e1, e3, h, w = shape
-    m = make_fire(c, s, e1, e3, seed=sum(shape))
-    x = torch.randn(n, c, h, w).to(memory_format=fmt)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("sample", odd_samples(), ids=str)
+def test_odd_shapes(sample, layout, isa):
+    sample = sample.replace(layout=layout)
+    m, x = sample.fire(), sample.input()
     assert_close_to_reference(run_cpp(x, m), m(x))
 
 
@@ -64,31 +70,16 @@ def test_channels_last_weights(fmt):
         assert [e.name for e in prof.events() if e.name in ("aten::clone", "aten::copy_")] == []
 
 
-def _views(x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Non-contiguous inputs of the same logical shape (N, 12, 8, 9)."""
-    big = torch.randn(3, 20, 17, 19)
-    return {
-        "row_crop": big[:2, 3:15, 2:10, 5:14],
-        "strided": big[:2, :12, ::2, ::2][:, :, :8, :9],
-        "transposed_hw": torch.randn(2, 12, 9, 8).transpose(2, 3),
-        "channel_slice": torch.randn(2, 30, 8, 9)[:, 7:19],
-        "expanded_batch": torch.randn(1, 12, 8, 9).expand(2, 12, 8, 9),
-        "channels_last_crop": torch.randn(2, 12, 10, 12).to(memory_format=torch.channels_last)[
-            :, :, 1:9, 2:11
-        ],
-        "nhwc_permuted": torch.randn(2, 8, 9, 12).permute(0, 3, 1, 2),
-    }
-
-
-@pytest.mark.parametrize("view", list(_views(torch.empty(0))))
-def test_views(view, isa):
-    x = _views(torch.empty(0))[view]
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_layouts_and_views(layout, isa):
+    """Memory formats and views no memory format describes; the output keeps the
+    input's memory format (what ATen suggests for it)."""
+    sample = FireSample(2, 12, 5, 6, 10, 8, 9, layout=layout)
+    m, x = sample.fire(), sample.input()
     assert x.shape == (2, 12, 8, 9)
-    m = make_fire(12, 5, 6, 10)
     out = run_cpp(x, m)
     assert_close_to_reference(out, m(x))
-    # The output keeps the input's memory format (PyTorch's suggestion for it).
-    assert out.is_contiguous(memory_format=suggest_memory_format(x))
+    assert out.is_contiguous(memory_format=fk.ops.output_memory_format(x))
 
 
 @pytest.mark.parametrize("fmt", FORMATS, ids=["nchw", "channels_last"])
@@ -114,6 +105,14 @@ def test_thread_counts_agree(threads, batch, fmt, isa):
     torch.testing.assert_close(run_cpp(x, m), expected, atol=0, rtol=0)
 
 
+def _packings(run) -> int:
+    """How many times the C++ op packed weights while `run()` ran (torch.profiler
+    sees each packing as a fire_kernels::pack_weights event)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        run()
+    return sum(e.name == "fire_kernels::pack_weights" for e in prof.events())
+
+
 def test_weights_packed_once_per_layout(isa):
     """Each kernel family reads its own packed copy of the weights: alternating
     NCHW and channels-last inputs keeps both cached (packed once each), and an
@@ -122,16 +121,16 @@ def test_weights_packed_once_per_layout(isa):
     x = torch.randn(2, 16, 7, 9)
     inputs = [x, x.to(memory_format=torch.channels_last)]
     fk.refresh_packed_weights()
-    before = fk._extension.C.pack_count()
-    with torch.no_grad():
-        for _ in range(3):
+
+    def run_all(repeats):
+        for _ in range(repeats):
             for xi in inputs:
                 assert_close_to_reference(run_cpp(xi, m), m(xi))
-        assert fk._extension.C.pack_count() - before == 2
+
+    with torch.no_grad():
+        assert _packings(lambda: run_all(3)) == 2
         m.expand3x3.weight.mul_(-1)
-        for xi in inputs:
-            assert_close_to_reference(run_cpp(xi, m), m(xi))
-        assert fk._extension.C.pack_count() - before == 4
+        assert _packings(lambda: run_all(2)) == 2
 
 
 def test_nan_and_inf_propagate_like_reference():
@@ -145,3 +144,16 @@ def test_nan_and_inf_propagate_like_reference():
         assert torch.equal(out.isnan(), ref.isnan())
         finite = ~ref.isnan()
         assert_close_to_reference(out[finite], ref[finite])
+
+
+def test_outputs_start_as_nan_under_the_debug_switch():
+    """conftest.py turns FIRE_KERNELS_DEBUG_NAN_FILL on for the whole suite: the op
+    fills its output with NaN before the kernel writes it, so that an element never
+    written cannot pass for ReLU's 0 in any comparison with the reference."""
+    assert os.environ.get("FIRE_KERNELS_DEBUG_NAN_FILL") == "1"
+    m = make_fire(8, 4, 6, 6)
+    x = torch.randn(1, 8, 5, 5)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        out = run_cpp(x, m)
+    assert "aten::fill_" in {e.name for e in prof.events()}
+    assert not out.isnan().any()

@@ -14,7 +14,7 @@ import torch
 
 import fire_kernels as fk
 from fire_kernels import _extension
-from conftest import make_fire
+from fire_kernels.testing import make_fire
 
 needs_cpp = pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
 

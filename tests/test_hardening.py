@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import fire_kernels as fk
-from conftest import assert_close_to_reference, fire_weights, make_fire
+from fire_kernels.testing import assert_close_to_reference, fire_weights, make_fire
 
 needs_cpp = pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
 FORMATS = [torch.contiguous_format, torch.channels_last]
@@ -89,7 +89,7 @@ def test_output_too_large_to_allocate_is_an_error():
     whose output would need 2.5 TB): a Python exception, not a crash."""
     m = make_fire(1, 2, 30, 34)
     x = torch.zeros(1, 1, 1, 1).expand(1, 1, 100_000, 100_000)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="can't allocate memory: you tried to allocate 2560000000000 bytes"):
         fk.fire(x, *fire_weights(m), backend="cpp")
 
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fire_kernels as fk
-from conftest import assert_close_to_reference, fire_weights
+from fire_kernels.testing import LAYOUTS, FireSample, assert_close_to_reference
 
 settings.register_profile(
     "ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -30,42 +30,9 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 needs_cpp = pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
-LAYOUTS = ["contiguous", "channels_last", "transposed", "strided", "channel_slice", "expanded"]
-
-
-def make_input(n, c, h, w, layout: str, seed: int) -> torch.Tensor:
-    """An (n, c, h, w) input with the given memory layout or view."""
-    g = torch.Generator().manual_seed(seed)
-    if layout == "contiguous":
-        return torch.randn(n, c, h, w, generator=g)
-    if layout == "channels_last":
-        return torch.randn(n, c, h, w, generator=g).to(memory_format=torch.channels_last)
-    if layout == "transposed":
-        return torch.randn(n, c, w, h, generator=g).transpose(2, 3)
-    if layout == "strided":
-        return torch.randn(n, c, h, 2 * w, generator=g)[..., ::2]
-    if layout == "channel_slice":
-        return torch.randn(n, c + 3, h, w, generator=g)[:, 2 : 2 + c]
-    return torch.randn(1, c, h, w, generator=g).expand(n, c, h, w)
-
-
-def random_fire(c, s, e1, e3, bias: bool, density: float, block: int, seed: int) -> fk.Fire:
-    torch.manual_seed(seed)
-    m = fk.Fire(c, s, e1, e3)
-    with torch.no_grad():
-        for conv in (m.squeeze, m.expand1x1, m.expand3x3):
-            conv.weight.normal_(0, 1.5 / (conv.in_channels * conv.kernel_size[0] ** 2) ** 0.5)
-            if bias:
-                conv.bias.uniform_(-0.2, 0.5)
-            else:
-                conv.bias = None
-    if density < 1.0:
-        fk.prune_fire_modules(m, 1.0 - density, block=block)
-    return m
-
-
 @st.composite
 def fire_cases(draw, max_channels=600, max_side=80, max_batch=5, max_elements=3_000_000):
+    """A FireSample of any shape, layout, density, pruning block and bias."""
     c = draw(st.integers(1, max_channels))
     s = draw(st.integers(1, min(128, max_channels)))
     e1 = draw(st.integers(1, max_channels))
@@ -76,9 +43,9 @@ def fire_cases(draw, max_channels=600, max_side=80, max_batch=5, max_elements=3_
     # Keep each example to a few milliseconds of reference work.
     while n * max(c, e1 + e3) * h * w > max_elements and max(h, w) > 1:
         h, w = max(1, h // 2), max(1, w // 2)
-    return dict(
-        shape=(n, c, s, e1, e3, h, w),
-        layout=draw(st.sampled_from(LAYOUTS)),
+    return FireSample(
+        n, c, s, e1, e3, h, w,
+        layout=draw(st.sampled_from(list(LAYOUTS))),
         bias=draw(st.booleans()),
         density=draw(st.sampled_from([1.0, 0.6, 0.3, 0.1, 0.02, 0.0])),
         block=draw(st.sampled_from([1, 4])),
@@ -86,10 +53,8 @@ def fire_cases(draw, max_channels=600, max_side=80, max_batch=5, max_elements=3_
     )
 
 
-def check(case, run) -> None:
-    n, c, s, e1, e3, h, w = case["shape"]
-    m = random_fire(c, s, e1, e3, case["bias"], case["density"], case["block"], case["seed"])
-    x = make_input(n, c, h, w, case["layout"], case["seed"])
+def check(case: FireSample, run) -> None:
+    m, x = case.fire(), case.input()
     with torch.no_grad():
         assert_close_to_reference(run(x, m), m(x))
 

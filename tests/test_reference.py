@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import fire_kernels as fk
-from conftest import fire_weights, make_fire
+from fire_kernels.testing import fire_weights, make_fire
 
 
 @pytest.mark.parametrize(

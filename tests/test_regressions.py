@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fire_kernels as fk
-from conftest import assert_close_to_reference, make_fire
+from fire_kernels.testing import assert_close_to_reference, make_fire
 
 needs_cpp = pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
 

@@ -11,8 +11,15 @@ from torch import nn
 from torch.nn.utils import prune as torch_prune
 
 import fire_kernels as fk
-from conftest import ODD_SHAPES, assert_close_to_reference, fire_weights, make_fire
-from fire_kernels.sparse import pack_sparse, packed_nbytes, work_density
+from fire_kernels.testing import (
+    assert_close_to_reference,
+    fire_weights,
+    make_fire,
+    odd_samples,
+    opcheck_samples,
+)
+from fire_kernels.functional import fire_sparse, pack_sparse
+from fire_kernels.sparse import packed_nbytes, work_density
 
 needs_cpp = pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
 FORMATS = [torch.contiguous_format, torch.channels_last]
@@ -21,18 +28,12 @@ DENSITIES = [1.0, 0.5, 0.3, 0.1, 0.02, 0.0]
 
 
 def pruned_fire(c, s, e1, e3, density, block, seed=0) -> fk.Fire:
-    m = make_fire(c, s, e1, e3, seed=seed)
-    fk.prune_fire_modules(m, 1.0 - density, block=block)
-    return m
+    return make_fire(c, s, e1, e3, density=density, block=block, seed=seed)
 
 
 def run_sparse(x, m, block):
     packed = pack_sparse(m.squeeze.weight, m.expand1x1.weight, m.expand3x3.weight, block, x.shape[3])
-    return torch.ops.fire_kernels.fire_sparse(
-        x, packed.squeeze_values, packed.squeeze_index, m.squeeze.bias, packed.expand_values,
-        packed.expand_index, m.expand1x1.bias, m.expand3x3.bias, m.squeeze.out_channels,
-        m.expand1x1.out_channels, m.expand3x3.out_channels, block, x.shape[3],
-    )
+    return fire_sparse(x, packed, m.squeeze.bias, m.expand1x1.bias, m.expand3x3.bias)
 
 
 # ---------------------------------------------------------------- pruning helper
@@ -121,9 +122,9 @@ def test_prune_rejects_bad_arguments():
     for block in (2, (16, 0), (4, 4, 4)):
         with pytest.raises(ValueError, match="block must be 1, 4 or a pair"):
             fk.prune_fire_modules(m, 0.5, block=block)
-    with pytest.raises(ValueError, match="scope"):
+    with pytest.raises(ValueError, match="scope must be 'layer' or 'global', got 'model'"):
         fk.prune_fire_modules(m, 0.5, scope="model")
-    with pytest.raises(ValueError, match="unknown convs"):
+    with pytest.raises(ValueError, match=r"unknown convs \['expand5x5'\]; expected some of"):
         fk.prune_fire_modules(m, 0.5, convs=["expand5x5"])
 
 
@@ -191,13 +192,12 @@ def test_empty_rows_and_partial_blocks(block, isa):
 
 
 @needs_cpp
-@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
-@pytest.mark.parametrize("shape", ODD_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_sparse_odd_shapes(shape, fmt, isa):
-    n, c, s, e1, e3, h, w = shape
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("sample", odd_samples(density=0.2), ids=str)
+def test_sparse_odd_shapes(sample, layout, isa):
     for block in (1, 4):
-        m = pruned_fire(c, s, e1, e3, 0.2, block, seed=sum(shape))
-        x = torch.randn(n, c, h, w).to(memory_format=fmt)
+        case = sample.replace(block=block, layout=layout)
+        m, x = case.fire(), case.input()
         assert_close_to_reference(run_sparse(x, m, block), m(x))
 
 
@@ -214,24 +214,19 @@ def test_sparse_thread_splits_agree(threads):
 
 
 @needs_cpp
-@pytest.mark.parametrize("k", range(3))
-def test_sparse_opcheck(k):
-    m = pruned_fire(10, 6, 7, 9, 0.3, [1, 4, 1][k])
-    x = torch.randn(2, 10, 5, 6)
-    if k == 2:
-        x = x.to(memory_format=torch.channels_last)
-    block = [1, 4, 1][k]
-    p = pack_sparse(m.squeeze.weight, m.expand1x1.weight, m.expand3x3.weight, block, 6)
-    args = (x, p.squeeze_values, p.squeeze_index, m.squeeze.bias, p.expand_values,
-            p.expand_index, m.expand1x1.bias, m.expand3x3.bias, 6, 7, 9, block, 6)
-    detached = tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)
-    torch.library.opcheck(torch.ops.fire_kernels.fire_sparse.default, detached)
-    torch.library.opcheck(
-        torch.ops.fire_kernels.pack_sparse.default,
-        (m.squeeze.weight.detach(), m.expand1x1.weight.detach(), m.expand3x3.weight.detach(),
-         block, 6),
-        test_utils=("test_schema", "test_faketensor"),
-    )
+@pytest.mark.parametrize("block", [1, 4])
+@pytest.mark.parametrize("sample", list(opcheck_samples()), ids=str)
+def test_sparse_opcheck(sample, block):
+    sample = sample.replace(density=0.3, block=block)
+    m, x = sample.fire(), sample.input()
+    weights = [t.detach() for t in (m.squeeze.weight, m.expand1x1.weight, m.expand3x3.weight)]
+    p = pack_sparse(*weights, block, sample.w)
+    biases = [None if b is None else b.detach() for b in fire_weights(m)[1::2]]
+    args = (x, p.squeeze_values, p.squeeze_index, biases[0], p.expand_values, p.expand_index,
+            biases[1], biases[2], sample.s, sample.e1, sample.e3, block, sample.w)
+    torch.library.opcheck(torch.ops.fire_kernels.fire_sparse.default, args)
+    torch.library.opcheck(torch.ops.fire_kernels.pack_sparse.default, (*weights, block, sample.w),
+                          test_utils=("test_schema", "test_faketensor"))
 
 
 @needs_cpp
@@ -264,17 +259,17 @@ def test_sparse_op_rejects_bad_packing():
             1, width,
         )
 
-    with pytest.raises(RuntimeError, match="packed for images 7 wide, the input is 9 wide"):
+    with pytest.raises(ValueError, match="packed for images 7 wide, the input is 9 wide"):
         call(torch.randn(1, 12, 5, 9), width=7)
     bad = p.squeeze_index.clone()
     bad[-1] = 99  # an input channel that does not exist
-    with pytest.raises(RuntimeError, match="positions outside"):
+    with pytest.raises(RuntimeError, match=r"squeeze_index holds positions outside \[0, 11\]"):
         call(x, sq_index=bad)
     bad = p.expand_index.clone()
     bad[-1] = 10**8  # far outside the squeeze buffers
-    with pytest.raises(RuntimeError, match="positions outside"):
+    with pytest.raises(RuntimeError, match=r"expand_index holds positions outside \[-7, "):
         call(x, ex_index=bad)
-    with pytest.raises(RuntimeError, match="row starts"):
+    with pytest.raises(RuntimeError, match="squeeze_index has 3 elements, fewer than the 7 row starts"):
         call(x, sq_index=p.squeeze_index[:3])
 
 
@@ -282,8 +277,8 @@ def test_sparse_op_rejects_bad_packing():
 
 
 def _mode(fused: fk.FusedFire):
-    """What the last forward ran: None (dense, or not cached yet) or the packed weights."""
-    return None if fused._packed is None else fused._packed[2]
+    """What the last inference forward ran: None (dense, or no plan yet) or the packed weights."""
+    return None if fused.weight_plan is None else fused.weight_plan.sparse
 
 
 @needs_cpp
@@ -316,7 +311,7 @@ def test_sparse_override_and_gradients_use_dense():
     with torch.no_grad():
         m(x)
     assert _mode(m) is None
-    with pytest.raises(ValueError, match="sparse must be"):
+    with pytest.raises(ValueError, match="sparse must be 'auto', True or False, got 'yes'"):
         m.sparse = "yes"
 
 

@@ -13,7 +13,14 @@ from torch.nn import init
 
 from ..reference import Fire
 
-__all__ = ["SqueezeNet", "squeezenet1_0", "squeezenet1_1", "FIRE_CONFIGS", "FIRE_SPATIAL"]
+__all__ = [
+    "FIRE_CONFIGS",
+    "FIRE_LAYERS",
+    "FIRE_SPATIAL",
+    "SqueezeNet",
+    "squeezenet1_0",
+    "squeezenet1_1",
+]
 
 # (inplanes, squeeze, expand1x1, expand3x3) of fire2 .. fire9, per version: the same
 # but for fire2's input (conv1 has 96 channels in 1.0, 64 in 1.1).
@@ -36,6 +43,14 @@ FIRE_CONFIGS: dict[str, list[tuple[int, int, int, int]]] = {
 FIRE_SPATIAL: dict[str, list[int]] = {
     "1_0": [54, 54, 54, 27, 27, 27, 27, 13],
     "1_1": [55, 55, 27, 27, 13, 13, 13, 13],
+}
+
+#: The 16 Fire layers of SPEC §4 at 224x224: name ("v1_0-fire2" ...) -> ((inplanes,
+#: squeeze, expand1x1, expand3x3), H = W of its input).
+FIRE_LAYERS: dict[str, tuple[tuple[int, int, int, int], int]] = {
+    f"v{version}-fire{k + 2}": (cfg, hw)
+    for version, cfgs in FIRE_CONFIGS.items()
+    for k, (cfg, hw) in enumerate(zip(cfgs, FIRE_SPATIAL[version]))
 }
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 import triton
 from torch import Tensor
-from torch._prims_common import suggest_memory_format
 
+from ..ops import output_memory_format
 from .fire_kernel import _fire_kernel
 
 __all__ = [
@@ -22,6 +22,8 @@ __all__ = [
 ]
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# A test switch, as for the C++ kernels (csrc/fire_ops.cpp).
+_DEBUG_NAN_FILL = os.environ.get("FIRE_KERNELS_DEBUG_NAN_FILL") == "1"
 
 
 def interpreter_enabled() -> bool:
@@ -124,7 +126,9 @@ def fire_triton(
     n, c, h, w = x.shape
     s, e1, e3 = squeeze_weight.shape[0], expand1x1_weight.shape[0], expand3x3_weight.shape[0]
     out = torch.empty((n, e1 + e3, h, w), dtype=x.dtype, device=x.device,
-                      memory_format=suggest_memory_format(x))
+                      memory_format=output_memory_format(x))
+    if _DEBUG_NAN_FILL:  # every element the kernel does not write stays NaN
+        out.fill_(float("nan"))
     if out.numel() == 0:
         return out
     cfg = config_for(n, c, s, e1, e3, h, w, x.dtype, _device_programs(x), block)
@@ -161,7 +165,9 @@ _registered = False
 
 
 def register() -> None:
-    """Makes fire_triton the CUDA kernel of torch.ops.fire_kernels.fire (once).
+    """Makes fire_triton the CUDA kernel of torch.ops.fire_kernels.fire and
+    fire_blocksparse (once), and, under the interpreter, the CPU kernel of their
+    ``_interpreted`` twins.
 
     ``register_kernel``, not ``triton_op``: the latter breaks torch.compile for the
     op's CPU kernel ("0 active drivers").
@@ -170,4 +176,8 @@ def register() -> None:
     if not _registered:
         torch.library.register_kernel("fire_kernels::fire", "cuda", fire_triton)
         torch.library.register_kernel("fire_kernels::fire_blocksparse", "cuda", fire_triton)
+        if interpreter_enabled():
+            torch.library.register_kernel("fire_kernels::fire_interpreted", "cpu", fire_triton)
+            torch.library.register_kernel(
+                "fire_kernels::fire_blocksparse_interpreted", "cpu", fire_triton)
         _registered = True

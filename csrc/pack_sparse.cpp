@@ -1,6 +1,7 @@
-// fire_kernels::pack_sparse: a Fire's weights in the sparse kernels' format
-// (FireSparse in fire_kernel.h): per group of `block` output channels, the
-// input positions where any of them has a nonzero weight, with those weights.
+// The CPU kernel of fire_kernels::pack_sparse: a Fire's weights in the sparse
+// kernels' format (FireSparse in fire_kernel.h): per group of `block` output
+// channels, the input positions where any of them has a nonzero weight, with
+// those weights.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
@@ -8,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "fire_checks.h"
 #include "fire_kernel.h"
 
 namespace fire_kernels {
@@ -55,29 +57,14 @@ std::tuple<at::Tensor, at::Tensor> to_tensors(const Packed& p) {
   return {values, index};
 }
 
-void check_weight(const at::Tensor& w, const char* name, int64_t out, int64_t in, int64_t k) {
-  TORCH_CHECK(w.device().is_cpu() && w.scalar_type() == at::kFloat, "pack_sparse: ", name,
-              " must be a float32 CPU tensor, got ", w.scalar_type(), " on ", w.device());
-  TORCH_CHECK(w.dim() == 4 && w.size(0) == out && w.size(1) == in && w.size(2) == k &&
-                  w.size(3) == k,
-              "pack_sparse expected ", name, " of shape [", out, ", ", in, ", ", k, ", ", k,
-              "], got ", w.sizes());
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> pack_sparse_cpu(
     const at::Tensor& squeeze_weight, const at::Tensor& expand1x1_weight,
     const at::Tensor& expand3x3_weight, int64_t block, int64_t width) {
-  TORCH_CHECK(block == 1 || block == 4, "pack_sparse: block must be 1 or 4, got ", block);
-  TORCH_CHECK(width >= 1, "pack_sparse: width must be positive, got ", width);
-  TORCH_CHECK(squeeze_weight.dim() == 4 && expand1x1_weight.dim() == 4,
-              "pack_sparse expected 4-D conv weights");
+  check_pack_args(squeeze_weight, expand1x1_weight, expand3x3_weight, block, width);
   const int64_t S = squeeze_weight.size(0), C = squeeze_weight.size(1);
   const int64_t E1 = expand1x1_weight.size(0), E3 = expand3x3_weight.size(0);
-  check_weight(squeeze_weight, "squeeze.weight", S, C, 1);
-  check_weight(expand1x1_weight, "expand1x1.weight", E1, S, 1);
-  check_weight(expand3x3_weight, "expand3x3.weight", E3, S, 3);
   const at::Tensor ws = squeeze_weight.contiguous();
   const at::Tensor we1 = expand1x1_weight.contiguous();
   const at::Tensor we3 = expand3x3_weight.contiguous();

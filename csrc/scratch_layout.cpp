@@ -1,28 +1,36 @@
-#include "fire_kernel.h"
-
+// How a band's work is sized and where its scratch lives (fire_kernel.h).
 #include <algorithm>
+
+#include "fire_kernel.h"
 
 namespace fire_kernels {
 
 namespace {
-int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
-}  // namespace
 
 // The three squeeze buffers of a band should stay well inside L2 (512 KiB per
 // core on the machines we tune for), next to the weights that stream through.
 constexpr int64_t kSqueezeBufferBytes = 192 * 1024;
+// A band holds at least one full tile of every ISA, even where the L2 budget
+// above cannot hold its squeeze (many squeeze channels, very wide images).
+constexpr int64_t kMinBandPixels = kMaxTilePixels;
+// Buffer rows start on cache lines (16 floats).
+constexpr int64_t kCacheLineFloats = 16;
+// Rows a multiple of this many floats (1 KiB) apart would all map to the same
+// L1 sets.
+constexpr int64_t kL1AliasingFloats = 256;
+
+}  // namespace
 
 int64_t max_band_pixels(int64_t S, int64_t W) {
   const int64_t per_pixel = 3 * S * static_cast<int64_t>(sizeof(float));
-  return std::max<int64_t>(64, kSqueezeBufferBytes / per_pixel - 2 * W);
+  return std::max<int64_t>(kMinBandPixels, kSqueezeBufferBytes / per_pixel - 2 * W);
 }
 
 int64_t squeeze_row_pitch(int64_t band, int64_t W) {
   // A band's squeeze spans band + 2 rows + 2 pixels of halo; the tiles that
   // cover it, and the shifted stores, overrun by less than two tiles.
-  int64_t lp = round_up(kScratchGuard + band + 2 * W + 2 + 2 * kMaxTilePixels, 16);
-  // Channel rows a multiple of 1 KiB apart would all map to the same L1 sets.
-  if (lp % 256 == 0) lp += 16;
+  int64_t lp = round_up(kScratchGuard + band + 2 * W + 2 + 2 * kMaxTilePixels, kCacheLineFloats);
+  if (lp % kL1AliasingFloats == 0) lp += kCacheLineFloats;
   return lp;
 }
 
@@ -36,9 +44,9 @@ FireScratch fire_scratch_layout(const FireArgs& a) {
   const bool nhwc = a.channels_last && !a.sparse;
   s.bufs = 0;
   s.tile = s.bufs + 3 * Sp * s.lp;
-  s.stage = s.tile + (nhwc ? 0 : round_up(a.C * kMaxTilePixels, 16));
-  s.bias = s.stage + (a.sparse ? 16 * kMaxTilePixels : 0);
-  s.total = s.bias + Sp + E1p + E3p + round_up(a.E1 + a.E3, 16);
+  s.stage = s.tile + (nhwc ? 0 : round_up(a.C * kMaxTilePixels, kCacheLineFloats));
+  s.bias = s.stage + (a.sparse ? kChannelPad * kMaxTilePixels : 0);
+  s.total = s.bias + Sp + E1p + E3p + round_up(a.E1 + a.E3, kCacheLineFloats);
   return s;
 }
 

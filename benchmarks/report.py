@@ -1,0 +1,191 @@
+"""The README's results table and RESULTS.md's tables, made from the rows of
+``benchmarks/results.csv`` (written by bench_cpu.py and bench_sparse.py), so that no
+figure is typed by hand and none can drift from what the benchmarks printed.
+
+    python benchmarks/report.py            # rewrite both from the newest complete runs
+    python benchmarks/report.py --check    # exit 1 if either differs (tests/test_report.py)
+
+The rows used are those of one commit (``--commit``; by default the newest commit
+whose rows hold a complete bench_cpu run): a figure is the geomean over the 16 Fire
+layers (or one network's ratio) per run, and a range ``a-b`` spans that commit's runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fire_kernels.benchmarking import geomean, read_rows  # noqa: E402
+from fire_kernels.models import FIRE_LAYERS  # noqa: E402
+
+RESULTS = Path(__file__).with_name("results.csv")
+README = ROOT / "README.md"
+RESULTS_MD = Path(__file__).with_name("RESULTS.md")
+BEGIN, END = "<!-- results:begin (benchmarks/report.py) -->", "<!-- results:end -->"
+BATCHES = ("1", "16")
+
+
+class Runs:
+    """seconds[run_id][(workload, batch, sparsity, structure)][candidate] of one commit."""
+
+    def __init__(self, rows: list[dict[str, str]]) -> None:
+        self.seconds: dict = defaultdict(lambda: defaultdict(dict))
+        self.rows = rows
+        for r in rows:
+            if r["metric"] == "seconds":
+                key = (r["workload"], r["batch"], r["sparsity"], r["structure"])
+                self.seconds[r["run_id"]][key][r["candidate"]] = float(r["value"])
+
+    def ratios(self, base: str, cand: str, batch: str, *, workloads=tuple(FIRE_LAYERS),
+               sparsity: str = "0", structure: str = "dense") -> list[float]:
+        """Per run that measured them all: geomean over ``workloads`` of base time /
+        candidate time (``cand`` may be "best_fused": the faster fused layout)."""
+        out = []
+        for run in self.seconds.values():
+            keys = [(w, batch, sparsity, structure) for w in workloads]
+            if all(k in run and base in run[k] and _time(run[k], cand) for k in keys):
+                out.append(geomean(run[k][base] / _time(run[k], cand) for k in keys))
+        return out
+
+
+def _time(times: dict[str, float], cand: str) -> float | None:
+    if cand == "best_fused":
+        fused = [times[n] for n in ("fused_nchw", "fused_cl") if n in times]
+        return min(fused) if fused else None
+    return times.get(cand)
+
+
+def _span(values: list[float]) -> str:
+    if not values:
+        return "not measured"
+    lo, hi = min(values), max(values)
+    return f"{lo:.2f}x" if f"{lo:.2f}" == f"{hi:.2f}" else f"{lo:.2f}-{hi:.2f}x"
+
+
+def newest_complete_commit(rows: list[dict[str, str]]) -> str:
+    """The newest clean commit with a bench_cpu run over all 16 layers."""
+    complete = []
+    for r in rows:
+        if r["benchmark"] == "bench_cpu" and not r["commit"].endswith("-dirty"):
+            complete.append((r["run_id"], r["commit"]))
+    for _, commit in sorted(complete, reverse=True):
+        runs = Runs([r for r in rows if r["commit"] == commit and r["benchmark"] == "bench_cpu"])
+        if runs.ratios("eager_nchw", "fused_nchw", "1"):
+            return commit
+    raise SystemExit(f"{RESULTS} holds no complete bench_cpu run of a committed state: "
+                     "run python benchmarks/bench_cpu.py first")
+
+
+def readme_table(rows: list[dict[str, str]], commit: str) -> str:
+    runs = Runs(rows)
+    machines = sorted({(r["machine"], r["isa"], r["threads"], r["torch"]) for r in rows})
+    dates = sorted({r["date"] for r in rows})
+    counts = {b: len({r["run_id"] for r in rows if r["benchmark"] == b})
+              for b in ("bench_cpu", "bench_sparse")}
+    lines = [
+        ", ".join(f"{m}, {isa}, {t} threads, torch {v}" for m, isa, t, v in machines)
+        + f"; {dates[0]}{' to ' + dates[-1] if len(dates) > 1 else ''}; commit {commit}; "
+        f"{counts['bench_cpu']} run(s) of `benchmarks/bench_cpu.py`, {counts['bench_sparse']} "
+        "of `benchmarks/bench_sparse.py`. Ratios over eager PyTorch on the same weights, "
+        "geomean over SqueezeNet 1.0's and 1.1's 16 Fire layers (a range spans the runs):",
+        "",
+        "| | batch 1 | batch 16 |",
+        "|---|---|---|",
+    ]
+    net = ("squeezenet1_1",)
+    table = [
+        ("dense fused Fire vs eager NCHW", dict(base="eager_nchw", cand="fused_nchw")),
+        ("dense fused Fire, channels-last, vs eager channels-last",
+         dict(base="eager_cl", cand="fused_cl")),
+        ("dense fused Fire (best layout) vs ONNX Runtime",
+         dict(base="onnxruntime", cand="best_fused")),
+        ("SqueezeNet 1.1, dense fused Fires vs eager (both channels-last)",
+         dict(base="eager_cl", cand="fused_cl", workloads=net)),
+        ("90 % pruned (unstructured), fused sparse vs eager",
+         dict(base="eager_nchw", cand="sparse_nchw", sparsity="90", structure="unstructured")),
+        ("90 % pruned, blocks of 4",
+         dict(base="eager_nchw", cand="sparse_nchw", sparsity="90", structure="block4")),
+        ("SqueezeNet 1.1, Fires 90 % pruned, vs eager channels-last",
+         dict(base="eager_cl", cand="sparse_cl", workloads=net, sparsity="90",
+              structure="unstructured")),
+    ]
+    for label, spec in table:
+        cells = [_span(runs.ratios(batch=b, **spec)) for b in BATCHES]
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def layer_tables(rows: list[dict[str, str]]) -> str:
+    """Per layer and batch: median ms of each candidate over the dense runs, and the
+    fused kernel's ratios."""
+    runs = Runs([r for r in rows if r["benchmark"] == "bench_cpu"])
+    out = []
+    for batch in BATCHES:
+        keys = [(w, batch, "0", "dense") for w in (*FIRE_LAYERS, "squeezenet1_1", "squeezenet1_0")]
+        per_key = {k: defaultdict(list) for k in keys}
+        for run in runs.seconds.values():
+            for k in keys:
+                for cand, t in run.get(k, {}).items():
+                    per_key[k][cand].append(t)
+        cands = [c for c in ("fused_nchw", "fused_cl", "eager_nchw", "eager_cl", "compile",
+                             "onnxruntime") if any(c in per_key[k] for k in keys)]
+        if not cands:
+            continue
+        out += [f"Batch {batch} (ms, median over runs; ratios = baseline / fused):", "",
+                "| workload | " + " | ".join(cands) + " | NCHW vs eager | CL vs eager CL "
+                "| best fused vs ONNX Runtime |", "|---|" + "---|" * (len(cands) + 3)]
+        for k in keys:
+            med = {c: sorted(v)[len(v) // 2] for c, v in per_key[k].items()}
+            if not med:
+                continue
+            best = min(med.get("fused_nchw", float("inf")), med.get("fused_cl", float("inf")))
+            ratio = lambda a, b: f"{med[a] / med[b]:.2f}x" if a in med and b in med else ""  # noqa: E731
+            vs_ort = f"{med['onnxruntime'] / best:.2f}x" if "onnxruntime" in med else ""
+            out.append(f"| {k[0]} | " + " | ".join(f"{med[c] * 1e3:.3f}" if c in med else ""
+                                                    for c in cands)
+                       + f" | {ratio('eager_nchw', 'fused_nchw')} | {ratio('eager_cl', 'fused_cl')}"
+                       f" | {vs_ort} |")
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
+def replace_between(text: str, body: str, path: Path) -> str:
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{path} has no {BEGIN} ... {END} section")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{body}\n{END}{tail}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--csv", type=Path, default=RESULTS)
+    parser.add_argument("--commit", help="the commit whose rows to use (default: the newest complete)")
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 if the README or RESULTS.md differ")
+    args = parser.parse_args()
+    rows = read_rows(args.csv)
+    commit = args.commit or newest_complete_commit(rows)
+    rows = [r for r in rows if r["commit"] == commit]
+    stale = []
+    for path, body in ((README, readme_table(rows, commit)), (RESULTS_MD, layer_tables(rows))):
+        text = path.read_text()
+        new = replace_between(text, body, path)
+        if new != text:
+            stale.append(path)
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        print("out of date (run python benchmarks/report.py): " + ", ".join(map(str, stale)))
+        return 1
+    print(("up to date" if args.check else "wrote the tables") + f" from commit {commit}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

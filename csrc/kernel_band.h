@@ -1,0 +1,161 @@
+// What every per-ISA Fire kernel shares: a band's scratch and how its pixels
+// map into it, the squeeze's three shifted stores, gathering an input tile,
+// the padding zeros, and moving a halo between consecutive bands.
+//
+// Templates over the vector type (vec_<isa>.h), instantiated by each kernel
+// translation unit under its `#pragma GCC target`. Everything here is in an
+// anonymous namespace, so every translation unit keeps its own copy compiled
+// for its own ISA (no shared inline instance can carry AVX-512 code into the
+// portable kernel). For the same reason only intrinsics and these helpers are
+// used, no std:: templates.
+#pragma once
+
+#include <string.h>
+
+#include "fire_kernel.h"
+#include "inline.h"
+
+namespace fire_kernels {
+namespace {
+
+FK_INLINE int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+FK_INLINE int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+FK_INLINE void zero_range(float* p, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) p[k] = 0.f;
+}
+
+// Where one band's scratch lives and how its pixels map into it.
+struct Band {
+  int64_t q0, q1;  // the band's flat pixels in its image
+  int64_t lp;      // pixels per squeeze buffer
+  float* buf;      // the three squeeze buffers, dx = 0 (bufL), 1 (centre), 2 (bufR)
+  // Buffer pixel of flat image pixel q (valid for q0 - W - 1 <= q < q1 + W + 1).
+  FK_INLINE int64_t idx(int64_t q, int64_t W) const { return kScratchGuard + q - (q0 - W); }
+};
+
+// Tap t = 3*dy + dx of the 3x3 reads buffer dx at pixel offset (dy-1)*W.
+FK_INLINE int64_t tap_offset(int t, int64_t buf_stride, int64_t row) {
+  return (t % 3) * buf_stride + (t / 3 - 1) * row;
+}
+
+// Stores one vector of squeeze output s[q .. q + Vec::W) at `centre` (the
+// centre buffer, NCHW) and, shifted, into bufL (bufL[q + 1] = s[q]) and bufR
+// (bufR[q - 1] = s[q]); only the first n lanes when n < Vec::W, so that a
+// partial tile never writes pixels it does not own (threads may share the
+// buffers).
+template <class Vec>
+FK_INLINE void store_squeeze(const FireArgs& a, const Band& bd, float* centre,
+                             typename Vec::reg s, int64_t n) {
+  const int64_t stride = a.S * bd.lp;
+  if (n >= Vec::W) {
+    Vec::store(centre, s);
+    Vec::store(centre - stride + 1, s);
+    Vec::store(centre + stride - 1, s);
+  } else if (n > 0) {
+    Vec::store_first(centre, s, static_cast<int>(n));
+    Vec::store_first(centre - stride + 1, s, static_cast<int>(n));
+    Vec::store_first(centre + stride - 1, s, static_cast<int>(n));
+  }
+}
+
+// The epilogue of one channel of a tile vectorised along pixels: stores the
+// squeeze relu(acc[v] + b) of the `valid` pixels from `centre` into the three
+// buffers (store_squeeze).
+template <class Vec, int NVB>
+FK_INLINE void store_squeeze_row(const FireArgs& a, const Band& bd, float* centre,
+                                 const typename Vec::reg (&acc)[NVB], typename Vec::reg b,
+                                 int64_t valid) {
+#pragma GCC unroll 8
+  for (int v = 0; v < NVB; ++v)
+    store_squeeze<Vec>(a, bd, centre + v * Vec::W, Vec::relu(Vec::add(acc[v], b)),
+                       valid - v * Vec::W);
+}
+
+// The same for an output channel: relu(acc[v] + b) stored at dst for the
+// `valid` pixels from there (whole vectors, then the first lanes of the last).
+template <class Vec, int NVB>
+FK_INLINE void store_output_row(float* dst, const typename Vec::reg (&acc)[NVB],
+                                typename Vec::reg b, int64_t valid) {
+#pragma GCC unroll 8
+  for (int v = 0; v < NVB; ++v) {
+    const typename Vec::reg o = Vec::relu(Vec::add(acc[v], b));
+    const int64_t n = valid - v * Vec::W;
+    if (n >= Vec::W)
+      Vec::store(dst + v * Vec::W, o);
+    else if (n > 0)
+      Vec::store_first(dst + v * Vec::W, o, static_cast<int>(n));
+  }
+}
+
+// Copies `valid` image pixels from t0 into tile[c * ld + l] for every input
+// channel c, zero-filling lanes [valid, width): the NCHW kernels' view of a
+// strided or channels-last input, or of a partial last tile (which must not be
+// read past the input's end). Channels-last blocks go through Vec::W x Vec::W
+// transposes.
+template <class Vec>
+void gather_tile(const FireArgs& a, const float* x_img, int64_t t0, int64_t valid, int64_t width,
+                 float* tile, int64_t ld) {
+  constexpr int VW = Vec::W;
+  const int64_t W = a.W;
+  for (int64_t c = 0; c < a.C; ++c) zero_range(tile + c * ld + valid, width - valid);
+  int64_t l = 0, c_done = 0;
+  if (a.x_uniform && a.x_sc == 1) {
+    c_done = a.C - a.C % VW;
+    for (; l + VW <= valid; l += VW)
+      for (int64_t c = 0; c < c_done; c += VW)
+        Vec::transpose(x_img + (t0 + l) * a.x_ps + c, a.x_ps, tile + c * ld + l, ld);
+  }
+  for (int64_t p = 0; p < valid; ++p) {
+    const int64_t q = t0 + p;
+    const float* src = x_img + (a.x_uniform ? q * a.x_ps : (q / W) * a.x_sh + (q % W) * a.x_sw);
+    // Pixels before l have their first c_done channels from the transposes.
+    for (int64_t c = p < l ? c_done : 0; c < a.C; ++c) tile[c * ld + p] = src[c * a.x_sc];
+  }
+}
+
+// Zeros what the 3x3 must see as padding, in all three buffers: pixels off the
+// image, the left neighbour of column 0 (bufL) and the right neighbour of
+// column W-1 (bufR). at(d, q) is the start of the `n` floats (n_step apart)
+// of buffer d at image pixel q.
+template <typename At>
+void zero_padding(const FireArgs& a, const Band& bd, int64_t n, int64_t n_step, At at) {
+  const int64_t W = a.W, HW = a.H * a.W;
+  const int64_t lo = bd.q0 - W, hi = bd.q1 + W;  // the pixels the expands read
+  auto zero_pixel = [&](int d, int64_t q) {
+    float* p = at(d, q);
+    for (int64_t c = 0; c < n; ++c) p[c * n_step] = 0.f;
+  };
+  for (int d = 0; d < 3; ++d) {
+    for (int64_t q = lo; q < imin(hi, 0); ++q) zero_pixel(d, q);
+    for (int64_t q = imax(lo, HW); q < hi; ++q) zero_pixel(d, q);
+    if (d == 1) continue;
+    const int64_t col = (d == 0) ? 0 : W - 1;
+    const int64_t start = imax(lo, 0);
+    int64_t q = start - start % W + col;
+    if (q < start) q += W;
+    for (; q < imin(hi, HW); q += W) zero_pixel(d, q);
+  }
+}
+
+// Moves `count` buffer pixels from index kScratchGuard + shift down to
+// kScratchGuard, in all three squeeze buffers (`channels` channels each,
+// `lp` pixels per buffer; channels-last [3][lp][channels] or NCHW
+// [3][channels][lp]). The ranges overlap when shift < count.
+inline void move_halo(float* buf, int64_t channels, int64_t lp, int64_t shift, int64_t count,
+                      bool nhwc) {
+  for (int64_t d = 0; d < 3; ++d) {
+    if (nhwc) {
+      float* dst = buf + (d * lp + kScratchGuard) * channels;
+      memmove(dst, dst + shift * channels, count * channels * sizeof(float));
+    } else {
+      for (int64_t c = 0; c < channels; ++c) {
+        float* dst = buf + (d * channels + c) * lp + kScratchGuard;
+        memmove(dst, dst + shift, count * sizeof(float));
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace fire_kernels
