@@ -142,20 +142,15 @@ struct DenseNchw {
     return imin(NV, (pixels + VW - 1) / VW);
   }
 
-  // Squeeze + ReLU of image pixels [qa, qb) into the three buffers.
+  // Squeeze + ReLU of image pixels [qa, qb) into the three buffers; `tile`
+  // and `pooled`: scratch for input_tile.
   static void squeeze(const FireArgs& a, const Band& bd, const float* x_img, float* tile,
-                      const float* bias, int64_t qa, int64_t qb) {
-    const bool flat = a.x_uniform && a.x_ps == 1;
+                      float* pooled, const float* bias, int64_t qa, int64_t qb) {
     for (int64_t t0 = qa; t0 < qb; t0 += TP) {
       const int64_t valid = imin(TP, qb - t0);
       const int64_t nvb = vectors_for(valid);
-      const float* in = x_img + t0;
-      int64_t in_cs = a.x_sc;
-      if (!flat || valid != nvb * VW) {
-        gather_tile<Vec>(a, x_img, t0, valid, nvb * VW, tile, TP);
-        in = tile;
-        in_cs = TP;
-      }
+      int64_t in_cs;
+      const float* in = input_tile<Vec>(a, x_img, t0, valid, nvb * VW, tile, TP, pooled, &in_cs);
       for (int64_t j0 = 0; j0 < a.S; j0 += CO)
         dispatch_tile<SqueezeTile>(imin(CO, a.S - j0), nvb, a, bd, in, in_cs, t0, valid, j0,
                                    bias);

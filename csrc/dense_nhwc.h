@@ -70,9 +70,9 @@ struct DenseNhwc {
   template <int NRB>
   struct SqueezeTile {
     static void run(const FireArgs& a, const Band& bd, const float* const (&rows)[MR],
-                    int64_t t0, int64_t valid, int64_t cs0, const float* bias) {
+                    int64_t kstride, int64_t t0, int64_t valid, int64_t cs0, const float* bias) {
       reg acc[MR][NRB];
-      conv_tile<NRB, 1>(rows, a.x_sc, 0, 0, a.C, a.w_s + cs0 * a.C, kChannelPad * a.C, acc);
+      conv_tile<NRB, 1>(rows, kstride, 0, 0, a.C, a.w_s + cs0 * a.C, kChannelPad * a.C, acc);
       const int64_t stride = bd.lp * a.Sp;  // from one buffer to the next
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
@@ -147,20 +147,22 @@ struct DenseNhwc {
     return imin(NRV, (channels + VW - 1) / VW);
   }
 
-  // Squeeze + ReLU of image pixels [qa, qb) into the three buffers.
-  static void squeeze(const FireArgs& a, const Band& bd, const float* x_img, const float* bias,
-                      int64_t qa, int64_t qb) {
-    const int64_t W = a.W;
+  // Squeeze + ReLU of image pixels [qa, qb) into the three buffers; with
+  // pooling, each tile's pooled pixels are made in `pooled` first.
+  static void squeeze(const FireArgs& a, const Band& bd, const float* x_img, float* pooled,
+                      const float* bias, int64_t qa, int64_t qb) {
+    const bool pool = a.pool.kernel > 1;
+    const PixelSource src = pool ? PixelSource{pooled, 1, 0, 0, a.W, true, a.C}
+                                 : input_source(a, x_img);
     for (int64_t t0 = qa; t0 < qb; t0 += MR) {
       const int64_t valid = imin(MR, qb - t0);
+      if (pool) pool_pixels<Vec>(a, x_img, t0, valid, pooled, a.C);
       // Pixels past the valid ones repeat the last valid one: computed, not stored.
       const float* rows[MR];
-      for (int i = 0; i < MR; ++i) {
-        const int64_t q = t0 + imin(i, valid - 1);
-        rows[i] = x_img + (a.x_uniform ? q * a.x_ps : (q / W) * a.x_sh + (q % W) * a.x_sw);
-      }
+      for (int i = 0; i < MR; ++i) rows[i] = src.pixel((pool ? 0 : t0) + imin(i, valid - 1));
       for (int64_t cs0 = 0; cs0 < a.Sp; cs0 += NR)
-        dispatch_tile<SqueezeTile>(vectors_for(a.Sp - cs0), a, bd, rows, t0, valid, cs0, bias);
+        dispatch_tile<SqueezeTile>(vectors_for(a.Sp - cs0), a, bd, rows, src.sc, t0, valid, cs0,
+                                   bias);
     }
   }
 

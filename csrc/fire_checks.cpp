@@ -94,8 +94,7 @@ void check_cpu_float32(const at::Tensor& x, const char* who) {
 void check_fire_args(const at::Tensor& x, const at::Tensor& ws,
                      const std::optional<at::Tensor>& bs, const at::Tensor& we1,
                      const std::optional<at::Tensor>& be1, const at::Tensor& we3,
-                     const std::optional<at::Tensor>& be3) {
-  const char* who = "fire";
+                     const std::optional<at::Tensor>& be3, const char* who) {
   if (ws.dim() != 4 || we1.dim() != 4 || we3.dim() != 4) {
     check_input(x, who);
     TORCH_CHECK_VALUE(false, who, " expected 4-D conv weights, got shapes ", ws.sizes(), ", ",
@@ -116,16 +115,27 @@ void check_fire_args(const at::Tensor& x, const at::Tensor& ws,
   check_cpu_float32(x, who);
 }
 
+void check_pool_args(const at::Tensor& x, const PoolSpec& pool, const char* who) {
+  if (pool.kernel == 1 && pool.stride == 1) return;  // no pool
+  TORCH_CHECK_VALUE(pool.kernel >= 1 && pool.stride >= 1, who,
+                    ": the pool's kernel and stride must be positive, got ", pool.kernel, " and ",
+                    pool.stride);
+  TORCH_CHECK_VALUE(pooled_size(x.size(2), pool) >= 1 && pooled_size(x.size(3), pool) >= 1, who,
+                    ": the input's ", x.size(2), "x", x.size(3), " pixels are fewer than the pool's ",
+                    pool.kernel, "x", pool.kernel, " window");
+}
+
 void check_sparse_args(const at::Tensor& x, const std::optional<at::Tensor>& bs,
                        const std::optional<at::Tensor>& be1,
                        const std::optional<at::Tensor>& be3, int64_t S, int64_t E1, int64_t E3,
-                       int64_t block, int64_t width) {
-  const char* who = "fire_sparse";
+                       int64_t block, int64_t width, const PoolSpec& pool, const char* who) {
   check_input(x, who);
+  check_pool_args(x, pool, who);
+  const int64_t input_width = pooled_size(x.size(3), pool);
   check_channels(who, x.size(1), S, E1, E3);
   TORCH_CHECK_VALUE(block == 1 || block == 4, who, ": block must be 1 or 4, got ", block);
-  TORCH_CHECK_VALUE(width == x.size(3), who, ": the weights were packed for images ", width,
-                    " wide, the input is ", x.size(3), " wide");
+  TORCH_CHECK_VALUE(width == input_width, who, ": the weights were packed for images ", width,
+                    " wide, the input is ", input_width, " wide");
   check_tensors(who, x, {bias("squeeze.bias", bs, S), bias("expand1x1.bias", be1, E1),
                          bias("expand3x3.bias", be3, E3)});
   check_cpu_float32(x, who);
@@ -184,6 +194,76 @@ void check_pack_args(const at::Tensor& ws, const at::Tensor& we1, const at::Tens
     TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat, who, ": ", e.name, " is ",
                      py_dtype(t.scalar_type()), "; the sparse kernel runs float32");
   }
+}
+
+void check_stem_args(const at::Tensor& x, const at::Tensor& w,
+                     const std::optional<at::Tensor>& b, int64_t stride, int64_t padding,
+                     const PoolSpec& pool) {
+  const char* who = "conv_relu_maxpool";
+  check_input(x, who);
+  TORCH_CHECK_VALUE(w.dim() == 4 && w.size(2) == w.size(3) && w.size(0) >= 1, who,
+                    " expected a square conv weight [O, C, k, k], got ", w.sizes());
+  TORCH_CHECK_VALUE(w.size(1) == x.size(1), who, " expected ", w.size(1),
+                    " input channels, got ", x.size(1));
+  TORCH_CHECK_VALUE(stride >= 1 && padding >= 0, who,
+                    ": stride must be positive and padding not negative, got ", stride, " and ",
+                    padding);
+  const int64_t k = w.size(2);
+  const int64_t hc = conv_size(x.size(2), k, stride, padding);
+  const int64_t wc = conv_size(x.size(3), k, stride, padding);
+  TORCH_CHECK_VALUE(x.size(2) + 2 * padding >= k && x.size(3) + 2 * padding >= k, who,
+                    ": the input's ", x.size(2), "x", x.size(3), " pixels (padded by ", padding,
+                    ") are fewer than the conv's ", k, "x", k, " window");
+  TORCH_CHECK_VALUE(pool.kernel >= 1 && pool.stride >= 1, who,
+                    ": the pool's kernel and stride must be positive, got ", pool.kernel, " and ",
+                    pool.stride);
+  TORCH_CHECK_VALUE(pooled_size(hc, pool) >= 1 && pooled_size(wc, pool) >= 1, who,
+                    ": the conv's ", hc, "x", wc, " output is smaller than the pool's ",
+                    pool.kernel, "x", pool.kernel, " window");
+  check_tensors(who, x, {bias("bias", b, w.size(0))});
+  TORCH_CHECK(w.device() == x.device(), who, ": weight is on ", w.device(),
+              " but the input is on ", x.device());
+  TORCH_CHECK_TYPE(w.scalar_type() == x.scalar_type(), who, ": weight is ",
+                   py_dtype(w.scalar_type()), " but the input is ", py_dtype(x.scalar_type()));
+  check_cpu_float32(x, who);
+}
+
+void check_head_args(const at::Tensor& x, const at::Tensor& w,
+                     const std::optional<at::Tensor>& b) {
+  const char* who = "conv1x1_relu_avgpool";
+  check_input(x, who);
+  TORCH_CHECK_VALUE(w.dim() == 4 && w.size(2) == 1 && w.size(3) == 1 && w.size(0) >= 1, who,
+                    " expected a 1x1 conv weight [O, C, 1, 1], got ", w.sizes());
+  TORCH_CHECK_VALUE(w.size(1) == x.size(1), who, " expected ", w.size(1),
+                    " input channels, got ", x.size(1));
+  check_tensors(who, x, {bias("bias", b, w.size(0))});
+  TORCH_CHECK(w.device() == x.device(), who, ": weight is on ", w.device(),
+              " but the input is on ", x.device());
+  TORCH_CHECK_TYPE(w.scalar_type() == x.scalar_type(), who, ": weight is ",
+                   py_dtype(w.scalar_type()), " but the input is ", py_dtype(x.scalar_type()));
+  check_cpu_float32(x, who);
+}
+
+void check_head_sparse_args(const at::Tensor& x, const std::optional<at::Tensor>& b,
+                            int64_t out_channels, int64_t block) {
+  const char* who = "conv1x1_relu_avgpool_sparse";
+  check_input(x, who);
+  TORCH_CHECK_VALUE(out_channels >= 1, who, ": out_channels must be positive, got ",
+                    out_channels);
+  TORCH_CHECK_VALUE(block == 1 || block == 4, who, ": block must be 1 or 4, got ", block);
+  check_tensors(who, x, {bias("bias", b, out_channels)});
+  check_cpu_float32(x, who);
+}
+
+void check_pack_conv1x1_args(const at::Tensor& w, int64_t block) {
+  const char* who = "pack_sparse_conv1x1";
+  TORCH_CHECK_VALUE(block == 1 || block == 4, who, ": block must be 1 or 4, got ", block);
+  TORCH_CHECK_VALUE(w.dim() == 4 && w.size(2) == 1 && w.size(3) == 1, who,
+                    " expected a 1x1 conv weight [O, C, 1, 1], got ", w.sizes());
+  TORCH_CHECK(w.device().is_cpu(), who, ": weight is on ", w.device(),
+              "; the sparse kernel runs on the CPU");
+  TORCH_CHECK_TYPE(w.scalar_type() == at::kFloat, who, ": weight is ", py_dtype(w.scalar_type()),
+                   "; the sparse kernel runs float32");
 }
 
 }  // namespace fire_kernels

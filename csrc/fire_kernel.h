@@ -47,17 +47,29 @@ struct FireSparse {
   const float* e_values;   // [entries][block]
 };
 
+// Max pooling fused into the squeeze's read of the input (SqueezeNet's
+// MaxPool2d -> Fire): the Fire's input pixel (y, x) is the max over the raw
+// input's rows [y*stride, min(y*stride + kernel, in_h)) and the same columns
+// (no padding; ceil-mode windows are clipped at the edge). kernel == 1: none.
+struct FirePool {
+  int64_t kernel, stride;
+  int64_t in_h, in_w;  // the raw input's size
+};
+
 // One Fire forward, float32. Strides are in elements. Bias pointers may be
 // null (bias=False convolutions).
 struct FireArgs {
-  int64_t N, C, H, W;  // input
+  int64_t N, C, H, W;  // the Fire's input (after pooling)
   int64_t S, E1, E3;   // squeeze, expand 1x1 and expand 3x3 channels
 
+  // The raw input (before pooling, if any).
   const float* x;
   int64_t x_sn, x_sc, x_sh, x_sw;
-  // Pixel q = y*W + x sits at x + q*x_ps (x_sh == W*x_sw, or a single row or column).
+  // Pixel q = y*W + x sits at x + q*x_ps (x_sh == W*x_sw, or a single row or
+  // column); never with pooling.
   bool x_uniform;
   int64_t x_ps;
+  FirePool pool;
 
   // The dense kernels' weights, packed for the family the input's memory
   // format selects (pack_weights.h), in blocks of `w_block` output channels:
@@ -116,6 +128,7 @@ struct FireScratch {
   int64_t lp;     // pixels (rows) per squeeze buffer
   int64_t bufs;   // 3 squeeze buffers: NCHW [3][S][lp], channels last [3][lp][Sp]
   int64_t tile;   // gathered input tile [C][kMaxTilePixels] (NCHW and sparse kernels)
+  int64_t pooled; // pooled input pixels [kMaxTilePixels][C] (with pooling)
   int64_t stage;  // [kChannelPad][kMaxTilePixels]: sparse output on its way to channels last
   int64_t bias;   // biases padded with zeros: [Sp], [E1p], [E3p], then [E1 + E3] (concat)
   int64_t total;

@@ -86,12 +86,13 @@ struct FireRun {
   // Squeeze + ReLU of image pixels [qa, qb) into the band's three buffers.
   static void squeeze(const FireArgs& a, const Band& bd, const float* x_img, int64_t qa,
                       int64_t qb, const FireScratch& layout, float* scratch, const Biases& b) {
+    float *tile = scratch + layout.tile, *pooled = scratch + layout.pooled;
     if (a.sparse)
-      Sparse::squeeze(a, bd, x_img, scratch + layout.tile, b.s, qa, qb);
+      Sparse::squeeze(a, bd, x_img, tile, pooled, b.s, qa, qb);
     else if (nhwc(a))
-      Nhwc::squeeze(a, bd, x_img, b.s, qa, qb);
+      Nhwc::squeeze(a, bd, x_img, pooled, b.s, qa, qb);
     else
-      Nchw::squeeze(a, bd, x_img, scratch + layout.tile, b.s, qa, qb);
+      Nchw::squeeze(a, bd, x_img, tile, pooled, b.s, qa, qb);
   }
 
   // The zeros the 3x3 reads as padding, in the band's three buffers.

@@ -1,6 +1,7 @@
-// The CPU kernels of the operators fire_kernels::fire and
-// fire_kernels::fire_sparse (schemas in fire_kernels/ops.py): check the
-// arguments (fire_checks.h), allocate the output in the input's memory
+// The CPU kernels of the operators fire_kernels::fire and fire_sparse, and of
+// their twins with a max pool fused into the squeeze's read of the input,
+// maxpool_fire and maxpool_fire_sparse (schemas in fire_kernels/ops.py): check
+// the arguments (fire_checks.h), allocate the output in the input's memory
 // format, bind the weights and run the scheduler (fire_scheduler.h).
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -84,12 +85,15 @@ at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
 
 const float* data_or_null(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
 
+// `pool`: the max pooling fused into the squeeze's read of x (kernel 1: none);
+// the Fire's input is the pooled x.
 Forward start_forward(const at::Tensor& x, int64_t S, int64_t E1, int64_t E3,
                       const std::optional<at::Tensor>& bs,
                       const std::optional<at::Tensor>& be1,
-                      const std::optional<at::Tensor>& be3) {
+                      const std::optional<at::Tensor>& be3, const PoolSpec& pool) {
   Forward f;
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t N = x.size(0), C = x.size(1);
+  const int64_t H = pooled_size(x.size(2), pool), W = pooled_size(x.size(3), pool);
   const at::MemoryFormat format = x.suggest_memory_format();
   f.out = at::empty({N, E1 + E3, H, W}, x.options(), format);
   if (debug_nan_fill()) f.out.fill_(std::numeric_limits<float>::quiet_NaN());
@@ -99,7 +103,8 @@ Forward start_forward(const at::Tensor& x, int64_t S, int64_t E1, int64_t E3,
   a.Sp = round_up(S, kChannelPad);
   a.x = x.data_ptr<float>();
   a.x_sn = x.stride(0), a.x_sc = x.stride(1), a.x_sh = x.stride(2), a.x_sw = x.stride(3);
-  a.x_uniform = uniform_pixels(x, &a.x_ps);
+  a.pool = {pool.kernel, pool.stride, x.size(2), x.size(3)};
+  a.x_uniform = pool.kernel == 1 && uniform_pixels(x, &a.x_ps);
   a.channels_last = format == at::MemoryFormat::ChannelsLast;
   a.out = f.out.data_ptr<float>();
   f.b_s = contiguous_or_undefined(bs);
@@ -110,19 +115,15 @@ Forward start_forward(const at::Tensor& x, int64_t S, int64_t E1, int64_t E3,
   return f;
 }
 
-}  // namespace
-
-at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
-                    const std::optional<at::Tensor>& squeeze_bias,
-                    const at::Tensor& expand1x1_weight,
-                    const std::optional<at::Tensor>& expand1x1_bias,
-                    const at::Tensor& expand3x3_weight,
-                    const std::optional<at::Tensor>& expand3x3_bias) {
-  check_fire_args(x, squeeze_weight, squeeze_bias, expand1x1_weight, expand1x1_bias,
-                  expand3x3_weight, expand3x3_bias);
+at::Tensor dense_fire(const at::Tensor& x, const at::Tensor& squeeze_weight,
+                      const std::optional<at::Tensor>& squeeze_bias,
+                      const at::Tensor& expand1x1_weight,
+                      const std::optional<at::Tensor>& expand1x1_bias,
+                      const at::Tensor& expand3x3_weight,
+                      const std::optional<at::Tensor>& expand3x3_bias, const PoolSpec& pool) {
   Forward f = start_forward(x, squeeze_weight.size(0), expand1x1_weight.size(0),
                             expand3x3_weight.size(0), squeeze_bias, expand1x1_bias,
-                            expand3x3_bias);
+                            expand3x3_bias, pool);
   if (f.out.numel() == 0) return f.out;
   FireArgs& a = f.args;
   // Each kernel family reads its own packed form of the weights. Neither
@@ -134,30 +135,28 @@ at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
   const std::shared_ptr<const PackedWeights> packed = packed_weights(
       squeeze_weight, expand1x1_weight, expand3x3_weight, {a.channels_last, a.w_block});
   const float* base = packed->data.data_ptr<float>();
-  a.w_s = base + packed->ws, a.w_e1 = base + packed->we1, a.w_e3 = base + packed->we3;
+  a.w_s = base + packed->offset[0], a.w_e1 = base + packed->offset[1];
+  a.w_e3 = base + packed->offset[2];
   run_fire(a, kernel);
   return f.out;
 }
 
-at::Tensor fire_sparse_cpu(const at::Tensor& x, const at::Tensor& squeeze_values,
-                           const at::Tensor& squeeze_index,
-                           const std::optional<at::Tensor>& squeeze_bias,
-                           const at::Tensor& expand_values, const at::Tensor& expand_index,
-                           const std::optional<at::Tensor>& expand1x1_bias,
-                           const std::optional<at::Tensor>& expand3x3_bias,
-                           int64_t squeeze_channels, int64_t expand1x1_channels,
-                           int64_t expand3x3_channels, int64_t block, int64_t width) {
-  const int64_t S = squeeze_channels, E1 = expand1x1_channels, E3 = expand3x3_channels;
-  check_sparse_args(x, squeeze_bias, expand1x1_bias, expand3x3_bias, S, E1, E3, block, width);
+at::Tensor sparse_fire(const at::Tensor& x, const at::Tensor& squeeze_values,
+                       const at::Tensor& squeeze_index,
+                       const std::optional<at::Tensor>& squeeze_bias,
+                       const at::Tensor& expand_values, const at::Tensor& expand_index,
+                       const std::optional<at::Tensor>& expand1x1_bias,
+                       const std::optional<at::Tensor>& expand3x3_bias, int64_t S, int64_t E1,
+                       int64_t E3, int64_t block, const PoolSpec& pool) {
   const int64_t s_groups = (S + block - 1) / block, e_groups = (E1 + E3 + block - 1) / block;
   check_sparse_part(squeeze_values, squeeze_index, s_groups, block, "squeeze");
   check_sparse_part(expand_values, expand_index, e_groups, block, "expand");
-  const int64_t C = x.size(1), W = x.size(3);
+  const int64_t C = x.size(1), W = pooled_size(x.size(3), pool);
   const int64_t lp = squeeze_row_pitch(max_band_pixels(S, W), W);
   check_positions(squeeze_index, s_groups, 0, C - 1, "squeeze");
   check_positions(expand_index, e_groups, -W, (3 * S - 1) * lp + W, "expand");
 
-  Forward f = start_forward(x, S, E1, E3, squeeze_bias, expand1x1_bias, expand3x3_bias);
+  Forward f = start_forward(x, S, E1, E3, squeeze_bias, expand1x1_bias, expand3x3_bias, pool);
   if (f.out.numel() == 0) return f.out;
   FireSparse sp;
   sp.block = block;
@@ -172,9 +171,71 @@ at::Tensor fire_sparse_cpu(const at::Tensor& x, const at::Tensor& squeeze_values
   return f.out;
 }
 
+}  // namespace
+
+at::Tensor fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
+                    const std::optional<at::Tensor>& squeeze_bias,
+                    const at::Tensor& expand1x1_weight,
+                    const std::optional<at::Tensor>& expand1x1_bias,
+                    const at::Tensor& expand3x3_weight,
+                    const std::optional<at::Tensor>& expand3x3_bias) {
+  check_fire_args(x, squeeze_weight, squeeze_bias, expand1x1_weight, expand1x1_bias,
+                  expand3x3_weight, expand3x3_bias);
+  return dense_fire(x, squeeze_weight, squeeze_bias, expand1x1_weight, expand1x1_bias,
+                    expand3x3_weight, expand3x3_bias, kNoPool);
+}
+
+at::Tensor maxpool_fire_cpu(const at::Tensor& x, const at::Tensor& squeeze_weight,
+                            const std::optional<at::Tensor>& squeeze_bias,
+                            const at::Tensor& expand1x1_weight,
+                            const std::optional<at::Tensor>& expand1x1_bias,
+                            const at::Tensor& expand3x3_weight,
+                            const std::optional<at::Tensor>& expand3x3_bias,
+                            int64_t pool_kernel, int64_t pool_stride, bool pool_ceil_mode) {
+  check_fire_args(x, squeeze_weight, squeeze_bias, expand1x1_weight, expand1x1_bias,
+                  expand3x3_weight, expand3x3_bias, "maxpool_fire");
+  const PoolSpec pool{pool_kernel, pool_stride, pool_ceil_mode};
+  check_pool_args(x, pool, "maxpool_fire");
+  return dense_fire(x, squeeze_weight, squeeze_bias, expand1x1_weight, expand1x1_bias,
+                    expand3x3_weight, expand3x3_bias, pool);
+}
+
+at::Tensor fire_sparse_cpu(const at::Tensor& x, const at::Tensor& squeeze_values,
+                           const at::Tensor& squeeze_index,
+                           const std::optional<at::Tensor>& squeeze_bias,
+                           const at::Tensor& expand_values, const at::Tensor& expand_index,
+                           const std::optional<at::Tensor>& expand1x1_bias,
+                           const std::optional<at::Tensor>& expand3x3_bias,
+                           int64_t squeeze_channels, int64_t expand1x1_channels,
+                           int64_t expand3x3_channels, int64_t block, int64_t width) {
+  check_sparse_args(x, squeeze_bias, expand1x1_bias, expand3x3_bias, squeeze_channels,
+                    expand1x1_channels, expand3x3_channels, block, width);
+  return sparse_fire(x, squeeze_values, squeeze_index, squeeze_bias, expand_values, expand_index,
+                     expand1x1_bias, expand3x3_bias, squeeze_channels, expand1x1_channels,
+                     expand3x3_channels, block, kNoPool);
+}
+
+at::Tensor maxpool_fire_sparse_cpu(
+    const at::Tensor& x, const at::Tensor& squeeze_values, const at::Tensor& squeeze_index,
+    const std::optional<at::Tensor>& squeeze_bias, const at::Tensor& expand_values,
+    const at::Tensor& expand_index, const std::optional<at::Tensor>& expand1x1_bias,
+    const std::optional<at::Tensor>& expand3x3_bias, int64_t squeeze_channels,
+    int64_t expand1x1_channels, int64_t expand3x3_channels, int64_t block, int64_t width,
+    int64_t pool_kernel, int64_t pool_stride, bool pool_ceil_mode) {
+  const PoolSpec pool{pool_kernel, pool_stride, pool_ceil_mode};
+  check_sparse_args(x, squeeze_bias, expand1x1_bias, expand3x3_bias, squeeze_channels,
+                    expand1x1_channels, expand3x3_channels, block, width, pool,
+                    "maxpool_fire_sparse");
+  return sparse_fire(x, squeeze_values, squeeze_index, squeeze_bias, expand_values, expand_index,
+                     expand1x1_bias, expand3x3_bias, squeeze_channels, expand1x1_channels,
+                     expand3x3_channels, block, pool);
+}
+
 TORCH_LIBRARY_IMPL(fire_kernels, CPU, m) {
   m.impl("fire", &fire_cpu);
+  m.impl("maxpool_fire", &maxpool_fire_cpu);
   m.impl("fire_sparse", &fire_sparse_cpu);
+  m.impl("maxpool_fire_sparse", &maxpool_fire_sparse_cpu);
 }
 
 }  // namespace fire_kernels

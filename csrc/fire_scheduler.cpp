@@ -30,6 +30,15 @@ namespace {
 // another computes its last band.
 constexpr int64_t kBalancedItemsPerThread = 4;
 
+// Bands per image for N images of `rows` units (rows, tiles) each: as few as
+// possible (each costs a halo), but, with few items, a count of items that is
+// a multiple of the thread count.
+int64_t balanced_bands(int64_t N, int64_t bands, int64_t rows, int64_t threads) {
+  if (N * bands < kBalancedItemsPerThread * threads)
+    while ((N * bands) % threads != 0 && bands < rows) ++bands;
+  return bands;
+}
+
 // Sets the bands of `a` for bands of whole `unit`-pixel tiles. Returns true
 // if each image is to be computed as one band shared by all threads.
 bool choose_bands(FireArgs& a, int64_t threads, int64_t unit) {
@@ -41,8 +50,7 @@ bool choose_bands(FireArgs& a, int64_t threads, int64_t unit) {
     a.bands_per_image = 1;
     return true;
   }
-  if (a.N * bands < kBalancedItemsPerThread * threads)
-    while ((a.N * bands) % threads != 0 && bands < HW) ++bands;
+  bands = balanced_bands(a.N, bands, HW, threads);
   const int64_t units = (HW + unit - 1) / unit;
   a.bands_per_image = bands;
   a.band = std::min(HW, unit * ((units + bands - 1) / bands));
@@ -142,6 +150,48 @@ void run_fire(FireArgs& a, const FireKernel& kernel) {
   }
   float* buffers = thread_scratch(scratch_floats, Scratch::kShared);
   for (int64_t n = 0; n < a.N; ++n) run_shared_image(a, kernel, n, threads, scratch_floats, buffers);
+}
+
+const NetworkKernel& current_network_kernel() {
+  switch (current_isa()) {
+    case Isa::kAvx512:
+      return kNetworkKernelAvx512;
+    case Isa::kAvx2:
+      return kNetworkKernelAvx2;
+    case Isa::kPortable:
+      break;
+  }
+  return kNetworkKernelPortable;
+}
+
+void run_stem(const StemArgs& a) {
+  const NetworkKernel& kernel = current_network_kernel();
+  const int64_t bands = balanced_bands(a.N, 1, a.Ho, at::get_num_threads());
+  const int64_t floats = stem_scratch_layout(a).total;
+  at::parallel_for(0, a.N * bands, 1, [&](int64_t begin, int64_t end) {
+    float* scratch = thread_scratch(floats, Scratch::kKernel);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / bands, b = item % bands;
+      kernel.stem(a, n, a.Ho * b / bands, a.Ho * (b + 1) / bands, scratch);
+    }
+  });
+}
+
+void run_head(const HeadArgs& a) {
+  const NetworkKernel& kernel = current_network_kernel();
+  const int64_t threads = at::get_num_threads();
+  // Parts of an image's output channels, at multiples of kChannelPad.
+  const int64_t blocks = (a.O + kChannelPad - 1) / kChannelPad;
+  const int64_t parts = a.N < threads ? std::min(blocks, (threads + a.N - 1) / a.N) : 1;
+  const int64_t floats = head_scratch_floats(a);
+  at::parallel_for(0, a.N * parts, 1, [&](int64_t begin, int64_t end) {
+    float* scratch = thread_scratch(floats, Scratch::kKernel);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / parts, part = item % parts;
+      kernel.head(a, n, std::min(a.O, blocks * part / parts * kChannelPad),
+                  std::min(a.O, blocks * (part + 1) / parts * kChannelPad), scratch);
+    }
+  });
 }
 
 }  // namespace fire_kernels

@@ -1,9 +1,10 @@
-// The CPU scheduler of the fused Fire: how one forward's work is cut into
+// The CPU scheduler: how one forward of a fused Fire, stem or head is cut into
 // pieces and spread over PyTorch's thread pool (at::parallel_for, so
 // torch.set_num_threads governs it).
 #pragma once
 
 #include "fire_kernel.h"
+#include "network_kernel.h"
 
 namespace fire_kernels {
 
@@ -13,5 +14,14 @@ const FireKernel& current_kernel();
 
 // Runs the Fire of `a` (its band fields are set here) on `kernel`.
 void run_fire(FireArgs& a, const FireKernel& kernel);
+
+// The stem and head kernels of the current ISA.
+const NetworkKernel& current_network_kernel();
+// The stem: output rows of every image, in bands of rows over threads (a band
+// recomputes the conv rows its first pool window shares with the band above).
+void run_stem(const StemArgs& a);
+// The head: images over threads; with fewer images than threads, each image's
+// output channels split between them.
+void run_head(const HeadArgs& a);
 
 }  // namespace fire_kernels

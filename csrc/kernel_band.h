@@ -88,30 +88,101 @@ FK_INLINE void store_output_row(float* dst, const typename Vec::reg (&acc)[NVB],
   }
 }
 
-// Copies `valid` image pixels from t0 into tile[c * ld + l] for every input
-// channel c, zero-filling lanes [valid, width): the NCHW kernels' view of a
-// strided or channels-last input, or of a partial last tile (which must not be
-// read past the input's end). Channels-last blocks go through Vec::W x Vec::W
-// transposes.
+// Where pixel q = y*W + x of an image lies and how its channels are laid out:
+// the input of a Fire, or its pooled pixels gathered into scratch.
+struct PixelSource {
+  const float* base;
+  int64_t sc, sh, sw;  // strides of a channel, a row, a column
+  int64_t W;
+  // Pixel q at base + q*ps (instead of (q / W)*sh + (q % W)*sw).
+  bool uniform;
+  int64_t ps;
+  FK_INLINE const float* pixel(int64_t q) const {
+    return base + (uniform ? q * ps : (q / W) * sh + (q % W) * sw);
+  }
+};
+
+// The raw input of image x_img (without pooling: the Fire's input).
+FK_INLINE PixelSource input_source(const FireArgs& a, const float* x_img) {
+  return {x_img, a.x_sc, a.x_sh, a.x_sw, a.W, a.x_uniform, a.x_ps};
+}
+
+// `count` pooled pixels from q (FirePool), their C channels contiguous at
+// dst + i * ld: each the max over its window of the raw input (NaN if any is).
 template <class Vec>
-void gather_tile(const FireArgs& a, const float* x_img, int64_t t0, int64_t valid, int64_t width,
+void pool_pixels(const FireArgs& a, const float* x_img, int64_t q, int64_t count, float* dst,
+                 int64_t ld) {
+  constexpr int VW = Vec::W;
+  const FirePool& p = a.pool;
+  const int64_t C = a.C, c_vec = a.x_sc == 1 ? C - C % VW : 0;
+  for (int64_t i = 0; i < count; ++i, ++q) {
+    const int64_t y0 = (q / a.W) * p.stride, x0 = (q % a.W) * p.stride;
+    const int64_t y1 = imin(y0 + p.kernel, p.in_h), x1 = imin(x0 + p.kernel, p.in_w);
+    const float* first = x_img + y0 * a.x_sh + x0 * a.x_sw;
+    float* d = dst + i * ld;
+    for (int64_t c = 0; c < c_vec; c += VW) {
+      typename Vec::reg m = Vec::load(first + c);
+      for (int64_t y = y0; y < y1; ++y)
+        for (int64_t x = x0; x < x1; ++x)
+          m = Vec::max_nan(m, Vec::load(x_img + y * a.x_sh + x * a.x_sw + c));
+      Vec::store(d + c, m);
+    }
+    for (int64_t c = c_vec; c < C; ++c) {
+      float m = first[c * a.x_sc];
+      for (int64_t y = y0; y < y1; ++y)
+        for (int64_t x = x0; x < x1; ++x) {
+          const float v = x_img[y * a.x_sh + x * a.x_sw + c * a.x_sc];
+          m = (m != m || m > v) ? m : v;
+        }
+      d[c] = m;
+    }
+  }
+}
+
+// Copies `valid` pixels from t0 of `src` into tile[c * ld + l] for every one of
+// the C channels, zero-filling lanes [valid, width): the NCHW kernels' view of
+// a strided, channels-last or pooled input, or of a partial last tile (which
+// must not be read past the input's end). Channels-contiguous blocks go
+// through Vec::W x Vec::W transposes.
+template <class Vec>
+void gather_tile(const PixelSource& src, int64_t C, int64_t t0, int64_t valid, int64_t width,
                  float* tile, int64_t ld) {
   constexpr int VW = Vec::W;
-  const int64_t W = a.W;
-  for (int64_t c = 0; c < a.C; ++c) zero_range(tile + c * ld + valid, width - valid);
+  for (int64_t c = 0; c < C; ++c) zero_range(tile + c * ld + valid, width - valid);
   int64_t l = 0, c_done = 0;
-  if (a.x_uniform && a.x_sc == 1) {
-    c_done = a.C - a.C % VW;
+  if (src.uniform && src.sc == 1) {
+    c_done = C - C % VW;
     for (; l + VW <= valid; l += VW)
       for (int64_t c = 0; c < c_done; c += VW)
-        Vec::transpose(x_img + (t0 + l) * a.x_ps + c, a.x_ps, tile + c * ld + l, ld);
+        Vec::transpose(src.pixel(t0 + l) + c, src.ps, tile + c * ld + l, ld);
   }
   for (int64_t p = 0; p < valid; ++p) {
-    const int64_t q = t0 + p;
-    const float* src = x_img + (a.x_uniform ? q * a.x_ps : (q / W) * a.x_sh + (q % W) * a.x_sw);
+    const float* px = src.pixel(t0 + p);
     // Pixels before l have their first c_done channels from the transposes.
-    for (int64_t c = p < l ? c_done : 0; c < a.C; ++c) tile[c * ld + p] = src[c * a.x_sc];
+    for (int64_t c = p < l ? c_done : 0; c < C; ++c) tile[c * ld + p] = px[c * src.sc];
   }
+}
+
+// The NCHW kernels' input tile: pixels [t0, t0 + valid) of image x_img, C
+// channels `ld` floats apart, zero-filled to `width` lanes, gathered (pooled
+// first, with pooling) into `tile`; or, where the input already has that
+// layout and the tile is whole, the input itself. Returns the tile's start
+// and sets its channel stride.
+template <class Vec>
+const float* input_tile(const FireArgs& a, const float* x_img, int64_t t0, int64_t valid,
+                        int64_t width, float* tile, int64_t ld, float* pooled,
+                        int64_t* channel_stride) {
+  if (a.pool.kernel > 1) {
+    pool_pixels<Vec>(a, x_img, t0, valid, pooled, a.C);
+    gather_tile<Vec>({pooled, 1, 0, 0, a.W, true, a.C}, a.C, 0, valid, width, tile, ld);
+  } else if (a.x_uniform && a.x_ps == 1 && valid == width) {
+    *channel_stride = a.x_sc;
+    return x_img + t0;
+  } else {
+    gather_tile<Vec>(input_source(a, x_img), a.C, t0, valid, width, tile, ld);
+  }
+  *channel_stride = ld;
+  return tile;
 }
 
 // Zeros what the 3x3 must see as padding, in all three buffers: pixels off the

@@ -1,7 +1,7 @@
-// The CPU kernel of fire_kernels::pack_sparse: a Fire's weights in the sparse
-// kernels' format (FireSparse in fire_kernel.h): per group of `block` output
-// channels, the input positions where any of them has a nonzero weight, with
-// those weights.
+// The CPU kernels of fire_kernels::pack_sparse and pack_sparse_conv1x1: a
+// Fire's weights, or a 1x1 conv's, in the sparse kernels' format (FireSparse
+// in fire_kernel.h): per group of `block` output channels, the input positions
+// where any of them has a nonzero weight, with those weights.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
@@ -93,6 +93,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> pack_sparse_cpu(
   return {s_values, s_index, e_values, e_index};
 }
 
-TORCH_LIBRARY_IMPL(fire_kernels, CPU, m) { m.impl("pack_sparse", &pack_sparse_cpu); }
+std::tuple<at::Tensor, at::Tensor> pack_sparse_conv1x1_cpu(const at::Tensor& weight,
+                                                           int64_t block) {
+  check_pack_conv1x1_args(weight, block);
+  const at::Tensor w = weight.contiguous();
+  const float* data = w.data_ptr<float>();
+  const int64_t O = w.size(0), C = w.size(1);
+  return to_tensors(pack_groups(
+      O, C, block, [&](int64_t o, int64_t c) { return data[o * C + c]; },
+      [](int64_t c) { return c; }));
+}
+
+TORCH_LIBRARY_IMPL(fire_kernels, CPU, m) {
+  m.impl("pack_sparse", &pack_sparse_cpu);
+  m.impl("pack_sparse_conv1x1", &pack_sparse_conv1x1_cpu);
+}
 
 }  // namespace fire_kernels

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace fire_kernels {
 
@@ -29,15 +30,16 @@ struct PackLayout {
 };
 
 struct PackedWeights {
-  at::Tensor data;  // float32, one allocation holding the three blocks below
-  // Offsets in `data` of the packed squeeze (E = S, K = C, 1 tap), expand 1x1
-  // (E = E1, K = S, 1 tap) and expand 3x3 (E = E3, K = S, 9 taps, t = 3*dy + dx).
-  int64_t ws, we1, we3;
+  at::Tensor data;  // float32, one allocation holding every packed weight
+  // Offsets in `data` of the packed weights, in the order they were given:
+  // for a Fire, the squeeze (E = S, K = C, 1 tap), expand 1x1 (E = E1, K = S,
+  // 1 tap) and expand 3x3 (E = E3, K = S, 9 taps, t = 3*dy + dx).
+  std::vector<int64_t> offset;
 };
 
-// The packed form of (squeeze_weight, expand1x1_weight, expand3x3_weight).
+// The packed form of a Fire's (squeeze_weight, expand1x1_weight, expand3x3_weight).
 //
-// Cached: an entry is reused only for the same layout while all three tensors
+// Cached: an entry is reused only for the same layout while all its tensors
 // are the very same TensorImpls (held by weak pointers, so a freed tensor
 // whose address is reused cannot match), with the same data pointers and the
 // same version counters. Every in-place change through autograd-visible ops
@@ -49,6 +51,12 @@ std::shared_ptr<const PackedWeights> packed_weights(const at::Tensor& squeeze_we
                                                     const at::Tensor& expand1x1_weight,
                                                     const at::Tensor& expand3x3_weight,
                                                     const PackLayout& layout);
+
+// The packed form of one convolution's weight [O][C][kh][kw], as the GEMM
+// [pixels][K] x [K][O] reads it: panels of kChannelPad output channels,
+// [Op/16][K][16], with K = kh*kw*C in the order of an im2col row of a
+// channels-last input, k = (dy*kw + dx)*C + c. Cached like the above.
+std::shared_ptr<const PackedWeights> packed_conv_weight(const at::Tensor& weight);
 
 // Empties the cache (fire_kernels.refresh_packed_weights(), after writes
 // through `w.data`, which bypass the version counters).

@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "fire_kernel.h"
+#include "network_kernel.h"
 
 namespace fire_kernels {
 
@@ -44,10 +45,28 @@ FireScratch fire_scratch_layout(const FireArgs& a) {
   const bool nhwc = a.channels_last && !a.sparse;
   s.bufs = 0;
   s.tile = s.bufs + 3 * Sp * s.lp;
-  s.stage = s.tile + (nhwc ? 0 : round_up(a.C * kMaxTilePixels, kCacheLineFloats));
+  s.pooled = s.tile + (nhwc ? 0 : round_up(a.C * kMaxTilePixels, kCacheLineFloats));
+  s.stage = s.pooled + (a.pool.kernel > 1 ? round_up(a.C * kMaxTilePixels, kCacheLineFloats) : 0);
   s.bias = s.stage + (a.sparse ? kChannelPad * kMaxTilePixels : 0);
   s.total = s.bias + Sp + E1p + E3p + round_up(a.E1 + a.E3, kCacheLineFloats);
   return s;
+}
+
+StemScratch stem_scratch_layout(const StemArgs& a) {
+  StemScratch s;
+  const int64_t Op = round_up(a.O, kChannelPad), K = a.C * a.k * a.k;
+  s.bias = 0;
+  s.input = round_up(s.bias + Op, kCacheLineFloats);
+  s.patch = round_up(s.input + a.k * (a.W + 2 * a.pad) * a.C, kCacheLineFloats);
+  s.rows = round_up(s.patch + a.Wc * K, kCacheLineFloats);
+  s.total = s.rows + a.pool.kernel * a.Wc * Op;
+  return s;
+}
+
+int64_t head_pitch(int64_t HW) { return round_up(HW, kMaxTilePixels); }
+
+int64_t head_scratch_floats(const HeadArgs& a) {
+  return round_up(a.O, kChannelPad) + (a.sparse ? a.C * head_pitch(a.HW) : 0);
 }
 
 }  // namespace fire_kernels

@@ -146,10 +146,10 @@ struct SparseNchw {
     F<B, 1>::run(args...);
   }
 
-  // Squeeze + ReLU of image pixels [qa, qb) into the three buffers.
+  // Squeeze + ReLU of image pixels [qa, qb) into the three buffers; `tile`
+  // and `pooled`: scratch for input_tile.
   static void squeeze(const FireArgs& a, const Band& bd, const float* x_img, float* tile,
-                      const float* bias, int64_t qa, int64_t qb) {
-    const bool flat = a.x_uniform && a.x_ps == 1;
+                      float* pooled, const float* bias, int64_t qa, int64_t qb) {
     with_block(a.sparse->block, [&](auto block) {
       constexpr int B = decltype(block)::value;
       constexpr int TP = VW * tile_vectors<B>();
@@ -157,13 +157,9 @@ struct SparseNchw {
       for (int64_t t0 = qa; t0 < qb; t0 += TP) {
         const int64_t valid = imin(TP, qb - t0);
         const int64_t nvb = (valid + VW - 1) / VW;
-        const float* in = x_img + t0;
-        int64_t in_cs = a.x_sc;
-        if (!flat || valid != nvb * VW) {
-          gather_tile<Vec>(a, x_img, t0, valid, nvb * VW, tile, TP);
-          in = tile;
-          in_cs = TP;
-        }
+        int64_t in_cs;
+        const float* in =
+            input_tile<Vec>(a, x_img, t0, valid, nvb * VW, tile, TP, pooled, &in_cs);
         for (int64_t g = 0; g < groups; ++g)
           dispatch_nv<SqueezeTile, B>(nvb, a, bd, in, in_cs, t0, valid, g, bias);
       }

@@ -36,6 +36,21 @@ struct VecAvx2 {
   FK_INLINE static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   // max(0, v) that keeps NaN: vmaxps returns its second operand when either is NaN.
   FK_INLINE static reg relu(reg v) { return _mm256_max_ps(_mm256_setzero_ps(), v); }
+  // max(a, b), NaN if either is (as torch's max pooling): vmaxps returns its
+  // second operand when either is NaN, which covers a NaN b; a NaN a is kept.
+  FK_INLINE static reg max_nan(reg a, reg b) {
+    return _mm256_blendv_ps(_mm256_max_ps(a, b), a, _mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+  }
+  // The lanes [0, n) of v, zeros after.
+  FK_INLINE static reg keep_first(reg v, int n) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_and_ps(v, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane)));
+  }
+  FK_INLINE static float sum(reg v) {
+    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+  }
   FK_INLINE static void store_first(float* p, reg v, int n) {
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);

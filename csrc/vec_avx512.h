@@ -35,6 +35,24 @@ struct VecAvx512 {
   FK_INLINE static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   // max(0, v) that keeps NaN: vmaxps returns its second operand when either is NaN.
   FK_INLINE static reg relu(reg v) { return _mm512_max_ps(_mm512_setzero_ps(), v); }
+  // max(a, b), NaN if either is (as torch's max pooling): vmaxps returns its
+  // second operand when either is NaN, which covers a NaN b; a NaN a is kept.
+  FK_INLINE static reg max_nan(reg a, reg b) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), _mm512_max_ps(a, b), a);
+  }
+  // The lanes [0, n) of v, zeros after.
+  FK_INLINE static reg keep_first(reg v, int n) {
+    return _mm512_maskz_mov_ps(static_cast<__mmask16>((1u << n) - 1u), v);
+  }
+  // Through memory rather than _mm512_reduce_add_ps, which SIMDe (the emulated
+  // test build) does not alias; it runs once per output channel, not per FMA.
+  FK_INLINE static float sum(reg v) {
+    alignas(64) float lanes[W];
+    _mm512_store_ps(lanes, v);
+    float s = 0.f;
+    for (int i = 0; i < W; ++i) s += lanes[i];
+    return s;
+  }
   FK_INLINE static void store_first(float* p, reg v, int n) {
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);
   }

@@ -58,6 +58,21 @@ struct VecPortable {
     for (int i = 0; i < W; ++i) a.v[i] = (a.v[i] < 0.f) ? 0.f : a.v[i];
     return a;
   }
+  // max(a, b), NaN if either is (as torch's max pooling).
+  FK_INLINE static reg max_nan(reg a, reg b) {
+    for (int i = 0; i < W; ++i) a.v[i] = (a.v[i] != a.v[i] || a.v[i] > b.v[i]) ? a.v[i] : b.v[i];
+    return a;
+  }
+  // The lanes [0, n) of v, zeros after.
+  FK_INLINE static reg keep_first(reg a, int n) {
+    for (int i = n; i < W; ++i) a.v[i] = 0.f;
+    return a;
+  }
+  FK_INLINE static float sum(reg a) {
+    float s = 0.f;
+    for (int i = 0; i < W; ++i) s += a.v[i];
+    return s;
+  }
   FK_INLINE static void store_first(float* p, reg a, int n) {
     for (int i = 0; i < n; ++i) p[i] = a.v[i];
   }

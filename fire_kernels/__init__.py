@@ -10,12 +10,26 @@ Three ways in::
 
 import torch as _torch
 
-from . import ops  # defines the operator before the extension registers its kernels
+from . import network_ops, ops  # define the operators before the extension registers kernels
 from . import _extension
 from .functional import BACKENDS, fire
 from .models import SqueezeNet, squeezenet1_0, squeezenet1_1
-from .module import FusedFire, fuse_fire_modules, is_fire_like, unfuse_fire_modules
-from .pruning import FireSparsity, SparsityReport, prune_fire_modules, sparsity_report
+from .module import FusedFire, fuse_fire_modules, is_fire_like
+from .network import (
+    FusedAway,
+    FusedConvReluAvgPool,
+    FusedConvReluMaxPool,
+    fuse_network,
+    unfuse_fire_modules,
+)
+from .pruning import (
+    ConvSparsity,
+    FireSparsity,
+    SparsityReport,
+    prune_fire_modules,
+    prune_network,
+    sparsity_report,
+)
 from .reference import Fire, fire_reference
 from .weight_plan import WeightPlan, invalidate_plans
 
@@ -34,6 +48,9 @@ if _torch.cuda.is_available():
 __all__ = [
     "BACKENDS",
     "Fire",
+    "FusedAway",
+    "FusedConvReluAvgPool",
+    "FusedConvReluMaxPool",
     "FusedFire",
     "SqueezeNet",
     "cpu_isa",
@@ -43,9 +60,12 @@ __all__ = [
     "fire",
     "fire_reference",
     "fuse_fire_modules",
+    "fuse_network",
     "prune_fire_modules",
+    "prune_network",
     "refresh_packed_weights",
     "sparsity_report",
+    "ConvSparsity",
     "FireSparsity",
     "SparsityReport",
     "WeightPlan",

@@ -146,6 +146,8 @@ CANDIDATES = {
     "sparse_nchw": "FusedFire(sparse=True): the sparse fused kernel, NCHW",
     "sparse_cl": "FusedFire(sparse=True), channels last",
     "compile": "torch.compile of the reference (default mode), NCHW",
+    "compile_freeze": "torch.compile with inductor's freezing (weights folded, oneDNN prepacked), NCHW",
+    "fused_network": "fuse_network (Fires, stem, pools, classifier fused), NCHW input",
     "onnxruntime": "ONNX Runtime's CPU execution provider, its default settings (dense)",
     "csr": "torch.sparse CSR: 1x1 convs as CSR @ activations, the 3x3 as CSR @ im2col",
 }
@@ -243,6 +245,12 @@ def make_candidates(
             # shape change it compiles for dynamic shapes.
             torch._dynamo.reset()
             runs[name] = lambda m=torch.compile(copy.deepcopy(model)): m(x)
+        elif name == "compile_freeze":
+            runs[name] = _frozen_compile(model, x)
+        elif name == "fused_network":
+            from .network import fuse_network
+
+            runs[name] = lambda m=fuse_network(copy.deepcopy(model)): m(x)
         elif name == "onnxruntime":
             session = onnx_session(model, x, threads)
             if session is not None:
@@ -250,6 +258,18 @@ def make_candidates(
         elif name == "csr" and isinstance(model, Fire):
             runs[name] = lambda f=CsrFire(model): f(x)
     return runs
+
+
+def _frozen_compile(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """torch.compile with inductor's freezing, as its users run inference with it:
+    compiled (on the first call, under no_grad) with the weights folded into the graph."""
+    from torch._inductor import config
+
+    torch._dynamo.reset()  # a fresh start for every model, as for "compile"
+    compiled = torch.compile(copy.deepcopy(model).eval())
+    with config.patch(freezing=True), torch.no_grad():
+        compiled(x)
+    return lambda: compiled(x)
 
 
 def time_checked(

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as F
-from .functional import BACKENDS, Backend
+from .functional import BACKENDS, Backend, Pool
 from .reference import Fire
 from .validation import check_fire_input
 from .weight_plan import SparseMode, WeightPlan, effective_weights, make_plan, sources_of
@@ -19,7 +19,6 @@ __all__ = [
     "fire_like_modules",
     "fuse_fire_modules",
     "is_fire_like",
-    "unfuse_fire_modules",
 ]
 
 
@@ -70,7 +69,69 @@ def is_fire_like(m: nn.Module) -> bool:
     return _fire_mismatch(m) is None
 
 
-class FusedFire(nn.Module):
+class Planned(nn.Module):
+    """A fused module that keeps a weight plan (``fire_kernels.weight_plan``): its
+    forward runs the dense op on the weights as computed whenever autograd needs
+    gradients or torch.compile traces, and otherwise the plan, made afresh only when
+    its weights' sources, or the kind of input, changed. Subclasses say how to run
+    dense (``_dense``), how to make a plan (``_make_plan``) and run it (``_run_plan``)."""
+
+    _plan: WeightPlan | None
+
+    def _forward_planned(self, x: Tensor, convs: tuple[nn.Module, ...]) -> Tensor:
+        if torch.compiler.is_compiling():
+            # Dynamo traces the dense op on the weights as computed (no plan: its
+            # cache checks are Python state Dynamo would guard on).
+            return self._dense(x)
+        sources = sources_of(convs)
+        if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in sources)):
+            # Gradients wanted: the dense op, whose autograd needs the weights as
+            # computed now (a graph through any parametrization or mask).
+            return self._dense(x)
+        plan = self._plan
+        if plan is None or not (plan.made_from(sources) and plan.serves(x)):
+            plan = self._make_plan(x, sources)
+            if plan.cacheable:
+                self._plan = plan
+            elif plan.backend == "cpp":
+                warnings.warn(
+                    f"{type(self).__name__}: its weights are inference tensors (made under "
+                    "torch.inference_mode()), which have no version counter, so nothing about "
+                    "them can be cached: they are packed and checked for sparsity again on "
+                    "every call (SqueezeNet 1.1 at batch 1 took 1.7x-1.9x the time). Create "
+                    "the model, and change its memory format, outside inference_mode.",
+                    stacklevel=3,
+                )
+        return self._run_plan(x, plan)
+
+    @property
+    def weight_plan(self) -> WeightPlan | None:
+        """What the last inference forward ran (dense, or which sparse form) and what
+        from, or None before the first one (or after its settings changed)."""
+        return self._plan
+
+    def __getstate__(self) -> dict:
+        # Copies (copy.deepcopy, pickle, torch.save of the module) carry no plan: a
+        # copy makes its own from its own weights, and changing it never touches
+        # the original's packed weights.
+        state = dict(self.__dict__)
+        state["_plan"] = None
+        return state
+
+
+def check_sparse_mode(value: SparseMode) -> SparseMode:
+    if value not in ("auto", True, False):
+        raise ValueError(f"sparse must be 'auto', True or False, got {value!r}")
+    return value
+
+
+def check_backend(value: str) -> str:
+    if value not in BACKENDS:
+        raise ValueError(f"unknown backend {value!r}; expected one of {', '.join(BACKENDS)}")
+    return value
+
+
+class FusedFire(Planned):
     """SqueezeNet's Fire module computed by one fused kernel.
 
     Same constructor, child modules (``squeeze``, ``expand1x1``, ``expand3x3``: plain
@@ -114,6 +175,7 @@ class FusedFire(nn.Module):
         self.expand3x3 = nn.Conv2d(squeeze_planes, expand3x3_planes, kernel_size=3, padding=1)
         self.backend = backend
         self.sparse = sparse
+        self.pool = None
 
     @property
     def backend(self) -> str:
@@ -121,10 +183,8 @@ class FusedFire(nn.Module):
 
     @backend.setter
     def backend(self, value: str) -> None:
-        if value not in BACKENDS:
-            raise ValueError(f"unknown backend {value!r}; expected one of {', '.join(BACKENDS)}")
-        self._backend = value
-        self._plan: WeightPlan | None = None
+        self._backend = check_backend(value)
+        self._plan = None
 
     @property
     def sparse(self) -> SparseMode:
@@ -132,16 +192,23 @@ class FusedFire(nn.Module):
 
     @sparse.setter
     def sparse(self, value: SparseMode) -> None:
-        if value not in ("auto", True, False):
-            raise ValueError(f"sparse must be 'auto', True or False, got {value!r}")
-        self._sparse = value
+        self._sparse = check_sparse_mode(value)
         self._plan = None
 
     @property
-    def weight_plan(self) -> WeightPlan | None:
-        """What the last inference forward ran (dense, or which sparse form) and what
-        from, or None before the first one (or after ``backend``/``sparse`` changed)."""
-        return self._plan
+    def pool(self) -> Pool | None:
+        """A max pool of the input fused into the squeeze's read of it: ``(kernel,
+        stride, ceil_mode)`` of the ``nn.MaxPool2d`` before this Fire, or None.
+        ``fuse_network`` sets it where a MaxPool2d feeds a Fire."""
+        return self._pool
+
+    @pool.setter
+    def pool(self, value: Pool | None) -> None:
+        if value is not None:
+            kernel, stride, ceil_mode = value
+            value = (int(kernel), int(stride), bool(ceil_mode))
+        self._pool = value
+        self._plan = None
 
     @classmethod
     def from_fire(
@@ -165,45 +232,27 @@ class FusedFire(nn.Module):
         fused.expand3x3 = fire_module.expand3x3
         fused.backend = backend
         fused.sparse = sparse
+        fused.pool = None
         fused.train(fire_module.training)
         return fused
 
     def forward(self, x: Tensor) -> Tensor:
         check_fire_input(x, "FusedFire", self.inplanes)
-        convs = self._convs()
-        if torch.compiler.is_compiling():
-            # Dynamo traces the dense op on the weights as computed (no plan: its
-            # cache checks are Python state Dynamo would guard on).
-            return F.fire(x, *effective_weights(*convs), backend=self._backend)
-        sources = sources_of(convs)
-        if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in sources)):
-            # Gradients wanted: the dense op, whose autograd needs the weights as
-            # computed now (a graph through any parametrization or mask).
-            return F.fire(x, *effective_weights(*convs), backend=self._backend)
-        plan = self._plan
-        if plan is None or not (plan.made_from(sources) and plan.serves(x)):
-            plan = self._new_plan(x, convs, sources)
-        return F.fire_planned(x, plan)
+        return self._forward_planned(x, self._convs())
 
     def _convs(self) -> tuple[nn.Module, nn.Module, nn.Module]:
         m = self._modules
         return m["squeeze"], m["expand1x1"], m["expand3x3"]
 
-    def _new_plan(self, x: Tensor, convs, sources: list[Tensor]) -> WeightPlan:
-        """A plan for ``x`` made afresh, kept for the next calls when it can be."""
-        plan = make_plan(convs, self._backend, self._sparse, x, sources)
-        if plan.cacheable:
-            self._plan = plan
-        elif plan.backend == "cpp":
-            warnings.warn(
-                "FusedFire: its weights are inference tensors (made under "
-                "torch.inference_mode()), which have no version counter, so nothing about "
-                "them can be cached: they are packed and checked for sparsity again on "
-                "every call (SqueezeNet 1.1 at batch 1 took 1.7x-1.9x the time). Create "
-                "the model, and change its memory format, outside inference_mode.",
-                stacklevel=3,
-            )
-        return plan
+    def _dense(self, x: Tensor) -> Tensor:
+        weights = effective_weights(*self._convs())
+        return F.fire(x, *weights, backend=self._backend, pool=self._pool)
+
+    def _make_plan(self, x: Tensor, sources: list[Tensor]) -> WeightPlan:
+        return make_plan(self._convs(), self._backend, self._sparse, x, sources, self._pool)
+
+    def _run_plan(self, x: Tensor, plan: WeightPlan) -> Tensor:
+        return F.fire_planned(x, plan, self._pool)
 
     def to_fire(self) -> Fire:
         """A plain torchvision-style ``Fire`` on the SAME ``nn.Conv2d`` children (the
@@ -221,18 +270,12 @@ class FusedFire(nn.Module):
         fire.train(self.training)
         return fire
 
-    def __getstate__(self) -> dict:
-        # Copies (copy.deepcopy, pickle, torch.save of the module) carry no plan: a
-        # copy makes its own from its own weights, and changing it never touches
-        # the original's packed weights.
-        state = dict(self.__dict__)
-        state["_plan"] = None
-        return state
-
     def extra_repr(self) -> str:
+        pool = "" if self._pool is None else f", pool={self._pool}"
         return (
             f"{self.inplanes}, {self.squeeze.out_channels}, {self.expand1x1.out_channels}, "
             f"{self.expand3x3.out_channels}, backend={self._backend!r}, sparse={self._sparse!r}"
+            f"{pool}"
         )
 
 
@@ -263,16 +306,3 @@ def fuse_fire_modules(
             setattr(child, attr, FusedFire.from_fire(sub, backend=backend))
     return model
 
-
-def unfuse_fire_modules(model: nn.Module) -> nn.Module:
-    """Replaces, in place, every :class:`FusedFire` of ``model`` by the plain ``Fire``
-    of :meth:`FusedFire.to_fire` (same Parameters, same ``state_dict`` keys) and
-    returns ``model``: the route to ONNX, which knows no fire_kernels operator::
-
-        torch.onnx.export(fk.unfuse_fire_modules(copy.deepcopy(model)), (x,), "model.onnx")
-    """
-    for child in list(model.modules()):
-        for attr, sub in list(child.named_children()):
-            if isinstance(sub, FusedFire):
-                setattr(child, attr, sub.to_fire())
-    return model

@@ -18,14 +18,16 @@ from torch import Tensor, nn
 from torch.nn.utils import prune as torch_prune
 
 from .module import fire_like_modules
-from .sparse import choose_block, packed_nbytes
+from .sparse import choose_block, choose_conv_block, packed_conv1x1_nbytes, packed_nbytes
 from .weight_plan import conv_weight
 
 __all__ = [
     "prune_fire_modules",
+    "prune_network",
     "sparsity_report",
     "SparsityReport",
     "FireSparsity",
+    "ConvSparsity",
     "CONV_NAMES",
 ]
 
@@ -113,6 +115,36 @@ def prune_fire_modules(
     Returns:
         ``model``.
     """
+    convs = tuple(convs)
+    unknown = set(convs) - set(CONV_NAMES)
+    if unknown:
+        raise ValueError(f"unknown convs {sorted(unknown)}; expected some of {CONV_NAMES}")
+    targets = [getattr(fire, name) for _, fire in fire_like_modules(model) for name in convs]
+    return _prune(model, targets, amount, block, scope)
+
+
+def prune_network(
+    model: nn.Module,
+    amount: float,
+    *,
+    block: int | tuple[int, int] = 1,
+    scope: Literal["layer", "global"] = "layer",
+    min_in_channels: int = 4,
+) -> nn.Module:
+    """Prunes every convolution of ``model`` by weight magnitude, in place: the
+    Fires' and the others (a classifier's), as :func:`prune_fire_modules` prunes a
+    Fire's. A convolution from fewer than ``min_in_channels`` input channels (a
+    stem on an image's 3) stays dense: its few weights are much of the network's
+    accuracy and little of its work. Returns ``model``."""
+    targets = [m for m in model.modules()
+               if isinstance(m, nn.Conv2d) and m.in_channels >= min_in_channels]
+    return _prune(model, targets, amount, block, scope)
+
+
+def _prune(model: nn.Module, targets: list[nn.Module], amount: float,
+           block: int | tuple[int, int], scope: str) -> nn.Module:
+    """Zeroes, by magnitude, ``amount`` of the weights (blocks) of each conv of
+    ``targets`` (scope "layer") or of all together (scope "global")."""
     if not 0.0 <= float(amount) <= 1.0:
         raise ValueError(f"amount must be in [0, 1], got {amount}")
     if not (block in (1, 4) or (isinstance(block, tuple) and len(block) == 2
@@ -121,13 +153,6 @@ def prune_fire_modules(
     shape = _block_shape(block)
     if scope not in ("layer", "global"):
         raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
-    convs = tuple(convs)
-    unknown = set(convs) - set(CONV_NAMES)
-    if unknown:
-        raise ValueError(f"unknown convs {sorted(unknown)}; expected some of {CONV_NAMES}")
-    targets = [
-        getattr(fire, name) for _, fire in fire_like_modules(model) for name in convs
-    ]
     if not targets:
         return model
     weights = [conv_weight(c) for c in targets]
@@ -158,23 +183,44 @@ class FireSparsity:
 
 
 @dataclass
-class SparsityReport:
-    """Per-Fire and total sparsity of a model (``str()`` gives a table)."""
+class ConvSparsity:
+    """One convolution outside the Fires (a stem, a classifier): nonzeros and bytes.
+    Only 1x1 convolutions have a sparse kernel (the classifier head's); the others'
+    packed bytes are their dense bytes."""
 
-    fires: list[FireSparsity] = field(default_factory=list)
-
-    @property
-    def dense_bytes(self) -> int:
-        return sum(f.dense_bytes for f in self.fires)
-
-    @property
-    def packed_bytes(self) -> int:
-        return sum(f.packed_bytes for f in self.fires)
+    name: str
+    numel: int
+    nonzeros: int
+    dense_bytes: int
+    packed_bytes: int
+    block: int
 
     @property
     def density(self) -> float:
-        total = sum(sum(f.numel.values()) for f in self.fires)
-        return sum(sum(f.nonzeros.values()) for f in self.fires) / max(1, total)
+        return self.nonzeros / max(1, self.numel)
+
+
+@dataclass
+class SparsityReport:
+    """Per-Fire, per-convolution and total sparsity of a model (``str()`` gives a table)."""
+
+    fires: list[FireSparsity] = field(default_factory=list)
+    convs: list[ConvSparsity] = field(default_factory=list)
+
+    @property
+    def dense_bytes(self) -> int:
+        return sum(f.dense_bytes for f in (*self.fires, *self.convs))
+
+    @property
+    def packed_bytes(self) -> int:
+        return sum(f.packed_bytes for f in (*self.fires, *self.convs))
+
+    @property
+    def density(self) -> float:
+        total = sum(sum(f.numel.values()) for f in self.fires) + sum(c.numel for c in self.convs)
+        nonzero = (sum(sum(f.nonzeros.values()) for f in self.fires)
+                   + sum(c.nonzeros for c in self.convs))
+        return nonzero / max(1, total)
 
     def __str__(self) -> str:
         lines = [
@@ -189,6 +235,13 @@ class SparsityReport:
                 f"{f.name:<28}{nz}{f.density:>9.1%}{f.dense_bytes / 1024:>10.1f}"
                 f"{f.packed_bytes / 1024:>11.1f}{f.block:>7}"
             )
+        if self.convs:
+            lines.append(f"{'other convolution':<28}{'nonzeros':>32}")
+        for c in self.convs:
+            lines.append(
+                f"{c.name:<28}{c.nonzeros:>32}{c.density:>9.1%}{c.dense_bytes / 1024:>10.1f}"
+                f"{c.packed_bytes / 1024:>11.1f}{c.block:>7}"
+            )
         lines.append(
             f"{'total':<28}{'':>32}{self.density:>9.1%}{self.dense_bytes / 1024:>10.1f}"
             f"{self.packed_bytes / 1024:>11.1f}"
@@ -197,17 +250,20 @@ class SparsityReport:
 
 
 def sparsity_report(model: nn.Module, *, block: int | None = None) -> SparsityReport:
-    """Nonzeros, density and weight bytes of every Fire-shaped module of ``model``.
+    """Nonzeros, density and weight bytes of every Fire-shaped module of ``model``,
+    and of every other convolution.
 
     "dense" bytes are the float32 weights and biases; "packed" bytes are what the
-    sparse kernel keeps (values, positions and group starts, see ``pack_sparse``, plus
-    the biases), with ``block`` as given or as ``FusedFire`` would choose it.
+    sparse kernels keep (values, positions and group starts, see ``pack_sparse``, plus
+    the biases), with ``block`` as given or as the fused modules would choose it.
     """
     report = SparsityReport()
+    in_fires = set()
     for name, fire in fire_like_modules(model):
-        w = {n: conv_weight(getattr(fire, n)) for n in CONV_NAMES}
-        biases = [getattr(fire, n).bias for n in CONV_NAMES]
-        bias_bytes = sum(4 * b.numel() for b in biases if b is not None)
+        convs = [getattr(fire, n) for n in CONV_NAMES]
+        in_fires.update(map(id, convs))
+        w = {n: conv_weight(c) for n, c in zip(CONV_NAMES, convs)}
+        bias_bytes = sum(4 * c.bias.numel() for c in convs if c.bias is not None)
         b = block if block is not None else choose_block(w["squeeze"], w["expand1x1"], w["expand3x3"])
         report.fires.append(
             FireSparsity(
@@ -220,4 +276,17 @@ def sparsity_report(model: nn.Module, *, block: int | None = None) -> SparsityRe
                 block=b,
             )
         )
+    for name, conv in model.named_modules():
+        if not isinstance(conv, nn.Conv2d) or id(conv) in in_fires:
+            continue
+        w = conv_weight(conv)
+        bias_bytes = 4 * conv.bias.numel() if conv.bias is not None else 0
+        dense = 4 * w.numel() + bias_bytes
+        if conv.kernel_size == (1, 1):
+            b = block if block is not None else choose_conv_block(w)
+            packed = packed_conv1x1_nbytes(w, b) + bias_bytes
+        else:
+            b, packed = 1, dense
+        report.convs.append(ConvSparsity(name, w.numel(), int(torch.count_nonzero(w)), dense,
+                                         packed, b))
     return report

@@ -21,8 +21,13 @@ __all__ = [
     "BlockList",
     "gpu_block_list",
     "SPARSE_MAX_WORK_DENSITY",
+    "SparseConv1x1",
     "SparsePacked",
+    "TritonForm",
     "choose_block",
+    "choose_conv_block",
+    "conv_sparse_pays",
+    "packed_conv1x1_nbytes",
     "packed_nbytes",
     "sparse_pays",
     "work_density",
@@ -90,12 +95,15 @@ def work_density(
     return entries * block / dense
 
 
+def _block_for(density) -> int:
+    """4 if the zeros come in blocks of 4 output channels (as ``block=4`` pruning
+    leaves them): its entries do little more work than single channels'; else 1."""
+    return 4 if density(4) <= _BLOCK4_MAX_EXTRA_WORK * density(1) else 1
+
+
 def choose_block(squeeze_weight: Tensor, expand1x1_weight: Tensor, expand3x3_weight: Tensor) -> int:
-    """4 if the weights' zeros come in blocks of 4 output channels (as
-    ``prune_fire_modules(block=4)`` leaves them), else 1."""
-    w = (squeeze_weight, expand1x1_weight, expand3x3_weight)
-    d1, d4 = work_density(*w, 1), work_density(*w, 4)
-    return 4 if d4 <= _BLOCK4_MAX_EXTRA_WORK * d1 else 1
+    """The sparse kernel's group size for a Fire's weights: 4 or 1 (:func:`_block_for`)."""
+    return _block_for(lambda b: work_density(squeeze_weight, expand1x1_weight, expand3x3_weight, b))
 
 
 def sparse_pays(
@@ -107,17 +115,50 @@ def sparse_pays(
     return block if density <= SPARSE_MAX_WORK_DENSITY[block] else None
 
 
+class SparseConv1x1(NamedTuple):
+    """A 1x1 conv's weights packed for the sparse head kernel
+    (``fire_kernels.functional.pack_sparse_conv1x1``)."""
+
+    values: Tensor
+    index: Tensor
+    block: int
+    out_channels: int
+
+
+def conv_work_density(weight: Tensor, block: int) -> float:
+    """The sparse 1x1 kernel's MACs as a fraction of the dense one's."""
+    return _entries(weight, block) * block / weight.numel()
+
+
+def choose_conv_block(weight: Tensor) -> int:
+    """The sparse kernel's group size for a 1x1 conv's weight: 4 or 1."""
+    return _block_for(lambda b: conv_work_density(weight, b))
+
+
+def conv_sparse_pays(weight: Tensor) -> int | None:
+    """The block to run a 1x1 conv's weight sparse with, or None if dense is faster."""
+    block = choose_conv_block(weight)
+    return block if conv_work_density(weight, block) <= SPARSE_MAX_WORK_DENSITY[block] else None
+
+
+def _packed_nbytes(w: Tensor, block: int) -> int:
+    """Bytes of one packed conv: per entry a 4-byte position and `block` 4-byte
+    values, per group a 4-byte start (plus one)."""
+    groups = -(-w.shape[0] // block)
+    return _entries(w, block) * (4 + 4 * block) + 4 * (groups + 1)
+
+
 def packed_nbytes(
     squeeze_weight: Tensor, expand1x1_weight: Tensor, expand3x3_weight: Tensor, block: int
 ) -> int:
-    """Bytes of the packed weights: per entry a 4-byte position and `block` 4-byte
-    values, per group a 4-byte start (plus one)."""
+    """Bytes of a Fire's packed weights (the squeeze, and both expands as one conv)."""
     expand = _expand_matrix(expand1x1_weight, expand3x3_weight)
-    total = 0
-    for w in (squeeze_weight, expand):
-        groups = -(-w.shape[0] // block)
-        total += _entries(w, block) * (4 + 4 * block) + 4 * (groups + 1)
-    return total
+    return _packed_nbytes(squeeze_weight, block) + _packed_nbytes(expand, block)
+
+
+def packed_conv1x1_nbytes(weight: Tensor, block: int) -> int:
+    """Bytes of a 1x1 conv's packed weights (``pack_sparse_conv1x1``)."""
+    return _packed_nbytes(weight, block)
 
 
 class BlockList(NamedTuple):
@@ -131,12 +172,22 @@ class BlockList(NamedTuple):
 
 def gpu_block_list(expand3x3_weight: Tensor, force: bool) -> BlockList | None:
     """The 3x3's nonzero blocks for the block-sparse Triton kernel, or None when
-    too many blocks are nonzero for skipping to pay (unless ``force``). Reading the
-    density synchronises with the device once; the cache then holds the lists."""
-    from .triton import block_list
+    too many blocks are nonzero for skipping to pay (unless ``force``). Deciding that
+    reads the density from the device, one host synchronisation: call it where the
+    weights change (a weight plan is made), never in a forward."""
+    from .triton import block_list, block_list_density
 
     blocks, counts = block_list(expand3x3_weight, GPU_BLOCK)
-    density = counts.sum().item() / max(1, blocks.numel())
+    density = block_list_density(counts, expand3x3_weight.shape[1])
     if not force and density > GPU_MAX_BLOCK_DENSITY:
         return None
     return BlockList(blocks, counts, GPU_BLOCK)
+
+
+class TritonForm(NamedTuple):
+    """What a weight plan keeps for the Triton kernel: the weights packed in the
+    input's dtype (``fire_kernels.triton.TritonWeights``), and the 3x3's block list
+    where the block-sparse variant runs."""
+
+    weights: tuple
+    blocks: BlockList | None

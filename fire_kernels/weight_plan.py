@@ -29,8 +29,17 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as F
-from .sparse import BlockList, SparsePacked, choose_block, gpu_block_list, sparse_pays
-from .validation import check_fire_args
+from .sparse import (
+    BlockList,
+    SparsePacked,
+    TritonForm,
+    choose_block,
+    choose_conv_block,
+    conv_sparse_pays,
+    gpu_block_list,
+    sparse_pays,
+)
+from .validation import check_fire_args, check_head_args, pooled_size
 
 __all__ = [
     "FireWeights",
@@ -40,12 +49,14 @@ __all__ = [
     "conv_weight",
     "effective_weights",
     "invalidate_plans",
+    "make_head_plan",
     "make_plan",
     "sources_of",
 ]
 
-#: What inference runs instead of the dense kernel: C++ sparse packs or Triton block lists.
-SparseForm = Union[SparsePacked, BlockList]
+#: What inference runs instead of the dense op: C++ sparse packs, or the Triton
+#: kernel's packed weights (and block list).
+SparseForm = Union[SparsePacked, TritonForm]
 #: FusedFire's ``sparse`` argument: ``"auto"`` (where it pays), True (always) or False.
 SparseMode = Union[Literal["auto"], bool]
 
@@ -110,16 +121,16 @@ def sources_of(convs: tuple[nn.Module, ...]) -> list[Tensor]:
 
 @dataclass(eq=False)
 class WeightPlan:
-    """How a FusedFire runs its weights on one backend, and what that was made from.
+    """How a fused module runs its weights on one backend, and what that was made from.
 
     Attributes:
         backend: the resolved backend, ``"cpp"``, ``"triton"`` or ``"torch"``, for
             inputs on ``device`` of ``dtype``.
-        weights: the effective weights (the convs' own tensors where not computed).
-        plain: the weights are the convs' own Parameters (not computed from them), so
-            autograd may use them as they are.
-        sparse: what inference runs instead of the dense kernel, or None (dense).
-        in_channels: the input channels the weights take.
+        weights: the effective weights (the convs' own tensors where not computed):
+            a Fire's :class:`FireWeights`, or a conv's (weight, bias).
+        sparse: what inference runs instead of the dense op: a sparse form, the
+            Triton kernel's packed weights, or None (the dense op).
+        input_width: the input width the sparse form was packed for (None: any).
         sources, versions, data, generation: what the plan was made from (see the
             module docstring): the tensors, their versions and data pointers (a
             ``.data`` swap changes the pointer, not the version); ``versions`` is
@@ -129,10 +140,9 @@ class WeightPlan:
     backend: str
     device: torch.device
     dtype: torch.dtype
-    weights: FireWeights
-    plain: bool
-    sparse: SparseForm | None
-    in_channels: int
+    weights: tuple
+    sparse: object | None
+    input_width: int | None
     sources: list[Tensor]
     versions: list[int] | None
     data: list[int]
@@ -160,22 +170,38 @@ class WeightPlan:
         per-width sparse form, width)."""
         if x.dtype is not self.dtype or x.device != self.device:
             return False
-        return not isinstance(self.sparse, SparsePacked) or (
-            x.dim() == 4 and x.shape[3] == self.sparse.width
-        )
+        return self.input_width is None or (x.dim() == 4 and x.shape[3] == self.input_width)
 
 
 def _is_inference(t: Tensor) -> bool:
     return t.is_inference()
 
 
+def _plan(path: str, x: Tensor, weights: tuple, form, input_width: int | None,
+          sources: list[Tensor]) -> WeightPlan:
+    inference = any(map(_is_inference, sources))
+    return WeightPlan(
+        backend=path,
+        device=x.device,
+        dtype=x.dtype,
+        weights=weights,
+        sparse=form,
+        input_width=input_width if form is not None else None,
+        sources=sources,
+        versions=None if inference else [t._version for t in sources],
+        data=[t.data_ptr() for t in sources],
+        generation=_generation,
+    )
+
+
 def make_plan(
     convs: tuple[nn.Module, nn.Module, nn.Module], backend: str, sparse: SparseMode, x: Tensor,
-    sources: list[Tensor],
+    sources: list[Tensor], pool: tuple[int, int, bool] | None = None,
 ) -> WeightPlan:
     """The plan for running the Fire of ``convs`` (squeeze, expand1x1, expand3x3) on
-    inputs like ``x`` with ``backend`` (unresolved) and ``sparse`` (``"auto"``, True or
-    False, see FusedFire), from its current ``sources``."""
+    inputs like ``x`` (max-pooled first by ``pool``: kernel, stride, ceil_mode) with
+    ``backend`` (unresolved) and ``sparse`` (``"auto"``, True or False, see
+    FusedFire), from its current ``sources``."""
     with torch.no_grad():  # computed weights (masks, parametrizations) without a graph
         weights = effective_weights(*convs)
     check_fire_args(x, *weights)
@@ -185,20 +211,29 @@ def make_plan(
     if path == "cpp" and sparse is not False:
         block = choose_block(ws, we1, we3) if sparse is True else sparse_pays(ws, we1, we3)
         if block is not None:
-            form = F.pack_sparse(ws, we1, we3, block, x.shape[3])
-    elif path == "triton" and sparse is not False:
-        form = gpu_block_list(we3, force=sparse is True)
-    inference = any(map(_is_inference, sources))
-    return WeightPlan(
-        backend=path,
-        device=x.device,
-        dtype=x.dtype,
-        weights=weights,
-        plain=all(c._parameters.get("weight") is w for c, w in zip(convs, (ws, we1, we3))),
-        sparse=form,
-        in_channels=ws.shape[1],
-        sources=sources,
-        versions=None if inference else [t._version for t in sources],
-        data=[t.data_ptr() for t in sources],
-        generation=_generation,
-    )
+            width = x.shape[3] if pool is None else pooled_size(x.shape[3], *pool)
+            form = F.pack_sparse(ws, we1, we3, block, width)
+    elif path == "triton":
+        from .triton import pack_triton_weights
+
+        blocks = gpu_block_list(we3, force=sparse is True) if sparse is not False else None
+        form = TritonForm(pack_triton_weights(*weights, dtype=x.dtype), blocks)
+    return _plan(path, x, weights, form, x.shape[3] if path == "cpp" else None, sources)
+
+
+def make_head_plan(
+    conv: nn.Module, backend: str, sparse: SparseMode, x: Tensor, sources: list[Tensor]
+) -> WeightPlan:
+    """The plan for running a 1x1 conv + ReLU + global average pool (the classifier
+    head, ``conv``'s weights) on inputs like ``x``: dense, or its weights packed for
+    the sparse kernel where that pays (``sparse`` as for FusedFire)."""
+    with torch.no_grad():
+        weights = (conv_weight(conv), conv_weight(conv, "bias"))
+    check_head_args(x, *weights)
+    path = F.resolve_backend(backend, x)
+    form = None
+    if path == "cpp" and sparse is not False:
+        block = choose_conv_block(weights[0]) if sparse is True else conv_sparse_pays(weights[0])
+        if block is not None:
+            form = F.pack_sparse_conv1x1(weights[0], block)
+    return _plan(path, x, weights, form, None, sources)

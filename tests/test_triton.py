@@ -1,7 +1,9 @@
-"""The Triton kernel against the reference: on CUDA when a GPU is present, else on
+"""The Triton kernels against the reference: on CUDA when a GPU is present, else on
 CPU tensors through Triton's interpreter (conftest.py sets TRITON_INTERPRET=1 before
-triton is imported), with small shapes covering edge tiles, halos, odd channel counts,
-zero weight blocks and each dtype."""
+triton is imported), with small shapes covering both plans (fused bands walked either
+way, two-phase with output channels split), tiles across rows and images, halos, odd
+channel counts, packed weights, zero weight blocks and each dtype. Planning for a
+given SM count (``sm_count=``) picks the plan a bigger input would get on a GPU."""
 
 from __future__ import annotations
 
@@ -14,10 +16,20 @@ import pytest
 import torch
 
 import fire_kernels as fk
+from conftest import SQUEEZENET_LAYERS
 from fire_kernels.testing import assert_close_to_reference, fire_weights, make_fire
 
 triton = pytest.importorskip("triton")
-from fire_kernels.triton import block_list, config_for, fire_triton, interpreter_enabled  # noqa: E402
+from fire_kernels.triton import (  # noqa: E402
+    block_list,
+    block_list_density,
+    config_for,
+    conv_tf32,
+    fire_triton,
+    interpreter_enabled,
+    pack_triton_weights,
+    weight_layout,
+)
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
@@ -26,57 +38,103 @@ pytestmark = pytest.mark.skipif(
 )
 needs_gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (none on this machine)")
 
-SHAPES = [
-    # (N, C, S, E1, E3, H, W)
-    (1, 8, 16, 16, 16, 5, 6),  # one tile, halo beyond every edge
-    (2, 3, 5, 7, 9, 9, 17),  # odd channel counts, partial tiles on both axes
-    (1, 20, 40, 24, 48, 3, 33),  # wide image: 4 x 16 tiles
-    (1, 12, 70, 16, 20, 4, 4),  # squeeze channels over two blocks
-    (1, 6, 4, 3, 5, 1, 1),  # 1x1 image: every 3x3 tap but the centre is padding
+PLANS = [
+    # ((N, C, S, E1, E3, H, W), SMs to plan for, fused plan expected)
+    ((1, 8, 16, 16, 16, 5, 6), 1, False),  # one tile, halo beyond every edge
+    ((2, 3, 5, 7, 9, 9, 17), 1, True),  # odd channels; tiles across rows and images
+    ((2, 8, 16, 16, 16, 13, 13), 1, True),  # 13x13: bands of 3 tiles, one walked backwards
+    ((1, 8, 20, 16, 24, 27, 27), 1, True),  # 27x27, squeeze width padded to a block of 32
+    ((3, 5, 16, 8, 16, 9, 30), 2, True),  # 4 bands: boundaries met from both sides
+    ((1, 12, 48, 16, 20, 4, 4), 1, False),  # three squeeze blocks; a share with no 1x1 block
+    ((1, 16, 16, 64, 64, 13, 13), 66, False),  # batch 1 on a big GPU: small tiles, E split 4
+    ((1, 8, 16, 40, 72, 5, 5), 2, False),  # E split 4 over 5 blocks: a share of two
+    ((1, 6, 4, 3, 5, 1, 1), 1, False),  # 1x1 image: every 3x3 tap but the centre is padding
 ]
 
 
-def run(x, m):
-    return fire_triton(x, *fire_weights(m))
+@pytest.fixture
+def ieee_fp32():
+    """float32 without TF32 on a GPU (the interpreter never uses it), restored after."""
+    conv = torch.backends.cudnn.conv
+    before = conv.fp32_precision
+    conv.fp32_precision = "ieee"
+    yield
+    conv.fp32_precision = before
+
+
+@pytest.fixture
+def poisoned(monkeypatch):
+    """Every float tensor the launcher allocates (output, squeeze ring or buffer)
+    starts as NaN, so an output never written or a squeeze row read before it was
+    written shows in the result."""
+    empty = torch.empty
+
+    def nan_empty(*args, **kwargs):
+        t = empty(*args, **kwargs)
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    monkeypatch.setattr(torch, "empty", nan_empty)
+
+
+def run(x, m, **kwargs):
+    return fire_triton(x, *fire_weights(m), **kwargs)
 
 
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last],
                          ids=["nchw", "channels_last"])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_float32(shape, fmt):
+@pytest.mark.parametrize("shape, sms, fused", PLANS, ids=lambda p: "x".join(map(str, p))
+                         if isinstance(p, tuple) else None)
+def test_float32(shape, sms, fused, fmt, ieee_fp32, poisoned):
     n, c, s, e1, e3, h, w = shape
+    assert config_for(n, c, s, e1, e3, h, w, torch.float32, sms).fused == fused
     m = make_fire(c, s, e1, e3, seed=sum(shape)).to(DEVICE)
     x = torch.randn(n, c, h, w, device=DEVICE).to(memory_format=fmt)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    out = run(x, m)
+    out = run(x, m, sm_count=sms)
     assert out.is_contiguous(memory_format=fmt)
     assert_close_to_reference(out, m(x))
 
 
+@pytest.mark.parametrize("batch", [1, 4], ids=["two-phase", "fused"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_error_within_twice_pytorch_own(dtype):
+def test_half_precision_error_within_twice_pytorch_own(dtype, batch, poisoned):
     """Error against a float32 reference no more than twice PyTorch's own Fire's in
     the same dtype (plus a little slack for tiny errors)."""
-    m = make_fire(24, 16, 16, 32, seed=3).to(DEVICE)
-    x = torch.randn(2, 24, 7, 9, device=DEVICE)
+    m = make_fire(24, 32, 16, 32, seed=3).to(DEVICE)  # one squeeze block of 32
+    x = torch.randn(batch, 24, 7, 9, device=DEVICE)
+    assert config_for(batch, 24, 32, 16, 32, 7, 9, dtype, 1).fused == (batch == 4)
     with torch.no_grad():
         exact = m(x)
         torch_err = (m.to(dtype)(x.to(dtype)).float() - exact).abs().max().item()
-        ours = run(x.to(dtype), m.to(dtype))
+        ours = run(x.to(dtype), m.to(dtype), sm_count=1)
     assert ours.dtype == dtype
     err = (ours.float() - exact).abs().max().item()
     assert err <= 2 * torch_err + 1e-3 * exact.abs().max().item(), (err, torch_err)
 
 
-def test_no_bias_and_empty_batch():
+def test_no_bias_and_empty_batch(ieee_fp32):
     m = make_fire(8, 16, 16, 16, bias=False).to(DEVICE)
     x = torch.randn(1, 8, 6, 6, device=DEVICE)
     assert_close_to_reference(run(x, m), m(x))
     assert run(torch.randn(0, 8, 6, 6, device=DEVICE), m).shape == (0, 32, 6, 6)
 
 
+def test_packed_weights_are_what_runs(ieee_fp32):
+    """With ``weights=`` the kernels read the packs, the weight arguments only for
+    their shapes; packs of another dtype or shape are refused."""
+    m = make_fire(8, 20, 16, 24, seed=5).to(DEVICE)
+    other = make_fire(8, 20, 16, 24, seed=6).to(DEVICE)
+    packed = pack_triton_weights(*fire_weights(m))
+    lay = weight_layout(8, 20, 16, 24, torch.float32)
+    assert packed.squeeze.shape == (lay.c_pad, lay.s_pad) and packed.expand3x3.shape[0] == 9
+    x = torch.randn(5, 8, 9, 10, device=DEVICE)
+    assert_close_to_reference(run(x, other, weights=packed, sm_count=1), m(x))
+    with pytest.raises(ValueError, match="pack them again"):
+        run(x.half(), other.half(), weights=packed)
+
+
+@pytest.mark.parametrize("batch", [2, 5], ids=["two-phase", "fused"])
 @pytest.mark.parametrize("density", [0.25, 0.0])
-def test_block_sparse_variant(density):
+def test_block_sparse_variant(density, batch, ieee_fp32, poisoned):
     """Block-pruned 3x3 weights (16 squeeze x 16 output channels at one tap): the
     kernel visits only the listed blocks, and the result is the reference's."""
     m = make_fire(8, 40, 16, 48).to(DEVICE)
@@ -84,22 +142,49 @@ def test_block_sparse_variant(density):
     blocks, counts = block_list(m.expand3x3.weight, 16)
     assert blocks.shape == (3, 9 * 3) and counts.dtype == torch.int32
     assert int(counts.sum()) == round(density * 3 * 3 * 9)
-    x = torch.randn(2, 8, 9, 10, device=DEVICE)
-    out = fire_triton(x, *fire_weights(m), blocks, counts, 16)
+    assert block_list_density(counts, 40) == pytest.approx(round(density * 81) / 81)
+    x = torch.randn(batch, 8, 9, 10, device=DEVICE)
+    assert config_for(batch, 8, 40, 16, 48, 9, 10, torch.float32, 1,
+                      block_sparse=True).fused == (batch == 5)
+    out = fire_triton(x, *fire_weights(m), blocks, counts, 16, sm_count=1)
     assert_close_to_reference(out, m(x))
 
 
-def test_module_picks_block_sparse_for_block_pruned_weights():
+def test_module_picks_block_sparse_for_block_pruned_weights(ieee_fp32):
     ref = make_fire(8, 32, 16, 32).to(DEVICE)
     fk.prune_fire_modules(ref, 0.75, block=(16, 16))
     fused = fk.FusedFire.from_fire(ref, backend="triton")
     x = torch.randn(1, 8, 6, 6, device=DEVICE)
     with torch.no_grad():
         assert_close_to_reference(fused(x), ref(x))
-    assert type(fused.weight_plan.sparse).__name__ == "BlockList"
+    assert fused.weight_plan.sparse.blocks is not None  # the block-sparse variant runs
+    fused.sparse = False
+    with torch.no_grad():
+        assert_close_to_reference(fused(x), ref(x))
+    assert fused.weight_plan.sparse.blocks is None
 
 
-def test_module_backend_triton():
+def test_module_packs_once_per_weight_version(ieee_fp32):
+    """The weight plan holds the Triton kernel's packed weights: a forward calls the
+    packed op and packs nothing; an in-place edit makes a new plan, so the next
+    forward sees it."""
+    ref = make_fire(8, 16, 16, 16).to(DEVICE)
+    fused = fk.FusedFire.from_fire(ref, backend="triton")
+    x = torch.randn(1, 8, 5, 5, device=DEVICE)
+    with torch.no_grad():
+        fused(x)
+        packed = fused.weight_plan.sparse.weights
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            assert_close_to_reference(fused(x), ref(x))
+        names = {e.name for e in prof.events() if e.name.startswith("fire_kernels::")}
+        assert names <= {"fire_kernels::fire_packed", "fire_kernels::fire_packed_interpreted"}
+        assert fused.weight_plan.sparse.weights is packed
+        ref.expand3x3.weight.mul_(-1)
+        assert_close_to_reference(fused(x), ref(x))
+        assert fused.weight_plan.sparse.weights is not packed
+
+
+def test_module_backend_triton(ieee_fp32):
     ref = make_fire(16, 16, 16, 16).to(DEVICE)
     fused = fk.FusedFire.from_fire(ref, backend="triton")
     x = torch.randn(1, 16, 5, 5, device=DEVICE)
@@ -107,14 +192,33 @@ def test_module_backend_triton():
         assert_close_to_reference(fused(x), ref(x))
 
 
-def test_configs_are_per_shape_and_keep_dot_dims_at_16():
-    tiny = config_for(1, 3, 5, 7, 9, 13, 13, torch.float32, programs=264)
-    small = config_for(1, 512, 64, 256, 256, 13, 13, torch.float16, programs=264)
-    large = config_for(256, 512, 64, 256, 256, 13, 13, torch.float16, programs=264)
-    for cfg in (tiny, small, large):
-        assert min(cfg.block_c, cfg.block_s, cfg.block_e, cfg.th * cfg.tw) >= 16
-        assert cfg.num_warps <= 4
-    assert small.e_split > large.e_split == 1  # batch 1 splits channels to fill the GPU
+@pytest.mark.parametrize("sample", SQUEEZENET_LAYERS)
+def test_squeezenet_plans(sample):
+    """On an H100/H200 (132 SMs): batch 1 runs two-phase, its tiles and channel shares
+    covering the GPU as far as 16-wide blocks allow; batch 256 fused; every tl.dot
+    dimension >= 16; no squeeze channel padded."""
+    c, s, e1, e3, hw = sample.c, sample.s, sample.e1, sample.e3, sample.h
+    for dtype in (torch.float16, torch.float32):
+        one = config_for(1, c, s, e1, e3, hw, hw, dtype, 132)
+        big = config_for(256, c, s, e1, e3, hw, hw, dtype, 132)
+        assert not one.fused and big.fused
+        assert one.programs * one.e_split >= 264 or (one.block_m, one.block_e) == (16, 16)
+        for plan in (one, big):
+            assert min(plan.block_c, plan.block_s, plan.block_e, plan.block_m) >= 16
+            assert plan.num_warps <= 4
+        assert weight_layout(c, s, e1, e3, dtype).s_pad == s
+
+
+def test_fp32_follows_the_cudnn_tf32_switch_not_matmul():
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = conv.fp32_precision, matmul.fp32_precision
+    try:
+        conv.fp32_precision, matmul.fp32_precision = "ieee", "tf32"
+        assert not conv_tf32()
+        conv.fp32_precision, matmul.fp32_precision = "tf32", "ieee"
+        assert conv_tf32()
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = before
 
 
 def test_backend_triton_without_gpu_or_interpreter_raises():
@@ -164,6 +268,22 @@ def test_cuda_blocksparse_opcheck():
     torch.library.opcheck(torch.ops.fire_kernels.fire_blocksparse.default,
                           (x, *fire_weights(m), blocks, counts, 16),
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+
+
+@needs_gpu
+def test_packing_block_lists_and_launches_need_no_host_sync():
+    """What a forward may do for a block-pruned Fire, with CUDA's sync check on."""
+    m = make_fire(16, 32, 16, 32).to("cuda", torch.half)
+    fk.prune_fire_modules(m, 0.75, block=(16, 16))
+    x = torch.randn(2, 16, 9, 9, device="cuda", dtype=torch.half)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        packed = pack_triton_weights(*fire_weights(m))
+        blocks, counts = block_list(m.expand3x3.weight)
+        fire_triton(x, *fire_weights(m), blocks, counts, 16, weights=packed)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
 
 
 @needs_gpu

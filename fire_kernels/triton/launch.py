@@ -1,29 +1,62 @@
-"""Launching the Triton Fire kernel: configs chosen per shape, scratch, registration."""
+"""Launching the Triton Fire kernels: the plan chosen per shape, weights packed once,
+block lists, registration.
+
+Everything that decides how a Fire runs is a pure function of the shapes, the dtype
+and the SM count (:func:`weight_layout`, :func:`config_for`, :func:`kernel_launches`),
+so the launcher, the compile-time resource check (``benchmarks/gpu_resources.py``) and
+the data-movement model (``benchmarks/gpu_model.py``) all see the same configs.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import triton
 from torch import Tensor
 
 from ..ops import output_memory_format
-from .fire_kernel import _fire_kernel
+from .fire_kernel import _expand_kernel, _fire_fused_kernel, _squeeze_kernel
 
 __all__ = [
+    "LIST_BLOCK",
+    "PROGRAMS_PER_SM",
     "FireConfig",
+    "KernelLaunch",
+    "TritonWeights",
+    "WeightLayout",
     "block_list",
+    "block_list_density",
     "config_for",
+    "conv_tf32",
     "fire_triton",
+    "fire_triton_packed",
     "interpreter_enabled",
+    "kernel_launches",
+    "pack_triton_weights",
     "register",
+    "scratch_numel",
+    "weight_layout",
 ]
 
 _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # A test switch, as for the C++ kernels (csrc/fire_ops.cpp).
 _DEBUG_NAN_FILL = os.environ.get("FIRE_KERNELS_DEBUG_NAN_FILL") == "1"
+
+#: Programs the fused plan keeps resident per SM: its persistent grid is this many
+#: times the SM count. ``benchmarks/gpu_resources.py`` fails if a config's registers
+#: or shared memory leave room for fewer.
+PROGRAMS_PER_SM = 2
+#: Output channels x squeeze channels of one block of the block-sparse variant's lists.
+LIST_BLOCK = 16
+# The fused plan only when every program gets at least this many tiles: each band
+# recomputes the squeeze of its leading halo once.
+_MIN_BAND_TILES = 2
+_MAX_BLOCK = 64
+# Squeeze rows of the fused plan's smallest step: a band's halos are rounded up to it.
+_CHUNK = 16
 
 
 def interpreter_enabled() -> bool:
@@ -34,58 +67,178 @@ def interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-@dataclass(frozen=True)
-class FireConfig:
-    """Tile and launch parameters of one kernel launch (see fire_kernel.py)."""
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
 
-    th: int  # tile rows
-    tw: int  # tile columns
+
+def _dividing_block(n: int, most: int) -> int:
+    """The largest of 16, 32, 64 (at most `most`) dividing n rounded up to 16: the
+    channel block that pads n least."""
+    padded = _round_up(n, 16)
+    block = 16
+    while block * 2 <= most and padded % (block * 2) == 0:
+        block *= 2
+    return block
+
+
+@dataclass(frozen=True)
+class WeightLayout:
+    """How a Fire's channels are blocked and padded; depends on channel counts and
+    dtype only, so weights are packed once whatever the input's size."""
+
     block_c: int  # input channels per squeeze tl.dot
     block_s: int  # squeeze channels per block
-    block_e: int  # output channels per block
-    e_split: int  # programs sharing one tile's output channels
+    block_e: int  # the largest output-channel block a config may use
+    c_pad: int
+    s_pad: int
+    e1_pad: int
+    e3_pad: int
+
+
+def weight_layout(c: int, s: int, e1: int, e3: int, dtype: torch.dtype) -> WeightLayout:
+    """Channel blocks that pad no SqueezeNet layer: 16/32/64 as they divide the count.
+
+    Squeeze blocks of at most 32 (16 in float32) and input-channel blocks of at most
+    32 in float32: the squeeze block is the K of every expand tl.dot, and wider ones
+    took 230-255 registers a thread in the fused kernel (benchmarks/gpu_resources.py),
+    a step from spilling.
+    """
+    wide = dtype != torch.float32
+    block_c = _dividing_block(c, _MAX_BLOCK if wide else 32)
+    block_s = _dividing_block(s, 32 if wide else 16)
+    block_e = min(_MAX_BLOCK, max(16, triton.next_power_of_2(max(e1, e3))))
+    return WeightLayout(block_c, block_s, block_e, _round_up(c, block_c), _round_up(s, 16),
+                        _round_up(e1, block_e), _round_up(e3, block_e))
+
+
+@dataclass(frozen=True)
+class FireConfig:
+    """One Fire's launch plan (see fire_kernel.py): the fused persistent kernel, or the
+    squeeze kernel then the expand kernel."""
+
+    fused: bool
+    block_m: int  # output pixels per tile, flat over rows and images
+    chunk: int  # fused: squeeze rows of the smallest step; two-phase: of a squeeze program
+    ring_rows: int  # fused: rows of each program's squeeze ring; two-phase: 0
+    programs: int  # fused: the persistent grid; two-phase: expand tiles
+    e_split: int  # two-phase: programs sharing one tile's output-channel blocks
+    block_c: int
+    block_s: int
+    block_e: int
     num_warps: int
     num_stages: int
 
 
-def _pow2(n: int, lo: int = 16) -> int:
-    return max(lo, triton.next_power_of_2(n))
-
-
 def config_for(
-    n: int, c: int, s: int, e1: int, e3: int, h: int, w: int, dtype: torch.dtype, programs: int,
-    block: int | None = None,
+    n: int, c: int, s: int, e1: int, e3: int, h: int, w: int, dtype: torch.dtype, sm_count: int,
+    *, block_sparse: bool = False,
 ) -> FireConfig:
-    """The launch config for a shape, chosen explicitly (no autotuning, which inside
-    torch.compile has reused one config for every shape, pytorch#164124).
+    """The launch plan for a shape on a GPU with ``sm_count`` SMs, chosen explicitly
+    (no autotuning, which inside torch.compile has reused one config for every
+    shape, pytorch#164124) and without device queries, so tools can ask it for any GPU.
 
-    ``programs`` is how many programs keep the device busy (2 per SM); small batches
-    split each tile's output channels over several programs to get there. ``block``
-    fixes the squeeze and output channel blocks (the block-sparse variant's).
+    Fused when the tiles give each of the ``PROGRAMS_PER_SM * sm_count`` persistent
+    programs a band of at least two; otherwise two-phase, with tiles and output-channel
+    blocks shrunk (to 16) until tiles x channel shares cover those programs.
+    ``block_sparse``: the variant with block lists (blocks of ``LIST_BLOCK``).
     """
-    th, tw = (4, 16) if w >= 32 else (8, 8)  # 64 pixels a tile, a 16-wide halo row when wide
-    block_s = block or min(64, _pow2(s))
-    block_c = min(64 if dtype != torch.float32 else 32, _pow2(c))
-    block_e = block or min(64, _pow2(max(e1, e3)))
-    tiles = n * triton.cdiv(h, th) * triton.cdiv(w, tw)
-    e_blocks = triton.cdiv(e3, block_e)
-    e_split = max(1, min(e_blocks, triton.cdiv(programs, max(1, tiles))))
-    # num_warps 4: the flattened 3x3 loop has miscompiled at 8 (pytorch#173068).
-    return FireConfig(th, tw, block_c, block_s, block_e, e_split, num_warps=4, num_stages=2)
+    layout = weight_layout(c, s, e1, e3, dtype)
+    block_s = LIST_BLOCK if block_sparse else layout.block_s
+    block_e = LIST_BLOCK if block_sparse else layout.block_e
+    target = PROGRAMS_PER_SM * sm_count
+    pixels = n * h * w
+    block_m = 64
+    # num_warps 4: the flattened 3x3 loop has miscompiled at 8 in Inductor's conv
+    # template (pytorch#173068).
+    common = dict(block_c=layout.block_c, block_s=block_s, num_warps=4, num_stages=2)
+    tiles = triton.cdiv(pixels, block_m)
+    if tiles >= _MIN_BAND_TILES * target:
+        # The ring holds the chunks a tile reads: its rows and W + 1 on either side,
+        # rounded out to whole chunks.
+        ring_rows = (triton.cdiv(block_m + 2 * w + 2, _CHUNK) + 1) * _CHUNK
+        return FireConfig(True, block_m, _CHUNK, ring_rows, target, 1, block_e=block_e, **common)
+    e_blocks = max(triton.cdiv(e1, block_e), triton.cdiv(e3, block_e))
+    while tiles * e_blocks < target and (block_e > 16 or block_m > 16):
+        if block_e > 16:
+            block_e //= 2
+            e_blocks = max(triton.cdiv(e1, block_e), triton.cdiv(e3, block_e))
+        else:
+            block_m //= 2
+            tiles = triton.cdiv(pixels, block_m)
+    e_split = min(e_blocks, triton.cdiv(target, tiles))
+    return FireConfig(False, block_m, block_m, 0, tiles, e_split, block_e=block_e, **common)
 
 
-def _device_programs(x: Tensor) -> int:
-    if x.device.type != "cuda":
-        return 1  # the interpreter runs programs one after another
-    return 2 * torch.cuda.get_device_properties(x.device).multi_processor_count
+def scratch_numel(cfg: FireConfig, layout: WeightLayout, pixels: int) -> int:
+    """Elements of the squeeze scratch: one ring per persistent program (fused), or
+    the squeeze of every pixel (two-phase)."""
+    s_pad = layout.s_pad
+    if cfg.fused:
+        return cfg.programs * cfg.ring_rows * s_pad
+    return _round_up(pixels, cfg.chunk) * s_pad
 
 
-def block_list(expand3x3_weight: Tensor, block: int) -> tuple[Tensor, Tensor]:
+class TritonWeights(NamedTuple):
+    """A Fire's weights as the kernels read them (:func:`pack_triton_weights`): zero
+    padded to the :class:`WeightLayout`, in the input's dtype; biases float32."""
+
+    squeeze: Tensor  # [C_pad, S_pad]: W_s transposed
+    squeeze_bias: Tensor  # [S_pad]
+    expand1x1: Tensor  # [S_pad, E1_pad]: W_1 transposed
+    expand1x1_bias: Tensor  # [E1_pad]
+    expand3x3: Tensor  # [9, S_pad, E3_pad]: tap dy * 3 + dx, then W_3 transposed
+    expand3x3_bias: Tensor  # [E3_pad]
+
+
+def pack_triton_weights(
+    squeeze_weight: Tensor,
+    squeeze_bias: Tensor | None,
+    expand1x1_weight: Tensor,
+    expand1x1_bias: Tensor | None,
+    expand3x3_weight: Tensor,
+    expand3x3_bias: Tensor | None,
+    dtype: torch.dtype | None = None,
+) -> TritonWeights:
+    """The weights in the kernels' layout, ``dtype`` (default: the weights') for the
+    matrices. Device ops only, no host synchronisation; the caller packs once per
+    weight version and passes the result as ``fire_triton(..., weights=)``."""
+    s, c = squeeze_weight.shape[:2]
+    e1, e3 = expand1x1_weight.shape[0], expand3x3_weight.shape[0]
+    dtype = dtype or squeeze_weight.dtype
+    lay = weight_layout(c, s, e1, e3, dtype)
+    dev = squeeze_weight.device
+
+    def matrix(weight: Tensor, shape: tuple[int, ...]) -> Tensor:
+        packed = torch.zeros(shape, dtype=dtype, device=dev)
+        view = packed[tuple(slice(0, k) for k in weight.shape)]
+        view.copy_(weight)
+        return packed
+
+    def bias(b: Tensor | None, size: int, padded: int) -> Tensor:
+        packed = torch.zeros(padded, dtype=torch.float32, device=dev)
+        if b is not None:
+            packed[:size].copy_(b.detach())
+        return packed
+
+    ws = squeeze_weight.detach().reshape(s, c).t()
+    we1 = expand1x1_weight.detach().reshape(e1, s).t()
+    we3 = expand3x3_weight.detach().reshape(e3, s, 9).permute(2, 1, 0)
+    return TritonWeights(
+        matrix(ws, (lay.c_pad, lay.s_pad)), bias(squeeze_bias, s, lay.s_pad),
+        matrix(we1, (lay.s_pad, lay.e1_pad)), bias(expand1x1_bias, e1, lay.e1_pad),
+        matrix(we3, (9, lay.s_pad, lay.e3_pad)), bias(expand3x3_bias, e3, lay.e3_pad),
+    )
+
+
+def block_list(expand3x3_weight: Tensor, block: int = LIST_BLOCK) -> tuple[Tensor, Tensor]:
     """The block-sparse variant's lists: for each block of `block` output channels of
     the 3x3, its (tap, squeeze block) pairs with a nonzero weight, as
     tap * squeeze_blocks + squeeze block, nonzero ones first (int32
-    [out blocks, 9 * squeeze blocks]), and their counts (int32 [out blocks]). Device
-    tensors, computed without a host synchronisation."""
+    [out blocks, 9 * squeeze blocks]), and their counts (int32 [out blocks]).
+
+    Fixed-size device tensors made by device ops: no host synchronisation, so it may
+    run inside a CUDA graph or a forward. Whether skipping pays is a separate
+    question (:func:`block_list_density`)."""
     e3, s = expand3x3_weight.shape[:2]
     eb, sb = triton.cdiv(e3, block), triton.cdiv(s, block)
     nz = torch.zeros(eb * block, sb * block, 9, dtype=torch.bool, device=expand3x3_weight.device)
@@ -94,6 +247,80 @@ def block_list(expand3x3_weight: Tensor, block: int) -> tuple[Tensor, Tensor]:
     blocks = nz.view(eb, block, sb, block, 9).any(3).any(1).permute(0, 2, 1).reshape(eb, 9 * sb)
     order = torch.argsort((~blocks).to(torch.int8), dim=1, stable=True).to(torch.int32)
     return order.contiguous(), blocks.sum(1, dtype=torch.int32)
+
+
+def block_list_density(counts: Tensor, squeeze_channels: int) -> float:
+    """The fraction of the 3x3's blocks that are nonzero, from :func:`block_list`'s
+    counts. Reads a device value: one host synchronisation, so call it where the
+    weights change (when packing), never in a forward."""
+    total = counts.numel() * 9 * triton.cdiv(squeeze_channels, LIST_BLOCK)
+    return int(counts.sum()) / max(1, total)
+
+
+@dataclass(frozen=True)
+class KernelLaunch:
+    """One kernel launch: ``kernel[grid](*args, **meta)``."""
+
+    kernel: object
+    grid: tuple[int, ...]
+    args: tuple
+    meta: dict
+
+
+def kernel_launches(
+    cfg: FireConfig, x: Tensor, out: Tensor, e1: int, weights: TritonWeights, scratch: Tensor,
+    blocks: Tensor | None, counts: Tensor | None, precision: str,
+) -> list[KernelLaunch]:
+    """The launches of a Fire with ``e1`` 1x1 output channels: one (fused) or two
+    (squeeze, then expand). Reads only the tensors' shapes, strides, dtypes and
+    addresses, so meta tensors do for compiling without a GPU."""
+    n, c, h, w = x.shape
+    pixels = n * h * w
+    e3 = out.shape[1] - e1
+    s_pad = weights.squeeze.shape[1]
+    sizes = (pixels, h * w)
+    # Without lists the kernels never read these pointers: any tensor will do.
+    lists = (blocks if blocks is not None else scratch, counts if counts is not None else scratch)
+    meta = dict(
+        BLOCK_S=cfg.block_s, S_BLOCKS=s_pad // cfg.block_s, S_PAD=s_pad,
+        PRECISION=precision, UPCAST=x.dtype == torch.bfloat16 and interpreter_enabled(),
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    expand_meta = dict(
+        BLOCK_M=cfg.block_m, BLOCK_E=cfg.block_e, E1_PAD=weights.expand1x1.shape[1],
+        E3_PAD=weights.expand3x3.shape[2], BLOCK_LIST=blocks is not None,
+    )
+    if cfg.fused:
+        return [KernelLaunch(
+            _fire_fused_kernel, (cfg.programs,),
+            (x, *weights, out, scratch, *lists, *sizes, h, w, c, e1, e3,
+             *x.stride(), *out.stride(), triton.cdiv(pixels, cfg.block_m)),
+            dict(meta, **expand_meta, CHUNK=cfg.chunk, RING_ROWS=cfg.ring_rows,
+                 BLOCK_C=cfg.block_c),
+        )]
+    s_rows = scratch.numel() // s_pad
+    return [
+        KernelLaunch(
+            _squeeze_kernel, (triton.cdiv(pixels, cfg.chunk),),
+            (x, *weights[:2], scratch, *sizes, w, c, *x.stride(), s_rows),
+            dict(meta, CHUNK=cfg.chunk, BLOCK_C=cfg.block_c),
+        ),
+        KernelLaunch(
+            _expand_kernel, (cfg.programs, cfg.e_split),
+            (scratch, *weights[2:], out, *lists, *sizes, h, w, e1, e3, *out.stride(), s_rows),
+            dict(meta, **expand_meta),
+        ),
+    ]
+
+
+def conv_tf32() -> bool:
+    """Whether float32 runs on TF32 tensor cores: the switch cuDNN convolutions follow
+    (``torch.backends.cudnn.conv.fp32_precision``, which the older
+    ``torch.backends.cudnn.allow_tf32`` sets), not the matmul one."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None:
+        return conv.fp32_precision == "tf32"
+    return bool(torch.backends.cudnn.allow_tf32)
 
 
 def fire_triton(
@@ -107,15 +334,38 @@ def fire_triton(
     block_list: Tensor | None = None,
     block_counts: Tensor | None = None,
     block: int | None = None,
+    *,
+    weights: TritonWeights | None = None,
+    sm_count: int | None = None,
 ) -> Tensor:
-    """The fused Fire with the Triton kernel; argument shapes as ``fire_kernels.fire``.
+    """The fused Fire with the Triton kernels; argument shapes as ``fire_kernels.fire``.
 
     CUDA tensors, or CPU tensors under the interpreter. float32, float16 and bfloat16
-    (float32 accumulation; float32 uses TF32 only where
-    ``torch.backends.cuda.matmul.allow_tf32`` allows it). The output has the input's
-    memory format. With ``block_list``/``block_counts`` from :func:`block_list` (for
-    ``block`` channels), the 3x3 visits only the listed weight blocks.
+    (float32 accumulation; float32 uses TF32 where cuDNN convolutions would,
+    :func:`conv_tf32`). The output has the input's memory format.
+
+    Args:
+        block_list, block_counts, block: the block-sparse variant, from
+            :func:`block_list` (``block`` must be ``LIST_BLOCK``): the 3x3 visits only
+            the listed weight blocks.
+        weights: the weights already packed by :func:`pack_triton_weights` in ``x``'s
+            dtype; the weight tensors are then read for their shapes only. Without
+            it they are packed on every call (device copies).
+        sm_count: SMs to plan for (default: the device's; 1 under the interpreter,
+            which runs programs one after another).
     """
+    _check_launch(x, block_list, block_counts, block)
+    if weights is None:
+        weights = pack_triton_weights(squeeze_weight, squeeze_bias, expand1x1_weight,
+                                      expand1x1_bias, expand3x3_weight, expand3x3_bias, x.dtype)
+    return fire_triton_packed(
+        x, *weights, squeeze_weight.shape[0], expand1x1_weight.shape[0],
+        expand3x3_weight.shape[0], block_list, block_counts, sm_count=sm_count,
+    )
+
+
+def _check_launch(x: Tensor, block_list: Tensor | None, block_counts: Tensor | None,
+                  block: int | None) -> None:
     if x.device.type == "cpu" and not interpreter_enabled():
         raise RuntimeError(
             "the Triton kernel runs on CUDA tensors, or on CPU tensors with TRITON_INTERPRET=1 "
@@ -123,41 +373,58 @@ def fire_triton(
         )
     if x.dtype not in _DTYPES:
         raise TypeError(f"the Triton kernel runs float32, float16 or bfloat16; the input is {x.dtype}")
+    if (block_list is None) != (block_counts is None) or (
+            block_list is not None and block not in (None, LIST_BLOCK)):
+        raise ValueError(f"block_list and block_counts go together, for blocks of {LIST_BLOCK}; "
+                         f"got block={block}")
+
+
+def fire_triton_packed(
+    x: Tensor,
+    squeeze: Tensor,
+    squeeze_bias: Tensor,
+    expand1x1: Tensor,
+    expand1x1_bias: Tensor,
+    expand3x3: Tensor,
+    expand3x3_bias: Tensor,
+    squeeze_channels: int,
+    expand1x1_channels: int,
+    expand3x3_channels: int,
+    block_list: Tensor | None = None,
+    block_counts: Tensor | None = None,
+    *,
+    sm_count: int | None = None,
+) -> Tensor:
+    """The fused Fire from weights packed by :func:`pack_triton_weights` (the six
+    tensors of :class:`TritonWeights`) for a Fire of these channel counts: the kernel
+    of ``torch.ops.fire_kernels.fire_packed``, which a FusedFire's weight plan calls so
+    that no forward packs. Otherwise as :func:`fire_triton`."""
+    _check_launch(x, block_list, block_counts, None)
+    weights = TritonWeights(squeeze, squeeze_bias, expand1x1, expand1x1_bias, expand3x3,
+                            expand3x3_bias)
     n, c, h, w = x.shape
-    s, e1, e3 = squeeze_weight.shape[0], expand1x1_weight.shape[0], expand3x3_weight.shape[0]
+    s, e1, e3 = squeeze_channels, expand1x1_channels, expand3x3_channels
     out = torch.empty((n, e1 + e3, h, w), dtype=x.dtype, device=x.device,
                       memory_format=output_memory_format(x))
     if _DEBUG_NAN_FILL:  # every element the kernel does not write stays NaN
         out.fill_(float("nan"))
     if out.numel() == 0:
         return out
-    cfg = config_for(n, c, s, e1, e3, h, w, x.dtype, _device_programs(x), block)
-    tiles_w, tiles_h = triton.cdiv(w, cfg.tw), triton.cdiv(h, cfg.th)
-    halo_p = triton.next_power_of_2((cfg.th + 2) * (cfg.tw + 2))
-    s_blocks = triton.cdiv(s, cfg.block_s)
-    grid = (n * tiles_h * tiles_w, cfg.e_split)
-    scratch = torch.empty(grid[0] * grid[1] * halo_p * s_blocks * cfg.block_s,
-                          dtype=x.dtype, device=x.device)
-    tf32 = x.dtype == torch.float32 and x.is_cuda and torch.backends.cuda.matmul.allow_tf32
-    biases = [squeeze_bias, expand1x1_bias, expand3x3_bias]
-    _fire_kernel[grid](
-        x, squeeze_weight.contiguous(), biases[0] if biases[0] is not None else x,
-        expand1x1_weight.contiguous(), biases[1] if biases[1] is not None else x,
-        expand3x3_weight.contiguous(), biases[2] if biases[2] is not None else x,
-        out, scratch,
-        block_list if block_list is not None else scratch,
-        block_counts if block_counts is not None else scratch,
-        h, w, c, s, e1, e3,
-        *x.stride(), *out.stride(),
-        tiles_w, tiles_h * tiles_w,
-        HAS_BS=biases[0] is not None, HAS_B1=biases[1] is not None, HAS_B3=biases[2] is not None,
-        TH=cfg.th, TW=cfg.tw, HALO_P=halo_p,
-        BLOCK_C=cfg.block_c, BLOCK_S=cfg.block_s, S_BLOCKS=s_blocks,
-        BLOCK_E=cfg.block_e, E_SPLIT=cfg.e_split, PRECISION="tf32" if tf32 else "ieee",
-        UPCAST=x.dtype == torch.bfloat16 and interpreter_enabled(),
-        BLOCK_LIST=block_list is not None,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-    )
+    layout = weight_layout(c, s, e1, e3, x.dtype)
+    if weights.squeeze.dtype != x.dtype or weights.squeeze.shape != (layout.c_pad, layout.s_pad):
+        raise ValueError(
+            f"packed weights of {tuple(weights.squeeze.shape)} {weights.squeeze.dtype} do not fit "
+            f"this Fire's {x.dtype} layout {(layout.c_pad, layout.s_pad)}: pack them again"
+        )
+    if sm_count is None:
+        sm_count = (torch.cuda.get_device_properties(x.device).multi_processor_count
+                    if x.device.type == "cuda" else 1)
+    cfg = config_for(n, c, s, e1, e3, h, w, x.dtype, sm_count, block_sparse=block_list is not None)
+    scratch = torch.empty(scratch_numel(cfg, layout, n * h * w), dtype=x.dtype, device=x.device)
+    precision = "tf32" if x.dtype == torch.float32 and x.is_cuda and conv_tf32() else "ieee"
+    for launch in kernel_launches(cfg, x, out, e1, weights, scratch, block_list, block_counts,
+                                  precision):
+        launch.kernel[launch.grid](*launch.args, **launch.meta)
     return out
 
 
@@ -165,19 +432,19 @@ _registered = False
 
 
 def register() -> None:
-    """Makes fire_triton the CUDA kernel of torch.ops.fire_kernels.fire and
-    fire_blocksparse (once), and, under the interpreter, the CPU kernel of their
-    ``_interpreted`` twins.
+    """Makes the launchers the CUDA kernels of torch.ops.fire_kernels.fire,
+    fire_blocksparse and fire_packed (once), and, under the interpreter, the CPU
+    kernels of their ``_interpreted`` twins.
 
     ``register_kernel``, not ``triton_op``: the latter breaks torch.compile for the
     op's CPU kernel ("0 active drivers").
     """
     global _registered
     if not _registered:
-        torch.library.register_kernel("fire_kernels::fire", "cuda", fire_triton)
-        torch.library.register_kernel("fire_kernels::fire_blocksparse", "cuda", fire_triton)
-        if interpreter_enabled():
-            torch.library.register_kernel("fire_kernels::fire_interpreted", "cpu", fire_triton)
-            torch.library.register_kernel(
-                "fire_kernels::fire_blocksparse_interpreted", "cpu", fire_triton)
+        kernels = (("fire", fire_triton), ("fire_blocksparse", fire_triton),
+                   ("fire_packed", fire_triton_packed))
+        for op, kernel in kernels:
+            torch.library.register_kernel(f"fire_kernels::{op}", "cuda", kernel)
+            if interpreter_enabled():
+                torch.library.register_kernel(f"fire_kernels::{op}_interpreted", "cpu", kernel)
         _registered = True
