@@ -59,7 +59,7 @@ class build_ext(BuildExtension.with_options(use_ninja=True)):
 
 
 class build_py(_build_py):
-    """Ships every file of csrc/ (sources, headers, .inc files) as package data."""
+    """Ships every file of csrc/ (sources and headers, whatever their names) as package data."""
 
     def run(self):
         super().run()

@@ -160,7 +160,7 @@ def check_prebuilt(venv: Path, work: Path) -> dict:
 
 def preprocess(python: Path, cwd: Path, **env: str) -> list[str]:
     """Preprocesses every C++ source where the package run by ``python`` finds them
-    (``_build.sources()``): every header and .inc file they include must be there.
+    (``_build.sources()``): every file they include must be there.
     Returns the sources."""
     code = textwrap.dedent(
         """
