@@ -1,6 +1,7 @@
 """The README's results table and RESULTS.md's tables, made from the rows of
-``benchmarks/results.csv`` (written by bench_cpu.py and bench_sparse.py), so that no
-figure is typed by hand and none can drift from what the benchmarks printed.
+``benchmarks/results.csv`` (written by bench_cpu.py, bench_sparse.py and
+bench_network.py), so that no figure is typed by hand and none can drift from what
+the benchmarks printed.
 
     python benchmarks/report.py            # rewrite both from the newest complete runs
     python benchmarks/report.py --check    # exit 1 if either differs (tests/test_report.py)
@@ -86,13 +87,14 @@ def readme_table(rows: list[dict[str, str]], commit: str) -> str:
     machines = sorted({(r["machine"], r["isa"], r["threads"], r["torch"]) for r in rows})
     dates = sorted({r["date"] for r in rows})
     counts = {b: len({r["run_id"] for r in rows if r["benchmark"] == b})
-              for b in ("bench_cpu", "bench_sparse")}
+              for b in ("bench_cpu", "bench_sparse", "bench_network")}
     lines = [
         ", ".join(f"{m}, {isa}, {t} threads, torch {v}" for m, isa, t, v in machines)
         + f"; {dates[0]}{' to ' + dates[-1] if len(dates) > 1 else ''}; commit {commit}; "
-        f"{counts['bench_cpu']} run(s) of `benchmarks/bench_cpu.py`, {counts['bench_sparse']} "
-        "of `benchmarks/bench_sparse.py`. Ratios over eager PyTorch on the same weights, "
-        "geomean over SqueezeNet 1.0's and 1.1's 16 Fire layers (a range spans the runs):",
+        f"runs of `benchmarks/bench_cpu.py` ({counts['bench_cpu']}), `bench_sparse.py` "
+        f"({counts['bench_sparse']}) and `bench_network.py` ({counts['bench_network']}). "
+        "Ratios of the baseline's time to ours on the same weights; per layer, geomeans over "
+        "SqueezeNet 1.0's and 1.1's 16 Fire layers; a range spans the runs:",
         "",
         "| | batch 1 | batch 16 |",
         "|---|---|---|",
@@ -104,15 +106,22 @@ def readme_table(rows: list[dict[str, str]], commit: str) -> str:
          dict(base="eager_cl", cand="fused_cl")),
         ("dense fused Fire (best layout) vs ONNX Runtime",
          dict(base="onnxruntime", cand="best_fused")),
-        ("SqueezeNet 1.1, dense fused Fires vs eager (both channels-last)",
-         dict(base="eager_cl", cand="fused_cl", workloads=net)),
+        ("SqueezeNet 1.1, `fuse_network` vs ONNX Runtime (NCHW input)",
+         dict(base="onnxruntime", cand="fused_network", workloads=net)),
+        ("SqueezeNet 1.0, `fuse_network` vs ONNX Runtime",
+         dict(base="onnxruntime", cand="fused_network", workloads=("squeezenet1_0",))),
+        ("SqueezeNet 1.1, `fuse_network` vs eager channels-last",
+         dict(base="eager_cl", cand="fused_network", workloads=net)),
         ("90 % pruned (unstructured), fused sparse vs eager",
          dict(base="eager_nchw", cand="sparse_nchw", sparsity="90", structure="unstructured")),
         ("90 % pruned, blocks of 4",
          dict(base="eager_nchw", cand="sparse_nchw", sparsity="90", structure="block4")),
-        ("SqueezeNet 1.1, Fires 90 % pruned, vs eager channels-last",
-         dict(base="eager_cl", cand="sparse_cl", workloads=net, sparsity="90",
+        ("SqueezeNet 1.1 pruned 90 % (all but the stem), `fuse_network` vs ONNX Runtime",
+         dict(base="onnxruntime", cand="fused_network", workloads=net, sparsity="90",
               structure="unstructured")),
+        ("SqueezeNet 1.0 pruned 90 %, `fuse_network` vs ONNX Runtime",
+         dict(base="onnxruntime", cand="fused_network", workloads=("squeezenet1_0",),
+              sparsity="90", structure="unstructured")),
     ]
     for label, spec in table:
         cells = [_span(runs.ratios(batch=b, **spec)) for b in BATCHES]
@@ -120,37 +129,89 @@ def readme_table(rows: list[dict[str, str]], commit: str) -> str:
     return "\n".join(lines)
 
 
-def layer_tables(rows: list[dict[str, str]]) -> str:
-    """Per layer and batch: median ms of each candidate over the dense runs, and the
-    fused kernel's ratios."""
-    runs = Runs([r for r in rows if r["benchmark"] == "bench_cpu"])
-    out = []
+def _medians(runs: Runs, keys) -> dict:
+    """key -> candidate -> median seconds over the runs that measured it."""
+    per_key = {k: defaultdict(list) for k in keys}
+    for run in runs.seconds.values():
+        for k in keys:
+            for cand, t in run.get(k, {}).items():
+                per_key[k][cand].append(t)
+    return {k: {c: sorted(v)[len(v) // 2] for c, v in cands.items()} for k, cands in per_key.items()}
+
+
+def _table(title: str, keys, medians, cands, ratios) -> list[str]:
+    """A markdown table: per key, each candidate's median ms and the given ratios
+    (label -> (baseline, candidate))."""
+    cands = [c for c in cands if any(c in medians[k] for k in keys)]
+    if not cands:
+        return []
+    out = [title, "", "| workload | batch | " + " | ".join(f"{c} ms" for c in cands)
+           + "".join(f" | {label}" for label in ratios) + " |",
+           "|---|---|" + "---|" * (len(cands) + len(ratios))]
+    for k in keys:
+        med = medians[k]
+        if not med:
+            continue
+        cells = [f"{med[c] * 1e3:.3f}" if c in med else "" for c in cands]
+        for base, cand in ratios.values():
+            b, c = med.get(base), _time(med, cand)
+            cells.append(f"{b / c:.2f}x" if b and c else "")
+        out.append(f"| {k[0]} | {k[1]} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
+def result_tables(rows: list[dict[str, str]]) -> str:
+    """RESULTS.md's tables: every layer and network of bench_cpu, the whole networks
+    of bench_network, and bench_sparse's geomeans per sparsity."""
+    out: list[str] = []
+    cpu = Runs([r for r in rows if r["benchmark"] == "bench_cpu"])
     for batch in BATCHES:
         keys = [(w, batch, "0", "dense") for w in (*FIRE_LAYERS, "squeezenet1_1", "squeezenet1_0")]
-        per_key = {k: defaultdict(list) for k in keys}
-        for run in runs.seconds.values():
-            for k in keys:
-                for cand, t in run.get(k, {}).items():
-                    per_key[k][cand].append(t)
-        cands = [c for c in ("fused_nchw", "fused_cl", "eager_nchw", "eager_cl", "compile",
-                             "onnxruntime") if any(c in per_key[k] for k in keys)]
-        if not cands:
-            continue
-        out += [f"Batch {batch} (ms, median over runs; ratios = baseline / fused):", "",
-                "| workload | " + " | ".join(cands) + " | NCHW vs eager | CL vs eager CL "
-                "| best fused vs ONNX Runtime |", "|---|" + "---|" * (len(cands) + 3)]
-        for k in keys:
-            med = {c: sorted(v)[len(v) // 2] for c, v in per_key[k].items()}
-            if not med:
-                continue
-            best = min(med.get("fused_nchw", float("inf")), med.get("fused_cl", float("inf")))
-            ratio = lambda a, b: f"{med[a] / med[b]:.2f}x" if a in med and b in med else ""  # noqa: E731
-            vs_ort = f"{med['onnxruntime'] / best:.2f}x" if "onnxruntime" in med else ""
-            out.append(f"| {k[0]} | " + " | ".join(f"{med[c] * 1e3:.3f}" if c in med else ""
-                                                    for c in cands)
-                       + f" | {ratio('eager_nchw', 'fused_nchw')} | {ratio('eager_cl', 'fused_cl')}"
-                       f" | {vs_ort} |")
-        out.append("")
+        out += _table(
+            f"Dense, per layer and network (Fires fused, the rest eager), batch {batch}: "
+            "median ms over the runs; ratios = baseline time / fused time.",
+            keys, _medians(cpu, keys),
+            ("fused_nchw", "fused_cl", "eager_nchw", "eager_cl", "compile", "onnxruntime"),
+            {"NCHW vs eager": ("eager_nchw", "fused_nchw"),
+             "CL vs eager CL": ("eager_cl", "fused_cl"),
+             "best fused vs ONNX Runtime": ("onnxruntime", "best_fused")},
+        )
+    net = Runs([r for r in rows if r["benchmark"] == "bench_network"])
+    keys = [(w, b, sp, st) for w in ("squeezenet1_1", "squeezenet1_0") for b in BATCHES
+            for sp, st in (("0", "dense"), ("90", "unstructured"), ("90", "block4"))]
+    medians = _medians(net, keys)
+    for pruning in ("dense", "unstructured", "block4"):
+        sel = [k for k in keys if k[3] == pruning]
+        out += _table(
+            f"Whole networks from an NCHW input, weights {pruning}"
+            + ("" if pruning == "dense" else " (90 % pruned, every convolution but the stem)")
+            + ": median ms; ratios = baseline time / fuse_network's.",
+            sel, medians,
+            ("fused_network", "fused_cl", "eager_nchw", "eager_cl", "compile_freeze",
+             "onnxruntime"),
+            {"vs ONNX Runtime": ("onnxruntime", "fused_network"),
+             "vs eager CL": ("eager_cl", "fused_network"),
+             "vs compile + freezing": ("compile_freeze", "fused_network")},
+        )
+    sparse = Runs([r for r in rows if r["benchmark"] == "bench_sparse"])
+    sweep = sorted({(r["batch"], r["structure"], r["sparsity"]) for r in rows
+                    if r["benchmark"] == "bench_sparse" and r["workload"] in FIRE_LAYERS},
+                   key=lambda t: (int(t[0]), t[1], int(t[2])))
+    if sweep:
+        out += ["Sparse, geomean over the 16 Fire layers (median over the runs) of baseline "
+                "time / candidate time:", "",
+                "| batch | structure | sparsity | sparse vs eager | sparse vs eager (CL) "
+                "| sparse vs dense fused | auto vs dense fused | sparse vs ONNX Runtime |",
+                "|---|---|---|---|---|---|---|---|"]
+        pairs = [("eager_nchw", "sparse_nchw"), ("eager_cl", "sparse_cl"),
+                 ("dense_nchw", "sparse_nchw"), ("dense_nchw", "fused_nchw"),
+                 ("onnxruntime", "sparse_nchw")]
+        for batch, structure, sp in sweep:
+            cells = []
+            for base, cand in pairs:
+                values = sparse.ratios(base, cand, batch, sparsity=sp, structure=structure)
+                cells.append(f"{sorted(values)[len(values) // 2]:.2f}x" if values else "")
+            out.append(f"| {batch} | {structure} | {sp} % | " + " | ".join(cells) + " |")
     return "\n".join(out).rstrip()
 
 
@@ -173,7 +234,7 @@ def main() -> int:
     commit = args.commit or newest_complete_commit(rows)
     rows = [r for r in rows if r["commit"] == commit]
     stale = []
-    for path, body in ((README, readme_table(rows, commit)), (RESULTS_MD, layer_tables(rows))):
+    for path, body in ((README, readme_table(rows, commit)), (RESULTS_MD, result_tables(rows))):
         text = path.read_text()
         new = replace_between(text, body, path)
         if new != text:
