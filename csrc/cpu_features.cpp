@@ -24,9 +24,25 @@ bool cpu_has(Isa isa) {
 
 constexpr Isa kAllIsas[] = {Isa::kAvx512, Isa::kAvx2, Isa::kPortable};
 
+// PyTorch's own switch, ATEN_CPU_CAPABILITY, caps our kernels as it caps PyTorch's:
+// "default" -> portable, "avx2", "avx512". Like PyTorch, other values are ignored
+// (PyTorch warns about them itself).
+Isa isa_cap() {
+  static const Isa cap = [] {
+    const char* env = std::getenv("ATEN_CPU_CAPABILITY");
+    const std::string value = env ? env : "";
+    if (value == "default") return Isa::kPortable;
+    if (value == "avx2") return Isa::kAvx2;
+    return Isa::kAvx512;
+  }();
+  return cap;
+}
+
+bool allowed(Isa isa) { return cpu_has(isa) && isa <= isa_cap(); }
+
 Isa best_isa() {
   for (Isa isa : kAllIsas)
-    if (cpu_has(isa)) return isa;
+    if (allowed(isa)) return isa;
   return Isa::kPortable;
 }
 
@@ -36,6 +52,9 @@ Isa parse_isa(const std::string& name) {
     if (name == isa_name(isa)) {
       TORCH_CHECK(cpu_has(isa), "fire_kernels: this CPU cannot run the '", name,
                   "' kernels; available: ", c10::Join(", ", available_isas()));
+      TORCH_CHECK(allowed(isa), "fire_kernels: ATEN_CPU_CAPABILITY caps the kernels at '",
+                  isa_name(isa_cap()), "', below '", name, "'; available: ",
+                  c10::Join(", ", available_isas()));
       return isa;
     }
   }
@@ -70,7 +89,7 @@ const char* isa_name(Isa isa) {
 std::vector<std::string> available_isas() {
   std::vector<std::string> names;
   for (Isa isa : kAllIsas)
-    if (cpu_has(isa)) names.emplace_back(isa_name(isa));
+    if (allowed(isa)) names.emplace_back(isa_name(isa));
   return names;
 }
 

@@ -1,5 +1,6 @@
-// Which vector ISA the CPU kernels run with: detected once from the CPU,
-// overridable with the environment variable FIRE_KERNELS_ISA or set_isa().
+// Which vector ISA the CPU kernels run with: detected once from the CPU, capped by
+// PyTorch's ATEN_CPU_CAPABILITY (default|avx2|avx512), overridable with the
+// environment variable FIRE_KERNELS_ISA or set_isa() within that cap.
 #pragma once
 
 #include <string>
@@ -10,12 +11,14 @@ namespace fire_kernels {
 enum class Isa { kPortable = 0, kAvx2 = 1, kAvx512 = 2 };
 
 const char* isa_name(Isa isa);
-// The ISAs this CPU can execute, best first ("portable" is always last).
+// The ISAs this CPU can execute and ATEN_CPU_CAPABILITY allows, best first
+// ("portable" is always last).
 std::vector<std::string> available_isas();
 // The ISA the kernels use now.
 Isa current_isa();
 // Selects an ISA by name; "auto" picks the best available. Throws a
-// c10::Error naming the choices if the name is unknown or the CPU lacks it.
+// c10::Error naming the choices if the name is unknown, the CPU lacks it or
+// ATEN_CPU_CAPABILITY excludes it.
 void set_isa(const std::string& name);
 
 }  // namespace fire_kernels

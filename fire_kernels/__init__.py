@@ -54,6 +54,7 @@ __all__ = [
     "FusedFire",
     "SqueezeNet",
     "cpu_isa",
+    "cpu_kernel_available",
     "available_cpu_isas",
     "set_cpu_isa",
     "fire",
@@ -81,13 +82,22 @@ def _require_extension():
     return _extension.C
 
 
+def cpu_kernel_available() -> bool:
+    """Whether the C++ kernels run float32 CPU tensors in this process (prebuilt or
+    built just in time). Where not, ``backend="auto"`` runs the PyTorch reference, or
+    raises under ``FIRE_KERNELS_REQUIRE_CPP=1``; ``fire-kernels info`` says why."""
+    return _extension.C is not None
+
+
 def available_cpu_isas() -> list[str]:
-    """The vector ISAs of the CPU kernels this machine can run, best first."""
+    """The vector ISAs of the CPU kernels this machine can run (and
+    ``ATEN_CPU_CAPABILITY``, where set, allows), best first."""
     return list(_require_extension().available_isas())
 
 
 def cpu_isa() -> str:
-    """The vector ISA the CPU kernels use now (``FIRE_KERNELS_ISA`` sets the initial one)."""
+    """The vector ISA the CPU kernels use now (``FIRE_KERNELS_ISA`` sets the initial one;
+    ``ATEN_CPU_CAPABILITY=default|avx2|avx512``, PyTorch's own switch, caps it)."""
     return _require_extension().current_isa()
 
 

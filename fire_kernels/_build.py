@@ -5,16 +5,66 @@ This file imports nothing from the package, so ``setup.py`` can load it by path.
 
 from __future__ import annotations
 
+import json
 import os
+import platform
+import shutil
 from pathlib import Path
 
-# csrc/ beside the package: present in a source checkout and an editable install.
-CSRC_DIR = Path(__file__).resolve().parent.parent / "csrc"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _csrc_dir() -> Path:
+    """The C++ sources: ``fire_kernels/csrc`` in an installed wheel (``setup.py``
+    copies every file of ``csrc/`` there), else ``csrc/`` beside the package (a
+    source checkout, an editable install, an unpacked sdist)."""
+    shipped = _PACKAGE_DIR / "csrc"
+    return shipped if shipped.is_dir() else _PACKAGE_DIR.parent / "csrc"
+
+
+CSRC_DIR = _csrc_dir()
+
+#: Written beside the built ``_C`` module: the torch it was compiled against.
+RECORD_NAME = "_C_build.json"
 
 
 def sources() -> list[str]:
     """The C++ sources, sorted so builds are reproducible."""
     return sorted(str(p) for p in CSRC_DIR.glob("*.cpp"))
+
+
+def machine_supported() -> bool:
+    """Whether this CPU can run the C++ kernels: x86-64 only (their vector paths and
+    the CPU feature checks are x86's)."""
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def unsupported_machine_reason() -> str:
+    return f"the C++ kernels need an x86-64 CPU; this machine is {platform.machine() or 'unknown'}"
+
+
+def compiler() -> str | None:
+    """The C++ compiler a build would run (``$CXX``, else ``c++``, as
+    torch.utils.cpp_extension picks it), or None where it is not found."""
+    command = os.environ.get("CXX", "c++").split()
+    return shutil.which(command[0]) if command else None
+
+
+def build_record() -> dict[str, str]:
+    """What ``setup.py`` records beside the module it builds."""
+    import torch
+
+    return {"torch": str(torch.__version__)}
+
+
+def read_record(directory: Path = _PACKAGE_DIR) -> dict[str, str] | None:
+    """The record of the prebuilt module in ``directory``, or None if there is none
+    (or it cannot be read: then nothing is known about the build)."""
+    try:
+        record = json.loads((directory / RECORD_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def sanitize() -> bool:

@@ -104,6 +104,7 @@ def resolve_backend(backend: str, x: Tensor) -> str:
         if x.device.type == "cpu":
             if _extension.C is not None and x.dtype == torch.float32:
                 return "cpp"
+            _extension.cpu_fallback(x.dtype)  # warns once, or raises (FIRE_KERNELS_REQUIRE_CPP=1)
             return "torch"
         if x.device.type == "cuda" and _triton() is not None:
             return "triton"
