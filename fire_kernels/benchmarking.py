@@ -243,7 +243,7 @@ def make_candidates(
             # forward's code object, which all Fire layers share; past its recompile
             # limit (8) every later layer would silently run eager, and after a
             # shape change it compiles for dynamic shapes.
-            torch._dynamo.reset()
+            torch.compiler.reset()
             runs[name] = lambda m=torch.compile(copy.deepcopy(model)): m(x)
         elif name == "compile_freeze":
             runs[name] = _frozen_compile(model, x)
@@ -263,11 +263,9 @@ def make_candidates(
 def _frozen_compile(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
     """torch.compile with inductor's freezing, as its users run inference with it:
     compiled (on the first call, under no_grad) with the weights folded into the graph."""
-    from torch._inductor import config
-
-    torch._dynamo.reset()  # a fresh start for every model, as for "compile"
-    compiled = torch.compile(copy.deepcopy(model).eval())
-    with config.patch(freezing=True), torch.no_grad():
+    torch.compiler.reset()  # a fresh start for every model, as for "compile"
+    compiled = torch.compile(copy.deepcopy(model).eval(), options={"freezing": True})
+    with torch.no_grad():
         compiled(x)
     return lambda: compiled(x)
 

@@ -180,11 +180,14 @@ def test_cpp_backend_rejects_float64():
         m(torch.randn(1, 8, 4, 4, dtype=torch.float64))
 
 
-def test_auto_runs_float64_with_the_reference():
+def test_auto_runs_float64_with_the_reference(monkeypatch):
+    """backend="auto" runs the reference for float64 on CPU, saying so once."""
+    monkeypatch.setattr(fk._extension, "_warned_dtypes", set())
     ref = make_fire(8, 4, 4, 4).double()
     m = fk.FusedFire.from_fire(ref)
     x = torch.randn(1, 8, 5, 5, dtype=torch.float64)
-    torch.testing.assert_close(m(x), ref(x))
+    with pytest.warns(RuntimeWarning, match="runs the PyTorch reference .* for torch.float64"):
+        torch.testing.assert_close(m(x), ref(x))
 
 
 def test_cpp_backend_raises_when_extension_missing(monkeypatch):

@@ -78,8 +78,6 @@ def test_runtime_dependencies_are_what_the_package_imports():
     assert unguarded - set(stdlib) - {"fire_kernels"} == {"torch"}
 
 
-@pytest.mark.xfail(strict=True, reason="benchmarking.py calls torch._dynamo.reset (issue 16: "
-                   "torch.compiler.reset is the public twin)")
 def test_the_package_uses_no_private_torch_module():
     """Private modules (torch._prims_common, torch._dynamo, ...) change without notice."""
     found = []
