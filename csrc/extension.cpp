@@ -16,8 +16,10 @@
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "fire_kernels CPU kernels (registered as torch.ops.fire_kernels.*)";
   // c10 errors (an unknown ISA) as RuntimeError with their message, without
-  // the C++ backtrace, as torch's own bindings raise them.
-  pybind11::register_exception_translator([](std::exception_ptr p) {
+  // the C++ backtrace, as torch's own bindings raise them. Local: a global
+  // translator would also catch the errors of torch's operators, ours among
+  // them, and turn their ValueErrors and TypeErrors into RuntimeErrors.
+  pybind11::register_local_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const c10::Error& e) {
