@@ -81,6 +81,14 @@ Expected bias(const char* name, const std::optional<at::Tensor>& b, int64_t n) {
   return {name, b ? &*b : nullptr, py_shape({n}), b && has_shape(*b, {n})};
 }
 
+// A conv weight on the input's device, in its dtype (validation.py's _check_weight).
+void check_weight_like_input(const char* who, const at::Tensor& x, const at::Tensor& w) {
+  TORCH_CHECK(w.device() == x.device(), who, ": weight is on ", w.device(),
+              " but the input is on ", x.device());
+  TORCH_CHECK_TYPE(w.scalar_type() == x.scalar_type(), who, ": weight is ",
+                   py_dtype(w.scalar_type()), " but the input is ", py_dtype(x.scalar_type()));
+}
+
 // What only the CPU kernels need: CPU tensors, float32.
 void check_cpu_float32(const at::Tensor& x, const char* who) {
   TORCH_CHECK(x.device().is_cpu(), who, ": the CPU kernel runs on CPU tensors; the input is on ",
@@ -221,10 +229,7 @@ void check_stem_args(const at::Tensor& x, const at::Tensor& w,
                     ": the conv's ", hc, "x", wc, " output is smaller than the pool's ",
                     pool.kernel, "x", pool.kernel, " window");
   check_tensors(who, x, {bias("bias", b, w.size(0))});
-  TORCH_CHECK(w.device() == x.device(), who, ": weight is on ", w.device(),
-              " but the input is on ", x.device());
-  TORCH_CHECK_TYPE(w.scalar_type() == x.scalar_type(), who, ": weight is ",
-                   py_dtype(w.scalar_type()), " but the input is ", py_dtype(x.scalar_type()));
+  check_weight_like_input(who, x, w);
   check_cpu_float32(x, who);
 }
 
@@ -237,10 +242,7 @@ void check_head_args(const at::Tensor& x, const at::Tensor& w,
   TORCH_CHECK_VALUE(w.size(1) == x.size(1), who, " expected ", w.size(1),
                     " input channels, got ", x.size(1));
   check_tensors(who, x, {bias("bias", b, w.size(0))});
-  TORCH_CHECK(w.device() == x.device(), who, ": weight is on ", w.device(),
-              " but the input is on ", x.device());
-  TORCH_CHECK_TYPE(w.scalar_type() == x.scalar_type(), who, ": weight is ",
-                   py_dtype(w.scalar_type()), " but the input is ", py_dtype(x.scalar_type()));
+  check_weight_like_input(who, x, w);
   check_cpu_float32(x, who);
 }
 
