@@ -72,12 +72,39 @@ def sanitize() -> bool:
     return os.environ.get("FIRE_KERNELS_SANITIZE") == "1"
 
 
+def emulate_avx512() -> bool:
+    """``FIRE_KERNELS_EMULATE_AVX512=1``: a test build whose AVX-512 kernels run on
+    SIMDe's implementation of the AVX-512 intrinsics (on AVX2 + FMA), so that their
+    tile geometry, masked tails and transposes are tested on CPUs without AVX-512.
+    Never what users load: built just in time, cached apart."""
+    return os.environ.get("FIRE_KERNELS_EMULATE_AVX512") == "1"
+
+
+def test_build() -> str | None:
+    """The test build the environment asks for instead of the prebuilt module, as the
+    just-in-time build's name suffix: "sanitize", "emulated_avx512", or None."""
+    if sanitize():
+        return "sanitize"
+    if emulate_avx512():
+        return "emulated_avx512"
+    return None
+
+
+def _emulation_flags() -> list[str]:
+    # The whole build targets AVX2 + FMA: SIMDe then implements each 512-bit
+    # intrinsic with a pair of native 256-bit ones.
+    import simde_py
+
+    return ["-DFK_EMULATE_AVX512", "-mavx2", "-mfma", f"-I{simde_py.get_include()}"]
+
+
 _SANITIZERS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
 
 
 def cxx_flags() -> list[str]:
     """Compiler flags. ``DEBUG=1`` builds ``-O0 -g``; ``FIRE_KERNELS_SANITIZE=1`` adds
-    ASan + UBSan (``-O1 -g``, frame pointers kept for readable reports).
+    ASan + UBSan (``-O1 -g``, frame pointers kept for readable reports);
+    ``FIRE_KERNELS_EMULATE_AVX512=1`` the emulation's (:func:`emulate_avx512`).
 
     No ``-march``: the build must run on any x86-64 CPU. The AVX2 and AVX-512
     kernels are compiled for their ISA by ``#pragma GCC target`` inside their own
@@ -91,7 +118,8 @@ def cxx_flags() -> list[str]:
         opt = ["-O0", "-g"]
     else:
         opt = ["-O3"]
-    return [*opt, "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"]
+    emulation = _emulation_flags() if emulate_avx512() else []
+    return [*opt, *emulation, "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"]
 
 
 def ld_flags() -> list[str]:

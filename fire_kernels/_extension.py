@@ -11,9 +11,12 @@ CPU while ``backend="cpp"`` raises. On a CPU that is not x86-64 neither is tried
 error: :func:`cpu_fallback` raises :class:`FallbackError` where ``backend="auto"``
 would run the reference on a CPU tensor.
 
-``FIRE_KERNELS_SANITIZE=1`` skips the prebuilt module and builds (once, cached
-apart) an ASan + UBSan one; run Python with the ASan runtime (and libstdc++, so
-ASan can intercept C++ exceptions) preloaded, as tests/test_sanitizers.py does:
+Two test builds skip the prebuilt module and build (once, cached apart) their own:
+``FIRE_KERNELS_EMULATE_AVX512=1``, whose AVX-512 kernels run on an emulation of the
+intrinsics (``_build.emulate_avx512``; tests/test_emulated_avx512.py), and
+``FIRE_KERNELS_SANITIZE=1``, an ASan + UBSan one; run Python with the ASan runtime
+(and libstdc++, so ASan can intercept C++ exceptions) preloaded, as
+tests/test_sanitizers.py does:
 
     LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)" \\
         ASAN_OPTIONS=detect_leaks=0 FIRE_KERNELS_SANITIZE=1 python -m pytest tests/test_cpu_kernel.py
@@ -64,14 +67,15 @@ def require_cpp() -> bool:
 def _jit_build(why: str) -> ModuleType:
     from torch.utils import cpp_extension
 
-    what = "building the C++ extension with ASan + UBSan" if _build.sanitize() else f"{why}; building it"
+    test_build = _build.test_build()
+    what = f"building the C++ extension ({test_build} test build)" if test_build else f"{why}; building it"
     print(
         f"fire_kernels: {what} just in time (about a minute, once; cached by "
         "torch.utils.cpp_extension)",
         file=sys.stderr,
     )
     return cpp_extension.load(
-        name="fire_kernels_C_sanitize" if _build.sanitize() else "fire_kernels_C",
+        name="fire_kernels_C" + (f"_{test_build}" if test_build else ""),
         sources=_build.sources(),
         extra_cflags=_build.cxx_flags(),
         extra_ldflags=_build.ld_flags(),
@@ -101,8 +105,9 @@ class _Prebuilt:
 
 
 def _prebuilt() -> _Prebuilt:
-    if _build.sanitize():
-        return _Prebuilt(None, "FIRE_KERNELS_SANITIZE=1 asks for a sanitizer build", None)
+    if _build.test_build():
+        return _Prebuilt(None, f"the environment asks for the {_build.test_build()} test build",
+                         None)
     record = _build.read_record()
     built_with = record.get("torch") if record else None
     if built_with is not None and torch.__version__ != built_with:
@@ -155,7 +160,7 @@ def _load() -> ModuleType | None:
     if jit_error is not None:
         _unavailable(f"{prebuilt.problem}; just-in-time build: {jit_error}")
         return None
-    HOW_LOADED = "jit (ASan + UBSan)" if _build.sanitize() else "jit"
+    HOW_LOADED = f"jit ({_build.test_build()})" if _build.test_build() else "jit"
     STATUS = Status("just-in-time", module.__file__, str(torch.__version__), prebuilt.problem,
                     sanitizer=_build.sanitize())
     if prebuilt.broken:  # said once: the working JIT build would hide it otherwise
