@@ -54,7 +54,20 @@ struct VecAvx512 {
     return s;
   }
   FK_INLINE static void store_first(float* p, reg v, int n) {
+#ifdef FK_EMULATE_AVX512
+    // SIMDe's emulated _mm512_mask_storeu_ps (simde_mm512_mask_storeu_ps in
+    // simde/x86/avx512/storeu.h, 0.8.2) stores all 16 lanes, zeros in the
+    // masked-off ones (simde issue #1204): it would wipe the pixels or channels
+    // past n that other tiles and threads own, and write past the end of the
+    // output and scratch. Upstream's fix blends with what memory holds, which
+    // still writes every lane. So store lane by lane, as the hardware's masked
+    // store touches only the first n.
+    alignas(64) float lanes[W];
+    _mm512_store_ps(lanes, v);
+    for (int i = 0; i < n; ++i) p[i] = lanes[i];
+#else
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);
+#endif
   }
   // dst[j * ld + i] = src[i * ls + j] for i, j < W: four 8x8 quadrants.
   FK_INLINE static void transpose(const float* src, int64_t ls, float* dst, int64_t ld) {
