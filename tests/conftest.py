@@ -45,3 +45,16 @@ def _restore_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _ieee_float32():
+    """float32 convolutions without TF32, restored after: every test compares against
+    a float32 reference with float32 tolerances, and on a GPU cuDNN (the reference)
+    and the Triton kernel (:func:`fire_kernels.triton.conv_tf32`) would otherwise both
+    round their inputs to TF32, each in its own way. A no-op on CPU tensors."""
+    conv = torch.backends.cudnn.conv
+    before = conv.fp32_precision
+    conv.fp32_precision = "ieee"
+    yield
+    conv.fp32_precision = before

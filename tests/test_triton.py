@@ -53,16 +53,6 @@ PLANS = [
 
 
 @pytest.fixture
-def ieee_fp32():
-    """float32 without TF32 on a GPU (the interpreter never uses it), restored after."""
-    conv = torch.backends.cudnn.conv
-    before = conv.fp32_precision
-    conv.fp32_precision = "ieee"
-    yield
-    conv.fp32_precision = before
-
-
-@pytest.fixture
 def poisoned(monkeypatch):
     """Every float tensor the launcher allocates (output, squeeze ring or buffer)
     starts as NaN, so an output never written or a squeeze row read before it was
@@ -84,7 +74,7 @@ def run(x, m, **kwargs):
                          ids=["nchw", "channels_last"])
 @pytest.mark.parametrize("shape, sms, fused", PLANS, ids=lambda p: "x".join(map(str, p))
                          if isinstance(p, tuple) else None)
-def test_float32(shape, sms, fused, fmt, ieee_fp32, poisoned):
+def test_float32(shape, sms, fused, fmt, poisoned):
     n, c, s, e1, e3, h, w = shape
     assert config_for(n, c, s, e1, e3, h, w, torch.float32, sms).fused == fused
     m = make_fire(c, s, e1, e3, seed=sum(shape)).to(DEVICE)
@@ -111,14 +101,14 @@ def test_half_precision_error_within_twice_pytorch_own(dtype, batch, poisoned):
     assert err <= 2 * torch_err + 1e-3 * exact.abs().max().item(), (err, torch_err)
 
 
-def test_no_bias_and_empty_batch(ieee_fp32):
+def test_no_bias_and_empty_batch():
     m = make_fire(8, 16, 16, 16, bias=False).to(DEVICE)
     x = torch.randn(1, 8, 6, 6, device=DEVICE)
     assert_close_to_reference(run(x, m), m(x))
     assert run(torch.randn(0, 8, 6, 6, device=DEVICE), m).shape == (0, 32, 6, 6)
 
 
-def test_packed_weights_are_what_runs(ieee_fp32):
+def test_packed_weights_are_what_runs():
     """With ``weights=`` the kernels read the packs, the weight arguments only for
     their shapes; packs of another dtype or shape are refused."""
     m = make_fire(8, 20, 16, 24, seed=5).to(DEVICE)
@@ -134,7 +124,7 @@ def test_packed_weights_are_what_runs(ieee_fp32):
 
 @pytest.mark.parametrize("batch", [2, 5], ids=["two-phase", "fused"])
 @pytest.mark.parametrize("density", [0.25, 0.0])
-def test_block_sparse_variant(density, batch, ieee_fp32, poisoned):
+def test_block_sparse_variant(density, batch, poisoned):
     """Block-pruned 3x3 weights (16 squeeze x 16 output channels at one tap): the
     kernel visits only the listed blocks, and the result is the reference's."""
     m = make_fire(8, 40, 16, 48).to(DEVICE)
@@ -150,7 +140,7 @@ def test_block_sparse_variant(density, batch, ieee_fp32, poisoned):
     assert_close_to_reference(out, m(x))
 
 
-def test_module_picks_block_sparse_for_block_pruned_weights(ieee_fp32):
+def test_module_picks_block_sparse_for_block_pruned_weights():
     ref = make_fire(8, 32, 16, 32).to(DEVICE)
     fk.prune_fire_modules(ref, 0.75, block=(16, 16))
     fused = fk.FusedFire.from_fire(ref, backend="triton")
@@ -164,7 +154,7 @@ def test_module_picks_block_sparse_for_block_pruned_weights(ieee_fp32):
     assert fused.weight_plan.sparse.blocks is None
 
 
-def test_module_packs_once_per_weight_version(ieee_fp32):
+def test_module_packs_once_per_weight_version():
     """The weight plan holds the Triton kernel's packed weights: a forward calls the
     packed op and packs nothing; an in-place edit makes a new plan, so the next
     forward sees it."""
@@ -184,7 +174,7 @@ def test_module_packs_once_per_weight_version(ieee_fp32):
         assert fused.weight_plan.sparse.weights is not packed
 
 
-def test_module_backend_triton(ieee_fp32):
+def test_module_backend_triton():
     ref = make_fire(16, 16, 16, 16).to(DEVICE)
     fused = fk.FusedFire.from_fire(ref, backend="triton")
     x = torch.randn(1, 16, 5, 5, device=DEVICE)
@@ -387,8 +377,6 @@ def test_gradients_through_the_registered_op():
     CUDA and through the interpreter alike: gradients equal the reference's."""
     ref = make_fire(8, 16, 16, 16).to(DEVICE)
     fused = fk.FusedFire.from_fire(copy.deepcopy(ref), backend="triton")
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
     x = torch.randn(2, 8, 5, 6, device=DEVICE)
     x_ref, x_fused = x.clone().requires_grad_(), x.clone().requires_grad_()
     g = torch.randn(2, 32, 5, 6, device=DEVICE)
