@@ -1,0 +1,223 @@
+"""Issue 19's tuning probe on a GPU: the Triton Fire's launch plans swept around the one
+``launch.config_for`` picks, and the host time of one forward taken apart layer by layer.
+
+The first GPU run (benchmarks/RESULTS.md) left two questions this answers in one short run:
+
+* ``configs``: on which plan do the batch-256 layers run fastest? Each candidate
+  :class:`~fire_kernels.triton.launch.FireConfig` (the fused persistent plan with 64- or
+  128-pixel tiles, 4 or 8 warps, 2 or 3 pipeline stages, 1 or 2 programs an SM, and the
+  two-phase plan) is checked against eager PyTorch in float32, then timed as replays of
+  a CUDA graph, interleaved with the others; a config that fails to compile or launch
+  is reported and skipped.
+* ``overhead``: where does a forward's host time go at batch 1? The module, the
+  registered op, the launcher function and the bare kernel launches, each timed alone.
+
+Every row is printed and appended to ``$OUT/tune_gpu.csv`` as it is measured.
+
+    python benchmarks/tune_gpu.py [configs] [overhead] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import torch
+import triton
+
+import fire_kernels as fk
+from fire_kernels.benchmarking import LAYERS, cuda_timer, fire_macs, interleaved_medians
+from fire_kernels.triton import launch as L
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gpu import CL, cuda_graph, rel_error  # noqa: E402
+from gpu_model import minimum  # noqa: E402
+
+SWEEP_LAYERS = ("v1_1-fire2", "v1_1-fire9")
+GRAPH_CALLS = 20
+
+
+def candidates(base: L.FireConfig, n: int, h: int, w: int, e1: int, e3: int, sm: int,
+               widest_e: int) -> list[L.FireConfig]:
+    """The plan config_for picks first, then variants of both plans: the fused one where
+    its persistent programs get two tiles each at least (as config_for asks), the
+    two-phase one with tiles and output-channel blocks of other sizes."""
+    out = [base]
+    pixels = n * h * w
+    for block_m in (64, 128):
+        ring = (triton.cdiv(block_m + 2 * w + 2, L._CHUNK) + 1) * L._CHUNK
+        for per_sm in (1, 2):
+            if triton.cdiv(pixels, block_m) < 2 * per_sm * sm:
+                continue
+            for warps in (4, 8):
+                for stages in (2, 3):
+                    out.append(dataclasses.replace(
+                        base, fused=True, block_m=block_m, chunk=L._CHUNK, ring_rows=ring,
+                        programs=per_sm * sm, e_split=1, num_warps=warps, num_stages=stages))
+    for block_m in (64, 128) if base.fused else (16, 32, 64, 128):
+        tiles = triton.cdiv(pixels, block_m)
+        for block_e in (16, 32, 64):
+            if block_e > widest_e:
+                continue
+            # As config_for: a tile's output-channel blocks shared until the grid is
+            # twice the SMs.
+            e_blocks = max(triton.cdiv(e1, block_e), triton.cdiv(e3, block_e))
+            e_split = min(e_blocks, triton.cdiv(L.PROGRAMS_PER_SM * sm, tiles))
+            out.append(dataclasses.replace(
+                base, fused=False, block_m=block_m, chunk=block_m, ring_rows=0, programs=tiles,
+                e_split=e_split, block_e=block_e, num_warps=4, num_stages=2))
+    seen, unique = set(), []
+    for cfg in out:
+        if cfg not in seen:
+            seen.add(cfg)
+            unique.append(cfg)
+    return unique
+
+
+def describe(cfg: L.FireConfig) -> str:
+    plan = f"fused P={cfg.programs}" if cfg.fused else f"2-phase split={cfg.e_split}"
+    return (f"{plan} M={cfg.block_m} E={cfg.block_e} S={cfg.block_s} "
+            f"warps={cfg.num_warps} stages={cfg.num_stages}")
+
+
+class Rows:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fields = ("part", "workload", "batch", "config", "metric", "value")
+        if not path.exists():
+            with path.open("w", newline="") as f:
+                csv.writer(f).writerow(self.fields)
+
+    def add(self, *values) -> None:
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow(values)
+
+
+def fire_setup(layer: str, batch: int, dtype: torch.dtype):
+    (c, s, e1, e3), hw = LAYERS[layer]
+    torch.manual_seed(0)
+    model = fk.Fire(c, s, e1, e3).eval().cuda().to(dtype)
+    x = torch.randn(batch, c, hw, hw, device="cuda", dtype=dtype).to(memory_format=CL)
+    sq, e1c, e3c = model.squeeze, model.expand1x1, model.expand3x3
+    weights = L.pack_triton_weights(sq.weight, sq.bias, e1c.weight, e1c.bias, e3c.weight,
+                                    e3c.bias, dtype)
+    return model, x, weights, (c, s, e1, e3, hw)
+
+
+def launcher(cfg: L.FireConfig, x: torch.Tensor, weights, dims) -> Callable[[], torch.Tensor]:
+    c, s, e1, e3, hw = dims
+    n = x.shape[0]
+    layout = L.weight_layout(c, s, e1, e3, x.dtype)
+    out = torch.empty((n, e1 + e3, hw, hw), dtype=x.dtype, device=x.device,
+                      memory_format=CL)
+    scratch = torch.empty(L.scratch_numel(cfg, layout, n * hw * hw), dtype=x.dtype,
+                          device=x.device)
+    launches = L.kernel_launches(cfg, x, out, e1, weights, scratch, None, None, "ieee")
+
+    def run() -> torch.Tensor:
+        for k in launches:
+            k.kernel[k.grid](*k.args, **k.meta)
+        return out
+    return run
+
+
+def configs(rows: Rows, batches: tuple[int, ...]) -> None:
+    sm = torch.cuda.get_device_properties(0).multi_processor_count
+    for layer in SWEEP_LAYERS:
+        for batch in batches:
+            model, x, weights, dims = fire_setup(layer, batch, torch.float16)
+            c, s, e1, e3, hw = dims
+            base = L.config_for(batch, c, s, e1, e3, hw, hw, torch.float16, sm)
+            with torch.inference_mode():
+                expected = model.float()(x.float())
+            macs = fire_macs(batch, c, s, e1, e3, hw, hw)
+            least = minimum(batch, c, s, e1, e3, hw, hw, 2).hbm
+            runs, names = [], []
+            widest_e = L.weight_layout(c, s, e1, e3, torch.float16).block_e
+            for cfg in candidates(base, batch, hw, hw, e1, e3, sm, widest_e):
+                name = describe(cfg) + (" (picked)" if cfg == base else "")
+                try:
+                    run = launcher(cfg, x, weights, dims)
+                    err = rel_error(run(), expected)
+                    if not err <= 1e-2:
+                        raise AssertionError(f"relative error {err:.1e}")
+                    runs.append(cuda_graph(run, GRAPH_CALLS))
+                    names.append(name)
+                except Exception as e:  # noqa: BLE001 - a config that fails is data
+                    print(f"{layer} b{batch} {name}: FAILED {type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:160] if str(e) else ''}", flush=True)
+            times = interleaved_medians(runs, warmup=2, repeats=15, timer=cuda_timer)
+            best = min(times)
+            for name, t in sorted(zip(names, times), key=lambda p: p[1]):
+                per_call = t / GRAPH_CALLS
+                rows.add("configs", layer, batch, name, "seconds", per_call)
+                print(f"{layer} b{batch} {per_call * 1e6:8.1f} us  {2 * macs / per_call / 1e12:6.1f} "
+                      f"TFLOP/s  {least / per_call / 1e9:7.0f} GB/s  x{t / best:.2f}  {name}",
+                      flush=True)
+
+
+def overhead(rows: Rows) -> None:
+    """Host seconds per forward at batch 1 (no device wait), each layer of the call."""
+    layer = "v1_1-fire2"
+    model, x, weights, dims = fire_setup(layer, 1, torch.float16)
+    c, s, e1, e3, hw = dims
+    fused = fk.FusedFire.from_fire(model, backend="triton").to(memory_format=CL)
+    sm = torch.cuda.get_device_properties(0).multi_processor_count
+    cfg = L.config_for(1, c, s, e1, e3, hw, hw, torch.float16, sm)
+    bare = launcher(cfg, x, weights, dims)
+    op = torch.ops.fire_kernels.fire_packed
+    levels = {
+        "module FusedFire": lambda: fused(x),
+        "op fire_packed": lambda: op(x, *weights, s, e1, e3, None, None),
+        "fire_triton_packed": lambda: L.fire_triton_packed(x, *weights, s, e1, e3),
+        "kernel launches only": bare,
+        "eager Fire (7 ops)": lambda: model(x),
+        "one torch.relu": lambda: torch.relu(x),
+    }
+
+    def host(fn: Callable[[], object]) -> float:
+        start = time.perf_counter()
+        for _ in range(50):
+            fn()
+        elapsed = time.perf_counter() - start
+        torch.cuda.synchronize()
+        return elapsed / 50
+
+    with torch.inference_mode():
+        for fn in levels.values():
+            fn()
+        torch.cuda.synchronize()
+        times = interleaved_medians(list(levels.values()), warmup=2, repeats=15, timer=host)
+    for name, t in zip(levels, times):
+        rows.add("overhead", layer, 1, name, "host_seconds", t)
+        print(f"host time per call, {layer} batch 1: {t * 1e6:8.1f} us  {name}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("parts", nargs="*", default=["overhead", "configs"])
+    p.add_argument("--out", type=Path, default=Path(__file__).with_name("gpu_out"))
+    p.add_argument("--batches", type=int, nargs="+", default=[256, 1])
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        p.error("needs a CUDA GPU")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = Rows(args.out / "tune_gpu.csv")
+    for part in args.parts:
+        print(f"== tune_gpu {part}", flush=True)
+        try:
+            {"configs": lambda: configs(rows, tuple(args.batches)),
+             "overhead": lambda: overhead(rows)}[part]()
+        except Exception:  # noqa: BLE001 - the log is all a lent GPU leaves
+            traceback.print_exc(file=sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
