@@ -127,9 +127,9 @@ def launcher(cfg: L.FireConfig, x: torch.Tensor, weights, dims) -> Callable[[], 
     return run
 
 
-def configs(rows: Rows, batches: tuple[int, ...]) -> None:
+def configs(rows: Rows, layers: tuple[str, ...], batches: tuple[int, ...]) -> None:
     sm = torch.cuda.get_device_properties(0).multi_processor_count
-    for layer in SWEEP_LAYERS:
+    for layer in layers:
         for batch in batches:
             model, x, weights, dims = fire_setup(layer, batch, torch.float16)
             c, s, e1, e3, hw = dims
@@ -138,16 +138,23 @@ def configs(rows: Rows, batches: tuple[int, ...]) -> None:
                 expected = model.float()(x.float())
             macs = fire_macs(batch, c, s, e1, e3, hw, hw)
             least = minimum(batch, c, s, e1, e3, hw, hw, 2).hbm
-            runs, names = [], []
+            runs, names, alive = [], [], []
             widest_e = L.weight_layout(c, s, e1, e3, torch.float16).block_e
             for cfg in candidates(base, batch, hw, hw, e1, e3, sm, widest_e):
                 name = describe(cfg) + (" (picked)" if cfg == base else "")
+                # Said before it runs: a launch that kills the CUDA context is named.
+                print(f"{layer} b{batch} trying {name}", flush=True)
                 try:
                     run = launcher(cfg, x, weights, dims)
                     err = rel_error(run(), expected)
                     if not err <= 1e-2:
                         raise AssertionError(f"relative error {err:.1e}")
-                    runs.append(cuda_graph(run, GRAPH_CALLS))
+                    replay = cuda_graph(run, GRAPH_CALLS)
+                    # The graph holds the addresses of run's output and scratch, not
+                    # the tensors: run keeps them alive.
+                    alive.append(run)
+                    print(f"    alone {cuda_timer(replay) / GRAPH_CALLS * 1e6:.1f} us", flush=True)
+                    runs.append(replay)
                     names.append(name)
                 except Exception as e:  # noqa: BLE001 - a config that fails is data
                     print(f"{layer} b{batch} {name}: FAILED {type(e).__name__}: "
@@ -204,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("parts", nargs="*", default=["overhead", "configs"])
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("gpu_out"))
     p.add_argument("--batches", type=int, nargs="+", default=[256, 1])
+    p.add_argument("--layers", nargs="+", default=list(SWEEP_LAYERS))
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         p.error("needs a CUDA GPU")
@@ -212,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     for part in args.parts:
         print(f"== tune_gpu {part}", flush=True)
         try:
-            {"configs": lambda: configs(rows, tuple(args.batches)),
+            {"configs": lambda: configs(rows, tuple(args.layers), tuple(args.batches)),
              "overhead": lambda: overhead(rows)}[part]()
         except Exception:  # noqa: BLE001 - the log is all a lent GPU leaves
             traceback.print_exc(file=sys.stdout)
