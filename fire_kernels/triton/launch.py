@@ -137,9 +137,13 @@ def config_for(
     (no autotuning, which inside torch.compile has reused one config for every
     shape, pytorch#164124) and without device queries, so tools can ask it for any GPU.
 
-    Fused when the tiles give each of the ``PROGRAMS_PER_SM * sm_count`` persistent
-    programs a band of at least two; otherwise two-phase, with tiles and output-channel
-    blocks shrunk (to 16) until tiles x channel shares cover those programs.
+    Two-phase, with 128-pixel tiles and the widest output-channel blocks the layout
+    allows, shrunk (blocks to 32, then tiles to 16) until tiles x channel blocks cover
+    ``PROGRAMS_PER_SM * sm_count`` programs. Measured on an H200 in float16
+    (``benchmarks/tune_gpu.py``, RESULTS.md): at batch 256 this runs v1_1 fire2 and
+    fire9 1.8x and 1.9x faster than the fused persistent plan, which was the fastest
+    of none of its 16 variants there; at batch 1, 16-wide blocks split over more
+    programs were up to 1.5x slower than 32-wide ones.
     ``block_sparse``: the variant with block lists (blocks of ``LIST_BLOCK``).
     """
     layout = weight_layout(c, s, e1, e3, dtype)
@@ -147,19 +151,15 @@ def config_for(
     block_e = LIST_BLOCK if block_sparse else layout.block_e
     target = PROGRAMS_PER_SM * sm_count
     pixels = n * h * w
-    block_m = 64
+    block_m = 128
     # num_warps 4: the flattened 3x3 loop has miscompiled at 8 in Inductor's conv
     # template (pytorch#173068).
     common = dict(block_c=layout.block_c, block_s=block_s, num_warps=4, num_stages=2)
     tiles = triton.cdiv(pixels, block_m)
-    if tiles >= _MIN_BAND_TILES * target:
-        # The ring holds the chunks a tile reads: its rows and W + 1 on either side,
-        # rounded out to whole chunks.
-        ring_rows = (triton.cdiv(block_m + 2 * w + 2, _CHUNK) + 1) * _CHUNK
-        return FireConfig(True, block_m, _CHUNK, ring_rows, target, 1, block_e=block_e, **common)
     e_blocks = max(triton.cdiv(e1, block_e), triton.cdiv(e3, block_e))
-    while tiles * e_blocks < target and (block_e > 16 or block_m > 16):
-        if block_e > 16:
+    narrowest = min(block_e, 32)
+    while tiles * e_blocks < target and (block_e > narrowest or block_m > 16):
+        if block_e > narrowest:
             block_e //= 2
             e_blocks = max(triton.cdiv(e1, block_e), triton.cdiv(e3, block_e))
         else:
