@@ -149,6 +149,14 @@ void gather_tile(const PixelSource& src, int64_t C, int64_t t0, int64_t valid, i
                  float* tile, int64_t ld) {
   constexpr int VW = Vec::W;
   for (int64_t c = 0; c < C; ++c) zero_range(tile + c * ld + valid, width - valid);
+  if (src.uniform && src.ps == 1) {
+    // Pixels contiguous within a channel (NCHW): one run per channel, not a
+    // strided scalar copy per pixel (a partial last tile of a 13x13 map with
+    // 512 channels took a tenth of a sparse Fire's time that way).
+    for (int64_t c = 0; c < C; ++c)
+      memcpy(tile + c * ld, src.pixel(t0) + c * src.sc, valid * sizeof(float));
+    return;
+  }
   int64_t l = 0, c_done = 0;
   if (src.uniform && src.sc == 1) {
     c_done = C - C % VW;

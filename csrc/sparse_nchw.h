@@ -175,20 +175,24 @@ struct SparseNchw {
     with_block(a.sparse->block, [&](auto block) {
       constexpr int B = decltype(block)::value;
       constexpr int TP = VW * tile_vectors<B>();
+      // Pixel tiles outer, channels inner: a tile's squeeze rows (3 buffers x S
+      // channels x TP pixels) stay in L1 while every output channel's nonzeros
+      // stream past them; channels outer re-read the band's whole buffers from L2
+      // for each channel, a 64-byte load per FMA.
       if (!a.channels_last) {
-        for (int64_t g = c_begin / B; g * B < c_end; ++g)
-          for (int64_t p0 = 0; p0 < n_pix; p0 += TP) {
-            const int64_t valid = imin(TP, n_pix - p0);
+        for (int64_t p0 = 0; p0 < n_pix; p0 += TP) {
+          const int64_t valid = imin(TP, n_pix - p0);
+          for (int64_t g = c_begin / B; g * B < c_end; ++g)
             dispatch_nv<ExpandTile, B>((valid + VW - 1) / VW, a, bd, out_img + bd.q0 + p0,
                                        int64_t{0}, HW, g, bias, p0, valid);
-          }
+        }
         return;
       }
       static_assert(VW % B == 0, "a channel set must hold whole groups");
-      for (int64_t c0 = c_begin; c0 < c_end; c0 += VW) {
-        const int64_t cn = imin(VW, c_end - c0);
-        for (int64_t p0 = 0; p0 < n_pix; p0 += TP) {
-          const int64_t valid = imin(TP, n_pix - p0);
+      for (int64_t p0 = 0; p0 < n_pix; p0 += TP) {
+        const int64_t valid = imin(TP, n_pix - p0);
+        for (int64_t c0 = c_begin; c0 < c_end; c0 += VW) {
+          const int64_t cn = imin(VW, c_end - c0);
           for (int64_t g = c0 / B; g * B < c0 + cn; ++g)
             dispatch_nv<ExpandTile, B>((valid + VW - 1) / VW, a, bd, stage, c0, int64_t{TP}, g,
                                        bias, p0, valid);
