@@ -1,0 +1,100 @@
+"""Where a fused network's time goes: each fused kernel's share of one forward.
+
+Runs a SqueezeNet through ``fuse_network`` (dense, and pruned to 90 % with
+``prune_network``) and prints the best wall time of a forward over ``--repeats``
+(with its rate over the dense network's MACs), then, under ``torch.profiler``, each
+registered op's CPU time per input shape (again the best of ``--repeats``, so a busy
+machine's slow rounds drop out) and its share of that forward; what is left is the
+time outside the kernels (Python, dispatch), an estimate, as the two are timed apart.
+
+    python benchmarks/profile_network.py                       # SqueezeNet 1.1, batch 1, 1 thread
+    python benchmarks/profile_network.py --network squeezenet1_0 --batch 16 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+
+import torch
+from torch import nn
+
+import fire_kernels as fk
+
+
+def layer_macs(model: nn.Module, x: torch.Tensor) -> list[int]:
+    """MACs of each convolution of the unfused model, in forward order."""
+    macs: list[int] = []
+
+    def hook(conv: nn.Conv2d, _inputs, out: torch.Tensor) -> None:
+        k = conv.weight[0].numel()
+        macs.append(out.numel() * k)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    return macs
+
+
+def profile(model: nn.Module, x: torch.Tensor, repeats: int) -> tuple[dict[str, float], float]:
+    """Best CPU seconds per (op, input shape) over ``repeats`` forwards, and the best
+    wall seconds of a whole forward."""
+    best: dict[str, float] = defaultdict(lambda: float("inf"))
+    wall = float("inf")
+    with torch.no_grad():
+        for _ in range(3):
+            model(x)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(x)
+            wall = min(wall, time.perf_counter() - start)
+        for _ in range(repeats):
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                        record_shapes=True) as prof:
+                model(x)
+            per: dict[str, float] = defaultdict(float)
+            for e in prof.events():
+                if e.name.startswith("fire_kernels::"):
+                    shape = "x".join(map(str, e.input_shapes[0])) if e.input_shapes else ""
+                    per[f"{e.name.removeprefix('fire_kernels::')} {shape}"] += e.cpu_time_total
+            for key, us in per.items():
+                best[key] = min(best[key], us * 1e-6)
+    return dict(best), wall
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--network", default="squeezenet1_1", choices=["squeezenet1_0", "squeezenet1_1"])
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=20)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"{args.network}, batch {args.batch}, {args.threads} thread(s), CPU ISA "
+          f"{fk.cpu_isa()}, best of {args.repeats}")
+    for pruned in (False, True):
+        torch.manual_seed(0)
+        model = getattr(fk, args.network)().eval()
+        if pruned:
+            fk.prune_network(model, 0.9)
+        x = torch.randn(args.batch, 3, 224, 224)
+        total_macs = sum(layer_macs(model, x))
+        fk.fuse_network(model)
+        ops, wall = profile(model, x, args.repeats)
+        inside = sum(ops.values())
+        label = "pruned 90 %" if pruned else "dense"
+        print(f"\n{label}: forward {wall * 1e3:.3f} ms, {2 * total_macs / wall / 1e9:.1f} "
+              f"GFLOP/s of the dense network's MACs; kernels {inside * 1e3:.3f} ms")
+        print("| op and input shape | ms | share of the forward |\n|---|---|---|")
+        for key, seconds in ops.items():
+            print(f"| {key} | {seconds * 1e3:.3f} | {seconds / wall:.0%} |")
+        print(f"| outside the kernels | {max(0.0, wall - inside) * 1e3:.3f} | "
+              f"{max(0.0, wall - inside) / wall:.0%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
