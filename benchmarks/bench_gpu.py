@@ -186,9 +186,9 @@ class Recorder:
     def __init__(self, csv: Path, part: str, run_id: str | None) -> None:
         self.csv = ResultsCsv(csv)
         self.env = environment(f"bench_gpu/{part}", device=DEVICE)
-        # A device machine gets a copy of the working tree without git: its sender can name
-        # the commit.
-        if self.env["commit"] == "unknown" and os.environ.get("COMMIT"):
+        # The sender names the commit, and its word wins over git's: a device machine's
+        # copy of the tree may have no .git, or a stale one (rows once named an old commit).
+        if os.environ.get("COMMIT"):
             self.env["commit"] = os.environ["COMMIT"]
         if run_id:
             self.env["run_id"] = run_id
