@@ -18,11 +18,11 @@ import triton
 from torch import Tensor
 
 from ..ops import output_memory_format
-from .fire_kernel import _expand_kernel, _fire_fused_kernel, _squeeze_kernel
+from .fire_kernel import _expand_kernel, _squeeze_kernel
 
 __all__ = [
     "LIST_BLOCK",
-    "PROGRAMS_PER_SM",
+    "TARGET_PROGRAMS_PER_SM",
     "FireConfig",
     "KernelLaunch",
     "TritonWeights",
@@ -45,18 +45,13 @@ _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # A test switch, as for the C++ kernels (csrc/fire_ops.cpp).
 _DEBUG_NAN_FILL = os.environ.get("FIRE_KERNELS_DEBUG_NAN_FILL") == "1"
 
-#: Programs the fused plan keeps resident per SM: its persistent grid is this many
-#: times the SM count. ``benchmarks/gpu_resources.py`` fails if a config's registers
-#: or shared memory leave room for fewer.
-PROGRAMS_PER_SM = 2
+#: The expand grid :func:`config_for` aims for, in programs per SM: it shrinks channel
+#: blocks, then tiles, until tiles x output-channel shares reach this many times the SM
+#: count, so that small batches still fill the GPU.
+TARGET_PROGRAMS_PER_SM = 2
 #: Output channels x squeeze channels of one block of the block-sparse variant's lists.
 LIST_BLOCK = 16
-# The fused plan only when every program gets at least this many tiles: each band
-# recomputes the squeeze of its leading halo once.
-_MIN_BAND_TILES = 2
 _MAX_BLOCK = 64
-# Squeeze rows of the fused plan's smallest step: a band's halos are rounded up to it.
-_CHUNK = 16
 
 
 def interpreter_enabled() -> bool:
@@ -100,8 +95,8 @@ def weight_layout(c: int, s: int, e1: int, e3: int, dtype: torch.dtype) -> Weigh
 
     Squeeze blocks of at most 32 (16 in float32) and input-channel blocks of at most
     32 in float32: the squeeze block is the K of every expand tl.dot, and wider ones
-    took 230-255 registers a thread in the fused kernel (benchmarks/gpu_resources.py),
-    a step from spilling.
+    took 230-255 registers a thread in the (since removed) fused kernel
+    (benchmarks/gpu_resources.py), a step from spilling.
     """
     wide = dtype != torch.float32
     block_c = _dividing_block(c, _MAX_BLOCK if wide else 32)
@@ -113,18 +108,15 @@ def weight_layout(c: int, s: int, e1: int, e3: int, dtype: torch.dtype) -> Weigh
 
 @dataclass(frozen=True)
 class FireConfig:
-    """One Fire's launch plan (see fire_kernel.py): the fused persistent kernel, or the
-    squeeze kernel then the expand kernel."""
+    """One Fire's launch plan (see fire_kernel.py): the squeeze kernel over ``tiles``
+    programs, then the expand kernel over ``tiles`` x ``e_split``."""
 
-    fused: bool
-    block_m: int  # output pixels per tile, flat over rows and images
-    chunk: int  # fused: squeeze rows of the smallest step; two-phase: of a squeeze program
-    ring_rows: int  # fused: rows of each program's squeeze ring; two-phase: 0
-    programs: int  # fused: the persistent grid; two-phase: expand tiles
-    e_split: int  # two-phase: programs sharing one tile's output-channel blocks
-    block_c: int
-    block_s: int
-    block_e: int
+    block_m: int  # pixels per tile (of both kernels), flat over rows and images
+    tiles: int  # tiles covering the input's pixels
+    e_split: int  # expand programs sharing one tile's output-channel blocks
+    block_c: int  # input channels per squeeze tl.dot
+    block_s: int  # squeeze channels per block
+    block_e: int  # output channels per expand block
     num_warps: int
     num_stages: int
 
@@ -137,19 +129,17 @@ def config_for(
     (no autotuning, which inside torch.compile has reused one config for every
     shape, pytorch#164124) and without device queries, so tools can ask it for any GPU.
 
-    Two-phase, with 128-pixel tiles and the widest output-channel blocks the layout
-    allows, shrunk (blocks to 32, then tiles to 16) until tiles x channel blocks cover
-    ``PROGRAMS_PER_SM * sm_count`` programs. Measured on an H200 in float16
-    (``benchmarks/tune_gpu.py``, RESULTS.md): at batch 256 this runs v1_1 fire2 and
-    fire9 1.8x and 1.9x faster than the fused persistent plan, which was the fastest
-    of none of its 16 variants there; at batch 1, 16-wide blocks split over more
-    programs were up to 1.5x slower than 32-wide ones.
+    128-pixel tiles and the widest output-channel blocks the layout allows, shrunk
+    (blocks to 32, then tiles to 16) until tiles x channel blocks cover
+    ``TARGET_PROGRAMS_PER_SM * sm_count`` programs. Measured on an H200 in float16
+    (``benchmarks/tune_gpu.py``): at batch 1, 16-wide blocks split over more programs
+    were up to 1.5x slower than 32-wide ones.
     ``block_sparse``: the variant with block lists (blocks of ``LIST_BLOCK``).
     """
     layout = weight_layout(c, s, e1, e3, dtype)
     block_s = LIST_BLOCK if block_sparse else layout.block_s
     block_e = LIST_BLOCK if block_sparse else layout.block_e
-    target = PROGRAMS_PER_SM * sm_count
+    target = TARGET_PROGRAMS_PER_SM * sm_count
     pixels = n * h * w
     block_m = 128
     # num_warps 4: the flattened 3x3 loop has miscompiled at 8 in Inductor's conv
@@ -166,16 +156,13 @@ def config_for(
             block_m //= 2
             tiles = triton.cdiv(pixels, block_m)
     e_split = min(e_blocks, triton.cdiv(target, tiles))
-    return FireConfig(False, block_m, block_m, 0, tiles, e_split, block_e=block_e, **common)
+    return FireConfig(block_m, tiles, e_split, block_e=block_e, **common)
 
 
 def scratch_numel(cfg: FireConfig, layout: WeightLayout, pixels: int) -> int:
-    """Elements of the squeeze scratch: one ring per persistent program (fused), or
-    the squeeze of every pixel (two-phase)."""
-    s_pad = layout.s_pad
-    if cfg.fused:
-        return cfg.programs * cfg.ring_rows * s_pad
-    return _round_up(pixels, cfg.chunk) * s_pad
+    """Elements of the squeeze buffer: the squeeze of every pixel, rounded up to whole
+    tiles (the squeeze kernel stores whole tiles)."""
+    return _round_up(pixels, cfg.block_m) * layout.s_pad
 
 
 class TritonWeights(NamedTuple):
@@ -271,44 +258,32 @@ def kernel_launches(
     cfg: FireConfig, x: Tensor, out: Tensor, e1: int, weights: TritonWeights, scratch: Tensor,
     blocks: Tensor | None, counts: Tensor | None, precision: str,
 ) -> list[KernelLaunch]:
-    """The launches of a Fire with ``e1`` 1x1 output channels: one (fused) or two
-    (squeeze, then expand). Reads only the tensors' shapes, strides, dtypes and
-    addresses, so meta tensors do for compiling without a GPU."""
+    """The two launches of a Fire with ``e1`` 1x1 output channels: the squeeze, then
+    the expands. Reads only the tensors' shapes, strides, dtypes and addresses, so
+    meta tensors do for compiling without a GPU."""
     n, c, h, w = x.shape
-    pixels = n * h * w
     e3 = out.shape[1] - e1
     s_pad = weights.squeeze.shape[1]
-    sizes = (pixels, h * w)
+    s_rows = scratch.numel() // s_pad  # the buffer's rows per squeeze block
+    sizes = (n * h * w, h * w)
     # Without lists the kernels never read these pointers: any tensor will do.
     lists = (blocks if blocks is not None else scratch, counts if counts is not None else scratch)
     meta = dict(
-        BLOCK_S=cfg.block_s, S_BLOCKS=s_pad // cfg.block_s, S_PAD=s_pad,
+        BLOCK_M=cfg.block_m, BLOCK_S=cfg.block_s, S_BLOCKS=s_pad // cfg.block_s, S_PAD=s_pad,
         PRECISION=precision, UPCAST=x.dtype == torch.bfloat16 and interpreter_enabled(),
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
-    expand_meta = dict(
-        BLOCK_M=cfg.block_m, BLOCK_E=cfg.block_e, E1_PAD=weights.expand1x1.shape[1],
-        E3_PAD=weights.expand3x3.shape[2], BLOCK_LIST=blocks is not None,
-    )
-    if cfg.fused:
-        return [KernelLaunch(
-            _fire_fused_kernel, (cfg.programs,),
-            (x, *weights, out, scratch, *lists, *sizes, h, w, c, e1, e3,
-             *x.stride(), *out.stride(), triton.cdiv(pixels, cfg.block_m)),
-            dict(meta, **expand_meta, CHUNK=cfg.chunk, RING_ROWS=cfg.ring_rows,
-                 BLOCK_C=cfg.block_c),
-        )]
-    s_rows = scratch.numel() // s_pad
     return [
         KernelLaunch(
-            _squeeze_kernel, (triton.cdiv(pixels, cfg.chunk),),
+            _squeeze_kernel, (cfg.tiles,),
             (x, *weights[:2], scratch, *sizes, w, c, *x.stride(), s_rows),
-            dict(meta, CHUNK=cfg.chunk, BLOCK_C=cfg.block_c),
+            dict(meta, BLOCK_C=cfg.block_c),
         ),
         KernelLaunch(
-            _expand_kernel, (cfg.programs, cfg.e_split),
+            _expand_kernel, (cfg.tiles, cfg.e_split),
             (scratch, *weights[2:], out, *lists, *sizes, h, w, e1, e3, *out.stride(), s_rows),
-            dict(meta, **expand_meta),
+            dict(meta, BLOCK_E=cfg.block_e, E1_PAD=weights.expand1x1.shape[1],
+                 E3_PAD=weights.expand3x3.shape[2], BLOCK_LIST=blocks is not None),
         ),
     ]
 
