@@ -4,9 +4,10 @@ Compiles every kernel the launcher can choose (the 16 SqueezeNet Fire layers, ba
 1 and 256, float16/bfloat16/float32 in TF32 and in IEEE, dense and block-sparse,
 NCHW and channels-last inputs) for sm_90 (planned for H100/H200 SXM's 132 SMs and
 H100 PCIe's 114) and sm_80 (A100's 108), exactly as ``fire_triton`` would launch them
-(the same ``config_for`` and ``kernel_launches``, Triton's own argument
-specialisation), and reads each cubin's registers, shared memory and local memory
-(spills) with the ``cuobjdump`` that Triton's wheel ships.
+(the same ``config_for``, ``kernel_launches`` building the launcher's own launch
+arguments, Triton's own argument specialisation), and reads each cubin's registers,
+shared memory and local memory (spills) with the ``cuobjdump`` that Triton's wheel
+ships.
 
 Prints one row per distinct compiled kernel and exits non-zero if any kernel fails to
 compile, spills, or needs more shared memory than a block may have. The programs a SM

@@ -28,6 +28,7 @@ from fire_kernels.triton import (  # noqa: E402
     conv_tf32,
     fire_triton,
     interpreter_enabled,
+    launch,
     pack_triton_weights,
     weight_layout,
 )
@@ -198,6 +199,23 @@ def test_squeezenet_plans(sample):
             assert min(plan.block_c, plan.block_s, plan.block_e, plan.block_m) >= 16
             assert plan.num_warps <= 4
         assert layout.s_pad == s
+
+
+def test_plans_are_made_once_per_shape_and_format():
+    """fire_triton_packed plans once per input shape, strides, dtype, SM count and
+    variant, not per call; an input of the same shape in another memory format gets
+    its own plan, and its output that format."""
+    m = make_fire(8, 16, 16, 16, seed=7).to(DEVICE)
+    x = torch.randn(2, 8, 5, 6, device=DEVICE)
+    launch._plan.cache_clear()
+    for _ in range(3):
+        assert_close_to_reference(run(x, m, sm_count=3), m(x))
+    assert (launch._plan.cache_info().misses, launch._plan.cache_info().hits) == (1, 2)
+    x_cl = x.to(memory_format=torch.channels_last)
+    out = run(x_cl, m, sm_count=3)
+    assert launch._plan.cache_info().misses == 2
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert_close_to_reference(out, m(x))
 
 
 def test_fp32_follows_the_cudnn_tf32_switch_not_matmul():
