@@ -6,9 +6,10 @@ Parts, in the order they run (all of them by default):
 
 * ``probe``: versions, then the largest configs, v1_1 fire2 (55x55, the most
   registers) and fire9 (13x13, 512 input channels, the most shared memory), at batch
-  256 (the fused plan) and 1 (two-phase), in float16 and float32, each compiled and
-  run once against a float64 reference: PASS when its error is within twice PyTorch's
-  own in that dtype. If the kernel fails on a GPU, this says so in the first minute.
+  256 (128-pixel tiles) and 1 (small tiles, output channels split), in float16 and
+  float32, each compiled and run once against a float64 reference: PASS when its
+  error is within twice PyTorch's own in that dtype. If the kernel fails on a GPU,
+  this says so in the first minute.
 * ``fires``: the device's copy bandwidth and matmul rate, then v1_1 fire2, fire4,
   fire6 and fire9 at batch 1 and 256 in float16: FusedFire (the Triton kernel,
   channels last, ``fused_cl``) against eager PyTorch, which is cuDNN with
@@ -75,8 +76,8 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 CL = torch.channels_last
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
-# The smoke run's Fire: both plans through the interpreter (planned for one SM,
-# batch 1 runs two-phase and batch 8 fused) in a fraction of a second a call.
+# The smoke run's Fire: through the interpreter (planned for one SM) in a fraction of
+# a second a call.
 SHAPES = {**LAYERS, "smoke-fire": ((8, 16, 16, 16), 6)}
 #: What the compile candidate is: torch.compile(mode="max-autotune")'s autotuned
 #: kernels without its CUDA graph trees, which cannot be captured inside the graph
@@ -186,9 +187,9 @@ class Recorder:
     def __init__(self, csv: Path, part: str, run_id: str | None) -> None:
         self.csv = ResultsCsv(csv)
         self.env = environment(f"bench_gpu/{part}", device=DEVICE)
-        # A device machine gets a copy of the working tree without git: its sender can name
-        # the commit.
-        if self.env["commit"] == "unknown" and os.environ.get("COMMIT"):
+        # The sender names the commit, and its word wins over git's: a device machine's
+        # copy of the tree may have no .git, or a stale one (rows once named an old commit).
+        if os.environ.get("COMMIT"):
             self.env["commit"] = os.environ["COMMIT"]
         if run_id:
             self.env["run_id"] = run_id

@@ -4,16 +4,16 @@ Compiles every kernel the launcher can choose (the 16 SqueezeNet Fire layers, ba
 1 and 256, float16/bfloat16/float32 in TF32 and in IEEE, dense and block-sparse,
 NCHW and channels-last inputs) for sm_90 (planned for H100/H200 SXM's 132 SMs and
 H100 PCIe's 114) and sm_80 (A100's 108), exactly as ``fire_triton`` would launch them
-(the same ``config_for`` and ``kernel_launches``, Triton's own argument
-specialisation), and reads each cubin's registers, shared memory and local memory
-(spills) with the ``cuobjdump`` that Triton's wheel ships.
+(the same ``config_for``, ``kernel_launches`` building the launcher's own launch
+arguments, Triton's own argument specialisation), and reads each cubin's registers,
+shared memory and local memory (spills) with the ``cuobjdump`` that Triton's wheel
+ships.
 
 Prints one row per distinct compiled kernel and exits non-zero if any kernel fails to
-compile, spills, needs more shared memory than a block may have, or leaves room for
-fewer than ``PROGRAMS_PER_SM`` resident programs where the fused plan's persistent grid
-counts on them.
+compile, spills, or needs more shared memory than a block may have. The programs a SM
+holds (occupancy) are reported, not required: neither kernel's grid counts on residency.
 
-    python benchmarks/gpu_resources.py   # all 648 kernels: 28 min on a busy 2-core machine
+    python benchmarks/gpu_resources.py   # both archs; --arch 90 alone: 292 kernels, 133 s on 2 cores
     python benchmarks/gpu_resources.py --arch 90 --layers v1_1-fire2 v1_1-fire9
 """
 
@@ -44,7 +44,6 @@ from triton.runtime.jit import create_function_from_signature  # noqa: E402
 from fire_kernels.benchmarking import LAYERS  # noqa: E402
 from fire_kernels.triton import (  # noqa: E402
     LIST_BLOCK,
-    PROGRAMS_PER_SM,
     TritonWeights,
     config_for,
     kernel_launches,
@@ -112,7 +111,7 @@ class Compiled:
         """Resident warps over the most an SM can hold."""
         return self.programs_per_sm() * self.num_warps * 32 / self.arch.max_threads_per_sm
 
-    def problems(self, needs_programs: int) -> list[str]:
+    def problems(self) -> list[str]:
         if self.error:
             return [f"does not compile: {self.error}"]
         out = []
@@ -121,9 +120,6 @@ class Compiled:
         if self.shared > self.arch.smem_per_block:
             out.append(f"needs {self.shared} bytes of shared memory, a block may have "
                        f"{self.arch.smem_per_block}")
-        if self.programs_per_sm() < needs_programs:
-            out.append(f"{self.programs_per_sm()} programs fit an SM, the plan needs "
-                       f"{needs_programs}")
         return out
 
 
@@ -165,8 +161,8 @@ def _launches(layer: str, batch: int, dtype_name: str, sparse: bool, fmt: str, s
         eb, sb = triton.cdiv(e3, LIST_BLOCK), triton.cdiv(s, LIST_BLOCK)
         blocks = _meta_tensor((eb, 9 * sb), torch.int32)
         counts = _meta_tensor((eb,), torch.int32)
-    return cfg, kernel_launches(cfg, x, out, e1, TritonWeights(*weights), scratch, blocks, counts,
-                                precision)
+    return kernel_launches(cfg, x, out, e1, TritonWeights(*weights), scratch, blocks, counts,
+                           precision)
 
 
 def _specialise(launch, arch: Arch):
@@ -187,7 +183,7 @@ def _compile(plan: tuple, index: int) -> tuple[int, int, int, str]:
     """REG, SHARED, LOCAL and the error, if any, of launch `index` of `plan` (a
     process-pool job: it rebuilds the launch from its description)."""
     arch = ARCHS[plan[-1]]
-    _, launches = _launches(*plan[:-1], arch)
+    launches = _launches(*plan[:-1], arch)
     fn, signature, constexprs, attrs, options, _ = _specialise(launches[index], arch)
     try:
         kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs),
@@ -200,7 +196,7 @@ def _compile(plan: tuple, index: int) -> tuple[int, int, int, str]:
 
 
 def _short(meta: dict) -> str:
-    names = {"BLOCK_M": "M", "CHUNK": "chunk", "RING_ROWS": "ring", "BLOCK_C": "C", "BLOCK_S": "S",
+    names = {"BLOCK_M": "M", "BLOCK_C": "C", "BLOCK_S": "S",
              "S_BLOCKS": "Sb", "BLOCK_E": "E", "BLOCK_LIST": "list",
              "PRECISION": "prec", "num_stages": "stages"}
     return " ".join(f"{short}={meta[k]}" for k, short in names.items() if k in meta)
@@ -220,14 +216,14 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     kernels: dict[tuple, Compiled] = {}
     jobs: dict[tuple, tuple] = {}  # kernel key -> (plan, launch index) that compiles it
-    uses: list[tuple[str, tuple, int]] = []  # (what, kernel key, programs per SM needed)
+    uses: list[tuple[str, tuple]] = []  # (what, kernel key)
     for cap in args.arch:
         arch = ARCHS[cap]
         for layer, batch, dtype_name, sparse, fmt, sm_count in itertools.product(
                 args.layers, args.batches, args.dtypes,
                 (False,) if args.dense_only else (False, True), args.formats, arch.sm_counts):
             plan = (layer, batch, dtype_name, sparse, fmt, sm_count)
-            cfg, launches = _launches(*plan, arch)
+            launches = _launches(*plan, arch)
             for index, launch in enumerate(launches):
                 fn, *_, key = _specialise(launch, arch)
                 if key not in kernels:
@@ -239,14 +235,13 @@ def main(argv: list[str] | None = None) -> int:
                 kernels[key].uses += 1
                 what = (f"{arch.name} ({sm_count} SMs) {layer} batch {batch} {dtype_name} "
                         f"{'sparse' if sparse else 'dense'} {fmt} {fn.__name__}")
-                uses.append((what, key, PROGRAMS_PER_SM if cfg.fused else 1))
+                uses.append((what, key))
     with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
         results = pool.map(_compile, *zip(*jobs.values()))
         for key, (regs, shared, local, error) in zip(jobs, results):
             entry = kernels[key]
             entry.regs, entry.shared, entry.local, entry.error = regs, shared, local, error
-    failures = [f"{what}: {problem}" for what, key, needs in uses
-                for problem in kernels[key].problems(needs)]
+    failures = [f"{what}: {problem}" for what, key in uses for problem in kernels[key].problems()]
     print("| arch | kernel | dtype | warps | config | REG | SHARED (B) | LOCAL (B) "
           "| programs/SM | occupancy | configs |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

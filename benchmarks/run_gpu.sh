@@ -7,8 +7,8 @@
 #
 #   bash benchmarks/run_gpu.sh          # the one-shot run
 #   bash benchmarks/run_gpu.sh --full   # the long sweep (bench_gpu.py --full), within 570 s
-#   COMMIT=abc123 bash benchmarks/run_gpu.sh   # the commit the rows name where git cannot
-#                                              # tell (a copy of the tree without .git)
+#   COMMIT=abc123 bash benchmarks/run_gpu.sh   # the commit the rows name, over what git
+#                                              # says (a copied .git may be stale or absent)
 #
 # Phases, in order, with the seconds estimated for a bare H100 (not measured: no GPU run
 # has happened yet; summary.txt gives the real ones). Each is bounded by its own limit and

@@ -3,12 +3,14 @@
 
 The first GPU run (benchmarks/RESULTS.md) left two questions this answers in one short run:
 
-* ``configs``: on which plan do the batch-256 layers run fastest? Each candidate
-  :class:`~fire_kernels.triton.launch.FireConfig` (the fused persistent plan with 64- or
-  128-pixel tiles, 4 or 8 warps, 2 or 3 pipeline stages, 1 or 2 programs an SM, and the
-  two-phase plan) is checked against eager PyTorch in float32, then timed as replays of
-  a CUDA graph, interleaved with the others; a config that fails to compile or launch
-  is reported and skipped.
+* ``configs``: which config of the two launches (squeeze, then expands) runs each layer
+  fastest? Each candidate :class:`~fire_kernels.triton.launch.FireConfig` (tiles of 16
+  to 128 pixels, output-channel blocks of 16 to 64, and, at config_for's tile and
+  block sizes, 4 or 8 warps and 2 or 3 pipeline stages) is checked against eager
+  PyTorch in float32, then timed as replays of a CUDA graph, interleaved with the
+  others; a config that fails to compile or launch is reported and skipped. (A fused
+  persistent plan, swept here on an H200, was slower than this plan in all of its 16
+  variants and was removed.)
 * ``overhead``: where does a forward's host time go at batch 1? The module, the
   registered op, the launcher function and the bare kernel launches, each timed alone.
 
@@ -43,35 +45,26 @@ SWEEP_LAYERS = ("v1_1-fire2", "v1_1-fire9")
 GRAPH_CALLS = 20
 
 
-def candidates(base: L.FireConfig, n: int, h: int, w: int, e1: int, e3: int, sm: int,
+def candidates(base: L.FireConfig, pixels: int, e1: int, e3: int, sm: int,
                widest_e: int) -> list[L.FireConfig]:
-    """The plan config_for picks first, then variants of both plans: the fused one where
-    its persistent programs get two tiles each at least (as config_for asks), the
-    two-phase one with tiles and output-channel blocks of other sizes."""
+    """The config config_for picks first, then variants: tiles and output-channel blocks
+    of other sizes (their output channels shared over programs as config_for would),
+    and config_for's sizes with other warps and pipeline stages."""
     out = [base]
-    pixels = n * h * w
-    for block_m in (64, 128):
-        ring = (triton.cdiv(block_m + 2 * w + 2, L._CHUNK) + 1) * L._CHUNK
-        for per_sm in (1, 2):
-            if triton.cdiv(pixels, block_m) < 2 * per_sm * sm:
-                continue
-            for warps in (4, 8):
-                for stages in (2, 3):
-                    out.append(dataclasses.replace(
-                        base, fused=True, block_m=block_m, chunk=L._CHUNK, ring_rows=ring,
-                        programs=per_sm * sm, e_split=1, num_warps=warps, num_stages=stages))
-    for block_m in (64, 128) if base.fused else (16, 32, 64, 128):
+    for block_m in (16, 32, 64, 128):
         tiles = triton.cdiv(pixels, block_m)
         for block_e in (16, 32, 64):
             if block_e > widest_e:
                 continue
-            # As config_for: a tile's output-channel blocks shared until the grid is
-            # twice the SMs.
+            # As config_for: a tile's output-channel blocks shared until the grid
+            # reaches its target.
             e_blocks = max(triton.cdiv(e1, block_e), triton.cdiv(e3, block_e))
-            e_split = min(e_blocks, triton.cdiv(L.PROGRAMS_PER_SM * sm, tiles))
-            out.append(dataclasses.replace(
-                base, fused=False, block_m=block_m, chunk=block_m, ring_rows=0, programs=tiles,
-                e_split=e_split, block_e=block_e, num_warps=4, num_stages=2))
+            e_split = min(e_blocks, triton.cdiv(L.TARGET_PROGRAMS_PER_SM * sm, tiles))
+            out.append(dataclasses.replace(base, block_m=block_m, tiles=tiles, e_split=e_split,
+                                           block_e=block_e))
+    for warps in (4, 8):
+        for stages in (2, 3):
+            out.append(dataclasses.replace(base, num_warps=warps, num_stages=stages))
     seen, unique = set(), []
     for cfg in out:
         if cfg not in seen:
@@ -81,8 +74,7 @@ def candidates(base: L.FireConfig, n: int, h: int, w: int, e1: int, e3: int, sm:
 
 
 def describe(cfg: L.FireConfig) -> str:
-    plan = f"fused P={cfg.programs}" if cfg.fused else f"2-phase split={cfg.e_split}"
-    return (f"{plan} M={cfg.block_m} E={cfg.block_e} S={cfg.block_s} "
+    return (f"M={cfg.block_m} E={cfg.block_e} split={cfg.e_split} S={cfg.block_s} "
             f"warps={cfg.num_warps} stages={cfg.num_stages}")
 
 
@@ -140,7 +132,7 @@ def configs(rows: Rows, layers: tuple[str, ...], batches: tuple[int, ...]) -> No
             least = minimum(batch, c, s, e1, e3, hw, hw, 2).hbm
             runs, names, alive = [], [], []
             widest_e = L.weight_layout(c, s, e1, e3, torch.float16).block_e
-            for cfg in candidates(base, batch, hw, hw, e1, e3, sm, widest_e):
+            for cfg in candidates(base, batch * hw * hw, e1, e3, sm, widest_e):
                 name = describe(cfg) + (" (picked)" if cfg == base else "")
                 # Said before it runs: a launch that kills the CUDA context is named.
                 print(f"{layer} b{batch} trying {name}", flush=True)

@@ -52,9 +52,13 @@ def _ieee_float32():
     """float32 convolutions without TF32, restored after: every test compares against
     a float32 reference with float32 tolerances, and on a GPU cuDNN (the reference)
     and the Triton kernel (:func:`fire_kernels.triton.conv_tf32`) would otherwise both
-    round their inputs to TF32, each in its own way. A no-op on CPU tensors."""
-    conv = torch.backends.cudnn.conv
-    before = conv.fp32_precision
-    conv.fp32_precision = "ieee"
+    round their inputs to TF32, each in its own way. A no-op on CPU tensors.
+
+    Through the legacy switch, which sets conv and RNN alike (to "none", no TF32):
+    torch 2.13 raises wherever the legacy flag is read (torch.export does, on entry)
+    while either of them is "ieee" or they differ."""
+    cudnn = torch.backends.cudnn
+    before = cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision
+    cudnn.allow_tf32 = False
     yield
-    conv.fp32_precision = before
+    cudnn.conv.fp32_precision, cudnn.rnn.fp32_precision = before

@@ -1,9 +1,10 @@
 """The Triton kernels against the reference: on CUDA when a GPU is present, else on
 CPU tensors through Triton's interpreter (conftest.py sets TRITON_INTERPRET=1 before
-triton is imported), with small shapes covering both plans (fused bands walked either
-way, two-phase with output channels split), tiles across rows and images, halos, odd
-channel counts, packed weights, zero weight blocks and each dtype. Planning for a
-given SM count (``sm_count=``) picks the plan a bigger input would get on a GPU."""
+triton is imported), with small shapes covering the plan's cases (tiles of 16 to 128
+pixels across rows and images, output channels split over programs, halos, 1x1 images,
+three squeeze blocks), odd channel counts, packed weights, zero weight blocks and each
+dtype. Planning for a given SM count (``sm_count=``) picks the config a bigger input
+would get on a GPU."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from fire_kernels.triton import (  # noqa: E402
     conv_tf32,
     fire_triton,
     interpreter_enabled,
+    launch,
     pack_triton_weights,
     weight_layout,
 )
@@ -39,22 +41,22 @@ pytestmark = pytest.mark.skipif(
 needs_gpu = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (none on this machine)")
 
 PLANS = [
-    # ((N, C, S, E1, E3, H, W), SMs to plan for, fused plan expected)
-    ((1, 8, 16, 16, 16, 5, 6), 1, False),  # one tile, halo beyond every edge
-    ((2, 3, 5, 7, 9, 9, 17), 1, True),  # odd channels; tiles across rows and images
-    ((2, 8, 16, 16, 16, 13, 13), 1, True),  # 13x13: bands of 3 tiles, one walked backwards
-    ((1, 8, 20, 16, 24, 27, 27), 1, True),  # 27x27, squeeze width padded to a block of 32
-    ((3, 5, 16, 8, 16, 9, 30), 2, True),  # 4 bands: boundaries met from both sides
-    ((1, 12, 48, 16, 20, 4, 4), 1, False),  # three squeeze blocks; a share with no 1x1 block
-    ((1, 16, 16, 64, 64, 13, 13), 66, False),  # batch 1 on a big GPU: small tiles, E split 4
-    ((1, 8, 16, 40, 72, 5, 5), 2, False),  # E split 4 over 5 blocks: a share of two
-    ((1, 6, 4, 3, 5, 1, 1), 1, False),  # 1x1 image: every 3x3 tap but the centre is padding
+    # ((N, C, S, E1, E3, H, W), SMs to plan for): the config each gets is in the comment
+    ((1, 8, 16, 16, 16, 5, 6), 1),  # two 16-pixel tiles: halos across tiles and every edge
+    ((2, 3, 5, 7, 9, 9, 17), 1),  # odd channels; 128-pixel tiles across rows and images
+    ((2, 8, 16, 16, 16, 13, 13), 1),  # 13x13, 3 tiles across the two images
+    ((1, 8, 20, 16, 24, 27, 27), 1),  # 27x27, squeeze width padded to a block of 32
+    ((3, 5, 16, 8, 16, 9, 30), 2),  # 7 tiles over three images, the last one partial
+    ((1, 12, 48, 16, 40, 4, 4), 1),  # three squeeze blocks; E split 2, a share with no 1x1
+    ((1, 16, 16, 64, 64, 13, 13), 66),  # batch 1 on a big GPU: 11 tiles of 16, E split 2
+    ((1, 8, 16, 40, 72, 5, 5), 2),  # E split 2 over three 3x3 blocks: uneven shares
+    ((1, 6, 4, 3, 5, 1, 1), 1),  # 1x1 image: every 3x3 tap but the centre is padding
 ]
 
 
 @pytest.fixture
 def poisoned(monkeypatch):
-    """Every float tensor the launcher allocates (output, squeeze ring or buffer)
+    """Every float tensor the launcher allocates (output, squeeze buffer)
     starts as NaN, so an output never written or a squeeze row read before it was
     written shows in the result."""
     empty = torch.empty
@@ -72,11 +74,10 @@ def run(x, m, **kwargs):
 
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last],
                          ids=["nchw", "channels_last"])
-@pytest.mark.parametrize("shape, sms, fused", PLANS, ids=lambda p: "x".join(map(str, p))
+@pytest.mark.parametrize("shape, sms", PLANS, ids=lambda p: "x".join(map(str, p))
                          if isinstance(p, tuple) else None)
-def test_float32(shape, sms, fused, fmt, poisoned):
+def test_float32(shape, sms, fmt, poisoned):
     n, c, s, e1, e3, h, w = shape
-    assert config_for(n, c, s, e1, e3, h, w, torch.float32, sms).fused == fused
     m = make_fire(c, s, e1, e3, seed=sum(shape)).to(DEVICE)
     x = torch.randn(n, c, h, w, device=DEVICE).to(memory_format=fmt)
     out = run(x, m, sm_count=sms)
@@ -84,14 +85,14 @@ def test_float32(shape, sms, fused, fmt, poisoned):
     assert_close_to_reference(out, m(x))
 
 
-@pytest.mark.parametrize("batch", [1, 4], ids=["two-phase", "fused"])
+@pytest.mark.parametrize("batch", [1, 4], ids=["32-pixel-tiles", "128-pixel-tiles"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_error_within_twice_pytorch_own(dtype, batch, poisoned):
     """Error against a float32 reference no more than twice PyTorch's own Fire's in
     the same dtype (plus a little slack for tiny errors)."""
     m = make_fire(24, 32, 16, 32, seed=3).to(DEVICE)  # one squeeze block of 32
     x = torch.randn(batch, 24, 7, 9, device=DEVICE)
-    assert config_for(batch, 24, 32, 16, 32, 7, 9, dtype, 1).fused == (batch == 4)
+    assert config_for(batch, 24, 32, 16, 32, 7, 9, dtype, 1).block_m == (128 if batch == 4 else 32)
     with torch.no_grad():
         exact = m(x)
         torch_err = (m.to(dtype)(x.to(dtype)).float() - exact).abs().max().item()
@@ -122,7 +123,7 @@ def test_packed_weights_are_what_runs():
         run(x.half(), other.half(), weights=packed)
 
 
-@pytest.mark.parametrize("batch", [2, 5], ids=["two-phase", "fused"])
+@pytest.mark.parametrize("batch", [2, 5], ids=["2-images", "5-images"])
 @pytest.mark.parametrize("density", [0.25, 0.0])
 def test_block_sparse_variant(density, batch, poisoned):
     """Block-pruned 3x3 weights (16 squeeze x 16 output channels at one tap): the
@@ -134,8 +135,6 @@ def test_block_sparse_variant(density, batch, poisoned):
     assert int(counts.sum()) == round(density * 3 * 3 * 9)
     assert block_list_density(counts, 40) == pytest.approx(round(density * 81) / 81)
     x = torch.randn(batch, 8, 9, 10, device=DEVICE)
-    assert config_for(batch, 8, 40, 16, 48, 9, 10, torch.float32, 1,
-                      block_sparse=True).fused == (batch == 5)
     out = fire_triton(x, *fire_weights(m), blocks, counts, 16, sm_count=1)
     assert_close_to_reference(out, m(x))
 
@@ -184,19 +183,39 @@ def test_module_backend_triton():
 
 @pytest.mark.parametrize("sample", SQUEEZENET_LAYERS)
 def test_squeezenet_plans(sample):
-    """On an H100/H200 (132 SMs): batch 1 runs two-phase, its tiles and channel shares
-    covering the GPU as far as 16-wide blocks allow; batch 256 fused; every tl.dot
-    dimension >= 16; no squeeze channel padded."""
+    """On an H100/H200 (132 SMs): batch 1's tiles and channel shares cover twice the
+    SMs, or its blocks are the smallest config_for takes (16-pixel tiles, channel
+    blocks of 32 or the layout's narrower one); batch 256 takes 128-pixel tiles, each
+    expanded by one program; every tl.dot dimension >= 16; no squeeze channel padded."""
     c, s, e1, e3, hw = sample.c, sample.s, sample.e1, sample.e3, sample.h
     for dtype in (torch.float16, torch.float32):
+        layout = weight_layout(c, s, e1, e3, dtype)
         one = config_for(1, c, s, e1, e3, hw, hw, dtype, 132)
         big = config_for(256, c, s, e1, e3, hw, hw, dtype, 132)
-        assert not one.fused and big.fused
-        assert one.programs * one.e_split >= 264 or (one.block_m, one.block_e) == (16, 16)
+        smallest = (16, min(32, layout.block_e))
+        assert one.tiles * one.e_split >= 2 * 132 or (one.block_m, one.block_e) == smallest
+        assert (big.block_m, big.e_split) == (128, 1)
         for plan in (one, big):
             assert min(plan.block_c, plan.block_s, plan.block_e, plan.block_m) >= 16
             assert plan.num_warps <= 4
-        assert weight_layout(c, s, e1, e3, dtype).s_pad == s
+        assert layout.s_pad == s
+
+
+def test_plans_are_made_once_per_shape_and_format():
+    """fire_triton_packed plans once per input shape, strides, dtype, SM count and
+    variant, not per call; an input of the same shape in another memory format gets
+    its own plan, and its output that format."""
+    m = make_fire(8, 16, 16, 16, seed=7).to(DEVICE)
+    x = torch.randn(2, 8, 5, 6, device=DEVICE)
+    launch._plan.cache_clear()
+    for _ in range(3):
+        assert_close_to_reference(run(x, m, sm_count=3), m(x))
+    assert (launch._plan.cache_info().misses, launch._plan.cache_info().hits) == (1, 2)
+    x_cl = x.to(memory_format=torch.channels_last)
+    out = run(x_cl, m, sm_count=3)
+    assert launch._plan.cache_info().misses == 2
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert_close_to_reference(out, m(x))
 
 
 def test_fp32_follows_the_cudnn_tf32_switch_not_matmul():

@@ -10,7 +10,7 @@ variant) and pass the packs in.
 
 from .launch import (
     LIST_BLOCK,
-    PROGRAMS_PER_SM,
+    TARGET_PROGRAMS_PER_SM,
     FireConfig,
     KernelLaunch,
     TritonWeights,
@@ -31,7 +31,7 @@ from .launch import (
 
 __all__ = [
     "LIST_BLOCK",
-    "PROGRAMS_PER_SM",
+    "TARGET_PROGRAMS_PER_SM",
     "FireConfig",
     "KernelLaunch",
     "TritonWeights",

@@ -9,6 +9,7 @@ the data-movement model (``benchmarks/gpu_model.py``) all see the same configs.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -18,11 +19,11 @@ import triton
 from torch import Tensor
 
 from ..ops import output_memory_format
-from .fire_kernel import _expand_kernel, _fire_fused_kernel, _squeeze_kernel
+from .fire_kernel import _expand_kernel, _squeeze_kernel
 
 __all__ = [
     "LIST_BLOCK",
-    "PROGRAMS_PER_SM",
+    "TARGET_PROGRAMS_PER_SM",
     "FireConfig",
     "KernelLaunch",
     "TritonWeights",
@@ -45,18 +46,13 @@ _DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # A test switch, as for the C++ kernels (csrc/fire_ops.cpp).
 _DEBUG_NAN_FILL = os.environ.get("FIRE_KERNELS_DEBUG_NAN_FILL") == "1"
 
-#: Programs the fused plan keeps resident per SM: its persistent grid is this many
-#: times the SM count. ``benchmarks/gpu_resources.py`` fails if a config's registers
-#: or shared memory leave room for fewer.
-PROGRAMS_PER_SM = 2
+#: The expand grid :func:`config_for` aims for, in programs per SM: it shrinks channel
+#: blocks, then tiles, until tiles x output-channel shares reach this many times the SM
+#: count, so that small batches still fill the GPU.
+TARGET_PROGRAMS_PER_SM = 2
 #: Output channels x squeeze channels of one block of the block-sparse variant's lists.
 LIST_BLOCK = 16
-# The fused plan only when every program gets at least this many tiles: each band
-# recomputes the squeeze of its leading halo once.
-_MIN_BAND_TILES = 2
 _MAX_BLOCK = 64
-# Squeeze rows of the fused plan's smallest step: a band's halos are rounded up to it.
-_CHUNK = 16
 
 
 def interpreter_enabled() -> bool:
@@ -67,8 +63,13 @@ def interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+def _cdiv(n: int, m: int) -> int:
+    # Not triton.cdiv: a @jit function, some microseconds a call from Python.
+    return -(-n // m)
+
+
 def _round_up(n: int, m: int) -> int:
-    return -(-n // m) * m
+    return _cdiv(n, m) * m
 
 
 def _dividing_block(n: int, most: int) -> int:
@@ -100,8 +101,8 @@ def weight_layout(c: int, s: int, e1: int, e3: int, dtype: torch.dtype) -> Weigh
 
     Squeeze blocks of at most 32 (16 in float32) and input-channel blocks of at most
     32 in float32: the squeeze block is the K of every expand tl.dot, and wider ones
-    took 230-255 registers a thread in the fused kernel (benchmarks/gpu_resources.py),
-    a step from spilling.
+    took 230-255 registers a thread in the (since removed) fused kernel
+    (benchmarks/gpu_resources.py), a step from spilling.
     """
     wide = dtype != torch.float32
     block_c = _dividing_block(c, _MAX_BLOCK if wide else 32)
@@ -113,18 +114,15 @@ def weight_layout(c: int, s: int, e1: int, e3: int, dtype: torch.dtype) -> Weigh
 
 @dataclass(frozen=True)
 class FireConfig:
-    """One Fire's launch plan (see fire_kernel.py): the fused persistent kernel, or the
-    squeeze kernel then the expand kernel."""
+    """One Fire's launch plan (see fire_kernel.py): the squeeze kernel over ``tiles``
+    programs, then the expand kernel over ``tiles`` x ``e_split``."""
 
-    fused: bool
-    block_m: int  # output pixels per tile, flat over rows and images
-    chunk: int  # fused: squeeze rows of the smallest step; two-phase: of a squeeze program
-    ring_rows: int  # fused: rows of each program's squeeze ring; two-phase: 0
-    programs: int  # fused: the persistent grid; two-phase: expand tiles
-    e_split: int  # two-phase: programs sharing one tile's output-channel blocks
-    block_c: int
-    block_s: int
-    block_e: int
+    block_m: int  # pixels per tile (of both kernels), flat over rows and images
+    tiles: int  # tiles covering the input's pixels
+    e_split: int  # expand programs sharing one tile's output-channel blocks
+    block_c: int  # input channels per squeeze tl.dot
+    block_s: int  # squeeze channels per block
+    block_e: int  # output channels per expand block
     num_warps: int
     num_stages: int
 
@@ -137,45 +135,40 @@ def config_for(
     (no autotuning, which inside torch.compile has reused one config for every
     shape, pytorch#164124) and without device queries, so tools can ask it for any GPU.
 
-    Two-phase, with 128-pixel tiles and the widest output-channel blocks the layout
-    allows, shrunk (blocks to 32, then tiles to 16) until tiles x channel blocks cover
-    ``PROGRAMS_PER_SM * sm_count`` programs. Measured on an H200 in float16
-    (``benchmarks/tune_gpu.py``, RESULTS.md): at batch 256 this runs v1_1 fire2 and
-    fire9 1.8x and 1.9x faster than the fused persistent plan, which was the fastest
-    of none of its 16 variants there; at batch 1, 16-wide blocks split over more
-    programs were up to 1.5x slower than 32-wide ones.
+    128-pixel tiles and the widest output-channel blocks the layout allows, shrunk
+    (blocks to 32, then tiles to 16) until tiles x channel blocks cover
+    ``TARGET_PROGRAMS_PER_SM * sm_count`` programs. Measured on an H200 in float16
+    (``benchmarks/tune_gpu.py``): at batch 1, 16-wide blocks split over more programs
+    were up to 1.5x slower than 32-wide ones.
     ``block_sparse``: the variant with block lists (blocks of ``LIST_BLOCK``).
     """
     layout = weight_layout(c, s, e1, e3, dtype)
     block_s = LIST_BLOCK if block_sparse else layout.block_s
     block_e = LIST_BLOCK if block_sparse else layout.block_e
-    target = PROGRAMS_PER_SM * sm_count
+    target = TARGET_PROGRAMS_PER_SM * sm_count
     pixels = n * h * w
     block_m = 128
     # num_warps 4: the flattened 3x3 loop has miscompiled at 8 in Inductor's conv
     # template (pytorch#173068).
     common = dict(block_c=layout.block_c, block_s=block_s, num_warps=4, num_stages=2)
-    tiles = triton.cdiv(pixels, block_m)
-    e_blocks = max(triton.cdiv(e1, block_e), triton.cdiv(e3, block_e))
+    tiles = _cdiv(pixels, block_m)
+    e_blocks = max(_cdiv(e1, block_e), _cdiv(e3, block_e))
     narrowest = min(block_e, 32)
     while tiles * e_blocks < target and (block_e > narrowest or block_m > 16):
         if block_e > narrowest:
             block_e //= 2
-            e_blocks = max(triton.cdiv(e1, block_e), triton.cdiv(e3, block_e))
+            e_blocks = max(_cdiv(e1, block_e), _cdiv(e3, block_e))
         else:
             block_m //= 2
-            tiles = triton.cdiv(pixels, block_m)
-    e_split = min(e_blocks, triton.cdiv(target, tiles))
-    return FireConfig(False, block_m, block_m, 0, tiles, e_split, block_e=block_e, **common)
+            tiles = _cdiv(pixels, block_m)
+    e_split = min(e_blocks, _cdiv(target, tiles))
+    return FireConfig(block_m, tiles, e_split, block_e=block_e, **common)
 
 
 def scratch_numel(cfg: FireConfig, layout: WeightLayout, pixels: int) -> int:
-    """Elements of the squeeze scratch: one ring per persistent program (fused), or
-    the squeeze of every pixel (two-phase)."""
-    s_pad = layout.s_pad
-    if cfg.fused:
-        return cfg.programs * cfg.ring_rows * s_pad
-    return _round_up(pixels, cfg.chunk) * s_pad
+    """Elements of the squeeze buffer: the squeeze of every pixel, rounded up to whole
+    tiles (the squeeze kernel stores whole tiles)."""
+    return _round_up(pixels, cfg.block_m) * layout.s_pad
 
 
 class TritonWeights(NamedTuple):
@@ -267,50 +260,70 @@ class KernelLaunch:
     meta: dict
 
 
+class _Launch(NamedTuple):
+    """A launch but for its tensors: ``kernel[grid](*tensors, *scalars, **meta)``."""
+
+    kernel: object
+    grid: tuple[int, ...]
+    scalars: tuple
+    meta: dict
+
+
+def _launches(
+    cfg: FireConfig, x_shape: tuple[int, ...], x_stride: tuple[int, ...],
+    out_stride: tuple[int, ...], e1: int, e3: int, s_pad: int, e1_pad: int, e3_pad: int,
+    s_rows: int, block_sparse: bool, precision: str, upcast: bool,
+) -> tuple[_Launch, _Launch]:
+    """The squeeze launch and the expand launch, from shapes and strides only; their
+    tensors are :func:`_tensor_args`'. ``s_rows``: the buffer's rows per squeeze block."""
+    n, c, h, w = x_shape
+    sizes = (n * h * w, h * w)
+    meta = dict(
+        BLOCK_M=cfg.block_m, BLOCK_S=cfg.block_s, S_BLOCKS=s_pad // cfg.block_s, S_PAD=s_pad,
+        PRECISION=precision, UPCAST=upcast, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+    )
+    return (
+        _Launch(_squeeze_kernel, (cfg.tiles,), (*sizes, w, c, *x_stride, s_rows),
+                dict(meta, BLOCK_C=cfg.block_c)),
+        _Launch(_expand_kernel, (cfg.tiles, cfg.e_split),
+                (*sizes, h, w, e1, e3, *out_stride, s_rows),
+                dict(meta, BLOCK_E=cfg.block_e, E1_PAD=e1_pad, E3_PAD=e3_pad,
+                     BLOCK_LIST=block_sparse)),
+    )
+
+
+def _tensor_args(
+    x: Tensor, out: Tensor, scratch: Tensor, blocks: Tensor | None, counts: Tensor | None,
+    squeeze: Tensor, squeeze_bias: Tensor, expand1x1: Tensor, expand1x1_bias: Tensor,
+    expand3x3: Tensor, expand3x3_bias: Tensor,
+) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """The tensor arguments of the squeeze launch and of the expand launch, in order."""
+    # Without lists the kernels never read these pointers: any tensor will do.
+    lists = (blocks if blocks is not None else scratch, counts if counts is not None else scratch)
+    return ((x, squeeze, squeeze_bias, scratch),
+            (scratch, expand1x1, expand1x1_bias, expand3x3, expand3x3_bias, out, *lists))
+
+
+def _upcast(dtype: torch.dtype) -> bool:
+    """The kernels' UPCAST: bfloat16 under the interpreter (see fire_kernel.py)."""
+    return dtype == torch.bfloat16 and interpreter_enabled()
+
+
 def kernel_launches(
     cfg: FireConfig, x: Tensor, out: Tensor, e1: int, weights: TritonWeights, scratch: Tensor,
     blocks: Tensor | None, counts: Tensor | None, precision: str,
 ) -> list[KernelLaunch]:
-    """The launches of a Fire with ``e1`` 1x1 output channels: one (fused) or two
-    (squeeze, then expand). Reads only the tensors' shapes, strides, dtypes and
-    addresses, so meta tensors do for compiling without a GPU."""
-    n, c, h, w = x.shape
-    pixels = n * h * w
-    e3 = out.shape[1] - e1
+    """The two launches of a Fire with ``e1`` 1x1 output channels: the squeeze, then
+    the expands. Reads only the tensors' shapes, strides, dtypes and addresses, so
+    meta tensors do for compiling without a GPU."""
     s_pad = weights.squeeze.shape[1]
-    sizes = (pixels, h * w)
-    # Without lists the kernels never read these pointers: any tensor will do.
-    lists = (blocks if blocks is not None else scratch, counts if counts is not None else scratch)
-    meta = dict(
-        BLOCK_S=cfg.block_s, S_BLOCKS=s_pad // cfg.block_s, S_PAD=s_pad,
-        PRECISION=precision, UPCAST=x.dtype == torch.bfloat16 and interpreter_enabled(),
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-    )
-    expand_meta = dict(
-        BLOCK_M=cfg.block_m, BLOCK_E=cfg.block_e, E1_PAD=weights.expand1x1.shape[1],
-        E3_PAD=weights.expand3x3.shape[2], BLOCK_LIST=blocks is not None,
-    )
-    if cfg.fused:
-        return [KernelLaunch(
-            _fire_fused_kernel, (cfg.programs,),
-            (x, *weights, out, scratch, *lists, *sizes, h, w, c, e1, e3,
-             *x.stride(), *out.stride(), triton.cdiv(pixels, cfg.block_m)),
-            dict(meta, **expand_meta, CHUNK=cfg.chunk, RING_ROWS=cfg.ring_rows,
-                 BLOCK_C=cfg.block_c),
-        )]
-    s_rows = scratch.numel() // s_pad
-    return [
-        KernelLaunch(
-            _squeeze_kernel, (triton.cdiv(pixels, cfg.chunk),),
-            (x, *weights[:2], scratch, *sizes, w, c, *x.stride(), s_rows),
-            dict(meta, CHUNK=cfg.chunk, BLOCK_C=cfg.block_c),
-        ),
-        KernelLaunch(
-            _expand_kernel, (cfg.programs, cfg.e_split),
-            (scratch, *weights[2:], out, *lists, *sizes, h, w, e1, e3, *out.stride(), s_rows),
-            dict(meta, **expand_meta),
-        ),
-    ]
+    static = _launches(cfg, tuple(x.shape), x.stride(), out.stride(), e1, out.shape[1] - e1,
+                       s_pad, weights.expand1x1.shape[1], weights.expand3x3.shape[2],
+                       scratch.numel() // s_pad, blocks is not None, precision,
+                       _upcast(x.dtype))
+    tensors = _tensor_args(x, out, scratch, blocks, counts, *weights)
+    return [KernelLaunch(s.kernel, s.grid, (*t, *s.scalars), s.meta)
+            for s, t in zip(static, tensors)]
 
 
 def conv_tf32() -> bool:
@@ -379,6 +392,48 @@ def _check_launch(x: Tensor, block_list: Tensor | None, block_counts: Tensor | N
                          f"got block={block}")
 
 
+@functools.lru_cache(maxsize=None)
+def _sm_count(device_index: int) -> int:
+    # A device query costs microseconds; a device's SM count never changes.
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+class _Plan(NamedTuple):
+    """All of a forward that depends on shapes alone, made once per shape
+    (:func:`_plan`): each launch as its launcher (``kernel[grid]``), the scalar
+    arguments after its tensors, and its meta-parameters."""
+
+    weight_shapes: tuple[tuple[int, ...], ...]  # the packs that fit: W_s, W_1, W_3
+    memory_format: torch.memory_format  # the output's
+    scratch_numel: int
+    launches: tuple[tuple[object, tuple, dict], ...]  # squeeze, expand
+
+
+# Planned on every call (device query, layout, config, launch arguments), a forward
+# spent about 110 us of host time beyond its two launches on the H200 machine
+# (tune_gpu.py overhead), which made batch 1 slower than eager PyTorch's Fire: plans are
+# made once per key instead. The SM count stands for the device (a plan holds no device
+# or tensor); the strides decide the output's memory format and are launch arguments.
+# Bounded, for callers whose shapes keep changing.
+@functools.lru_cache(maxsize=512)
+def _plan(shape: torch.Size, stride: tuple[int, ...], dtype: torch.dtype, s: int, e1: int,
+          e3: int, sm_count: int, block_sparse: bool, precision: str) -> _Plan:
+    n, c, h, w = shape
+    layout = weight_layout(c, s, e1, e3, dtype)
+    cfg = config_for(n, c, s, e1, e3, h, w, dtype, sm_count, block_sparse=block_sparse)
+    fmt = output_memory_format(torch.empty_strided(shape, stride, dtype=dtype, device="meta"))
+    out_stride = torch.empty((n, e1 + e3, h, w), dtype=dtype, device="meta",
+                             memory_format=fmt).stride()
+    numel = scratch_numel(cfg, layout, n * h * w)
+    launches = _launches(cfg, tuple(shape), stride, out_stride, e1, e3, layout.s_pad,
+                         layout.e1_pad, layout.e3_pad, numel // layout.s_pad, block_sparse,
+                         precision, _upcast(dtype))
+    weight_shapes = ((layout.c_pad, layout.s_pad), (layout.s_pad, layout.e1_pad),
+                     (9, layout.s_pad, layout.e3_pad))
+    return _Plan(weight_shapes, fmt, numel,
+                 tuple((k.kernel[k.grid], k.scalars, k.meta) for k in launches))
+
+
 def fire_triton_packed(
     x: Tensor,
     squeeze: Tensor,
@@ -400,31 +455,31 @@ def fire_triton_packed(
     of ``torch.ops.fire_kernels.fire_packed``, which a FusedFire's weight plan calls so
     that no forward packs. Otherwise as :func:`fire_triton`."""
     _check_launch(x, block_list, block_counts, None)
-    weights = TritonWeights(squeeze, squeeze_bias, expand1x1, expand1x1_bias, expand3x3,
-                            expand3x3_bias)
     n, c, h, w = x.shape
     s, e1, e3 = squeeze_channels, expand1x1_channels, expand3x3_channels
+    if n * h * w * (e1 + e3) == 0:  # nothing to launch (and no plan for no pixels)
+        return torch.empty((n, e1 + e3, h, w), dtype=x.dtype, device=x.device,
+                           memory_format=output_memory_format(x))
+    if sm_count is None:
+        sm_count = _sm_count(x.device.index) if x.is_cuda else 1
+    precision = "tf32" if x.dtype == torch.float32 and x.is_cuda and conv_tf32() else "ieee"
+    plan = _plan(x.shape, x.stride(), x.dtype, s, e1, e3, sm_count, block_list is not None,
+                 precision)
+    if squeeze.dtype != x.dtype or (
+            (squeeze.shape, expand1x1.shape, expand3x3.shape) != plan.weight_shapes):
+        raise ValueError(
+            f"packed weights of {tuple(squeeze.shape)} {squeeze.dtype} do not fit this Fire's "
+            f"{x.dtype} layout {plan.weight_shapes}: pack them again"
+        )
     out = torch.empty((n, e1 + e3, h, w), dtype=x.dtype, device=x.device,
-                      memory_format=output_memory_format(x))
+                      memory_format=plan.memory_format)
     if _DEBUG_NAN_FILL:  # every element the kernel does not write stays NaN
         out.fill_(float("nan"))
-    if out.numel() == 0:
-        return out
-    layout = weight_layout(c, s, e1, e3, x.dtype)
-    if weights.squeeze.dtype != x.dtype or weights.squeeze.shape != (layout.c_pad, layout.s_pad):
-        raise ValueError(
-            f"packed weights of {tuple(weights.squeeze.shape)} {weights.squeeze.dtype} do not fit "
-            f"this Fire's {x.dtype} layout {(layout.c_pad, layout.s_pad)}: pack them again"
-        )
-    if sm_count is None:
-        sm_count = (torch.cuda.get_device_properties(x.device).multi_processor_count
-                    if x.device.type == "cuda" else 1)
-    cfg = config_for(n, c, s, e1, e3, h, w, x.dtype, sm_count, block_sparse=block_list is not None)
-    scratch = torch.empty(scratch_numel(cfg, layout, n * h * w), dtype=x.dtype, device=x.device)
-    precision = "tf32" if x.dtype == torch.float32 and x.is_cuda and conv_tf32() else "ieee"
-    for launch in kernel_launches(cfg, x, out, e1, weights, scratch, block_list, block_counts,
-                                  precision):
-        launch.kernel[launch.grid](*launch.args, **launch.meta)
+    scratch = torch.empty(plan.scratch_numel, dtype=x.dtype, device=x.device)
+    tensors = _tensor_args(x, out, scratch, block_list, block_counts, squeeze, squeeze_bias,
+                           expand1x1, expand1x1_bias, expand3x3, expand3x3_bias)
+    for (launch, scalars, meta), args in zip(plan.launches, tensors):
+        launch(*args, *scalars, **meta)
     return out
 
 
