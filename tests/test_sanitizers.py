@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-KERNEL_TESTS = ["tests/test_cpu_kernel.py", "tests/test_sparse.py", "tests/test_errors.py",
-                "tests/test_regressions.py"]
+KERNEL_TESTS = ["tests/test_cpu_kernel.py", "tests/test_sparse.py", "tests/test_network.py",
+                "tests/test_errors.py", "tests/test_regressions.py"]
 
 
 def _gcc_library(name: str) -> str | None:
