@@ -184,9 +184,9 @@ def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 class Recorder:
     """The run's rows: each measurement appended to the CSV and flushed at once."""
 
-    def __init__(self, csv: Path, part: str, run_id: str | None) -> None:
+    def __init__(self, csv: Path, benchmark: str, run_id: str | None) -> None:
         self.csv = ResultsCsv(csv)
-        self.env = environment(f"bench_gpu/{part}", device=DEVICE)
+        self.env = environment(benchmark, device=DEVICE)
         # The sender names the commit, and its word wins over git's: a device machine's
         # copy of the tree may have no .git, or a stale one (rows once named an old commit).
         if os.environ.get("COMMIT"):
@@ -646,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         if part == "report":
             report(csv, args.run_id, args.out / "results_gpu.md", args.out / "gpu_speedup.png")
             continue
-        rec = Recorder(csv, part, args.run_id)
+        rec = Recorder(csv, f"bench_gpu/{part}", args.run_id)
         args.run_id = rec.env["run_id"]  # one run for all the parts of this command
         {"probe": probe, "fires": fires, "network": network, "autotune": autotune,
          "sparse": sparse}[part](rec, plan)

@@ -14,7 +14,8 @@ The first GPU run (benchmarks/RESULTS.md) left two questions this answers in one
 * ``overhead``: where does a forward's host time go at batch 1? The module, the
   registered op, the launcher function and the bare kernel launches, each timed alone.
 
-Every row is printed and appended to ``$OUT/tune_gpu.csv`` as it is measured.
+Every row is printed and appended to ``$OUT/tune_gpu.csv`` (the project's CSV schema) as
+it is measured.
 
     python benchmarks/tune_gpu.py [configs] [overhead] [--out DIR]
 """
@@ -22,7 +23,6 @@ Every row is printed and appended to ``$OUT/tune_gpu.csv`` as it is measured.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import sys
 import time
@@ -38,7 +38,7 @@ from fire_kernels.benchmarking import LAYERS, cuda_timer, fire_macs, interleaved
 from fire_kernels.triton import launch as L
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gpu import CL, cuda_graph, rel_error  # noqa: E402
+from bench_gpu import CL, Recorder, cuda_graph, rel_error  # noqa: E402
 from gpu_model import minimum  # noqa: E402
 
 SWEEP_LAYERS = ("v1_1-fire2", "v1_1-fire9")
@@ -65,30 +65,12 @@ def candidates(base: L.FireConfig, pixels: int, e1: int, e3: int, sm: int,
     for warps in (4, 8):
         for stages in (2, 3):
             out.append(dataclasses.replace(base, num_warps=warps, num_stages=stages))
-    seen, unique = set(), []
-    for cfg in out:
-        if cfg not in seen:
-            seen.add(cfg)
-            unique.append(cfg)
-    return unique
+    return list(dict.fromkeys(out))  # without repeats, in order
 
 
 def describe(cfg: L.FireConfig) -> str:
     return (f"M={cfg.block_m} E={cfg.block_e} split={cfg.e_split} S={cfg.block_s} "
             f"warps={cfg.num_warps} stages={cfg.num_stages}")
-
-
-class Rows:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fields = ("part", "workload", "batch", "config", "metric", "value")
-        if not path.exists():
-            with path.open("w", newline="") as f:
-                csv.writer(f).writerow(self.fields)
-
-    def add(self, *values) -> None:
-        with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow(values)
 
 
 def fire_setup(layer: str, batch: int, dtype: torch.dtype):
@@ -119,7 +101,7 @@ def launcher(cfg: L.FireConfig, x: torch.Tensor, weights, dims) -> Callable[[], 
     return run
 
 
-def configs(rows: Rows, layers: tuple[str, ...], batches: tuple[int, ...]) -> None:
+def configs(rec: Recorder, layers: tuple[str, ...], batches: tuple[int, ...]) -> None:
     sm = torch.cuda.get_device_properties(0).multi_processor_count
     for layer in layers:
         for batch in batches:
@@ -155,13 +137,13 @@ def configs(rows: Rows, layers: tuple[str, ...], batches: tuple[int, ...]) -> No
             best = min(times)
             for name, t in sorted(zip(names, times), key=lambda p: p[1]):
                 per_call = t / GRAPH_CALLS
-                rows.add("configs", layer, batch, name, "seconds", per_call)
+                rec.add("seconds", {name: per_call}, workload=layer, batch=batch, dtype="fp16")
                 print(f"{layer} b{batch} {per_call * 1e6:8.1f} us  {2 * macs / per_call / 1e12:6.1f} "
                       f"TFLOP/s  {least / per_call / 1e9:7.0f} GB/s  x{t / best:.2f}  {name}",
                       flush=True)
 
 
-def overhead(rows: Rows) -> None:
+def overhead(rec: Recorder) -> None:
     """Host seconds per forward at batch 1 (no device wait), each layer of the call."""
     layer = "v1_1-fire2"
     model, x, weights, dims = fire_setup(layer, 1, torch.float16)
@@ -194,7 +176,7 @@ def overhead(rows: Rows) -> None:
         torch.cuda.synchronize()
         times = interleaved_medians(list(levels.values()), warmup=2, repeats=15, timer=host)
     for name, t in zip(levels, times):
-        rows.add("overhead", layer, 1, name, "host_seconds", t)
+        rec.add("host_seconds", {name: t}, workload=layer, batch=1, dtype="fp16")
         print(f"host time per call, {layer} batch 1: {t * 1e6:8.1f} us  {name}", flush=True)
 
 
@@ -208,12 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         p.error("needs a CUDA GPU")
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = Rows(args.out / "tune_gpu.csv")
     for part in args.parts:
         print(f"== tune_gpu {part}", flush=True)
+        # The project's CSV schema (fire_kernels.benchmarking.FIELDS): the plan or the
+        # layer of the call is the candidate.
+        rec = Recorder(args.out / "tune_gpu.csv", f"tune_gpu/{part}", None)
         try:
-            {"configs": lambda: configs(rows, tuple(args.layers), tuple(args.batches)),
-             "overhead": lambda: overhead(rows)}[part]()
+            {"configs": lambda: configs(rec, tuple(args.layers), tuple(args.batches)),
+             "overhead": lambda: overhead(rec)}[part]()
         except Exception:  # noqa: BLE001 - the log is all a lent GPU leaves
             traceback.print_exc(file=sys.stdout)
     return 0
