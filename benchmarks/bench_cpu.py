@@ -35,16 +35,13 @@ from fire_kernels.testing import squeezenet_samples
 
 NETWORKS = {"squeezenet1_1": fk.squeezenet1_1, "squeezenet1_0": fk.squeezenet1_0}
 RESULTS = Path(__file__).with_name("results.csv")
-# Sleep before each timed call: ONNX Runtime's pool spins after a run (its default),
-# which would otherwise steal the cores from whatever is timed next.
-PAUSE = 0.005
 
 
 def measure(model: nn.Module, x: torch.Tensor, args: argparse.Namespace) -> dict[str, float]:
     names = ["fused_nchw", "fused_cl", "eager_nchw", "eager_cl"]
     names += ["compile"] * args.compile + ["onnxruntime"] * args.onnx
     runs = make_candidates(model, x, names, args.threads)
-    return time_checked(model, x, runs, args.repeats, pause=PAUSE)
+    return time_checked(model, x, runs, args.repeats)
 
 
 def main() -> int:

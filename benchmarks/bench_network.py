@@ -6,8 +6,8 @@ from an NCHW input:
   fused_cl        the Fires fused only (fuse_fire_modules), channels last
   eager_nchw, eager_cl, compile_freeze, onnxruntime (its defaults, dense)
 
-all timed interleaved in one process (medians, with a pause before each call so that
-ONNX Runtime's spinning pool does not steal from the next candidate). Also how much
+all timed interleaved in one process (medians, with a pause before each call that
+outlasts ONNX Runtime's spinning pool: benchmarking.SPIN_PAUSE). Also how much
 of a fused SqueezeNet 1.1's forward at batch 1 is spent outside the fused operators
 (torch.profiler). Prints markdown tables, appends to ``benchmarks/results.csv``.
 
@@ -37,7 +37,6 @@ PRUNING = {"dense": None, "unstructured": 1, "block4": 4}
 CANDIDATES = ["fused_network", "fused_cl", "eager_nchw", "eager_cl", "compile_freeze",
               "onnxruntime"]
 RESULTS = Path(__file__).with_name("results.csv")
-PAUSE = 0.005
 SPARSITY = 90
 
 
@@ -100,7 +99,7 @@ def main() -> int:
                 x = torch.randn(batch, 3, 224, 224)
                 runs = make_candidates(model, x, args.candidates, args.threads)
                 repeats = args.repeats if batch == 1 else max(5, args.repeats // 3)
-                t = time_checked(model, x, runs, repeats, pause=PAUSE)
+                t = time_checked(model, x, runs, repeats)
                 out.add_times(env, t, workload=name, batch=batch, dtype="float32",
                               sparsity=0 if pruning == "dense" else SPARSITY,
                               structure=pruning)

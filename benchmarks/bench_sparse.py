@@ -41,15 +41,13 @@ from fire_kernels.testing import squeezenet_samples
 
 STRUCTURES = {"unstructured": 1, "block4": 4}
 RESULTS = Path(__file__).with_name("results.csv")
-# Sleep before each timed call: ONNX Runtime's pool spins after a run (its default).
-PAUSE = 0.005
 
 
 def measure(model: nn.Module, x: Tensor, args, repeats: int) -> dict[str, float]:
     names = ["eager_nchw", "eager_cl", "dense_nchw", "sparse_nchw", "sparse_cl", "fused_nchw"]
     names += ["csr"] * args.csr + ["onnxruntime"] * args.onnx
     runs = make_candidates(model, x, names, args.threads)
-    return time_checked(model, x, runs, repeats, pause=PAUSE)
+    return time_checked(model, x, runs, repeats)
 
 
 RATIOS = {  # column -> (baseline, candidate)

@@ -59,6 +59,14 @@ __all__ = [
 #: The 16 Fire layers of SPEC §4 (``fire_kernels.models.FIRE_LAYERS``).
 LAYERS = FIRE_LAYERS
 
+# Seconds to sleep before each timed call when ONNX Runtime is among the candidates.
+# Its intra-op pool (spinning on, its default) keeps spinning after a run returns:
+# on the 2-core benchmark machine a session's process burnt about 40 ms of CPU per
+# idle gap after each run (time.process_time over runs 50-200 ms apart), and a fused
+# SqueezeNet 1.1 timed 10-20 ms after an ONNX Runtime run took twice its time alone.
+# The pause must outlast that spin; every candidate gets the same one.
+SPIN_PAUSE = 0.1
+
 # ---------------------------------------------------------------------------- timing
 
 
@@ -272,10 +280,13 @@ def _frozen_compile(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
 
 def time_checked(
     model: nn.Module, x: torch.Tensor, runs: Mapping[str, Callable[[], object]], repeats: int,
-    *, pause: float = 0.0,
+    *, pause: float | None = None,
 ) -> dict[str, float]:
     """Checks every candidate against ``model(x)`` (relative error 1e-3), then times
-    them interleaved: name -> median seconds."""
+    them interleaved: name -> median seconds. ``pause`` (seconds before each timed
+    call) defaults to :data:`SPIN_PAUSE` when ONNX Runtime is a candidate, else none."""
+    if pause is None:
+        pause = SPIN_PAUSE if "onnxruntime" in runs else 0.0
     with torch.inference_mode():
         expected = model(x)
         scale = max(expected.abs().max().item(), 1.0)
