@@ -10,6 +10,7 @@
 
 #include <string>
 
+#include "activation_cache.h"
 #include "cpu_features.h"
 #include "pack_weights.h"
 
@@ -34,4 +35,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Forces the kernels' vector ISA ('auto', 'avx512', 'avx2' or 'portable').");
   m.def("clear_pack_cache", &fire_kernels::clear_pack_cache,
         "Empties the cache of the dense kernels' packed weights.");
+  m.def("empty_activation_cache", &fire_kernels::empty_activation_cache,
+        "Frees the blocks kept for the fused operators' outputs; returns the bytes freed.");
+  m.def("activation_cache_bytes", &fire_kernels::activation_cache_bytes,
+        "Bytes of freed output blocks kept for reuse.");
 }

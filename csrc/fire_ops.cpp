@@ -13,10 +13,7 @@
 #include <memory>
 #include <string>
 
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
-
+#include "activation_cache.h"
 #include "fire_checks.h"
 #include "fire_kernel.h"
 #include "fire_scheduler.h"
@@ -35,29 +32,6 @@ bool uniform_pixels(const at::Tensor& t, int64_t* pixel_stride) {
   }
   *pixel_stride = t.stride(3);
   return H == 1 || t.stride(2) == W * t.stride(3);
-}
-
-// Asks Linux to back a large fresh output with 2 MiB pages. PyTorch's CPU
-// allocator hands out fresh mmap-ed memory for big tensors, and faulting it in
-// 4 KiB at a time costs up to a third of a batch-16 Fire (PyTorch's own
-// THP_MEM_ALLOC_ENABLE=1 does the same for every allocation). Only from 32
-// MiB, glibc's largest mmap threshold: above it every allocation is a fresh
-// mapping, faulted in on every call; below it memory is often recycled,
-// already faulted in, and advising it gains nothing while its first use can
-// stall for compaction. Without transparent huge pages (or off Linux) this
-// does nothing.
-void advise_huge_pages(const at::Tensor& t) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr size_t kFreshMappingBytes = size_t{32} << 20;
-  if (t.nbytes() < kFreshMappingBytes) return;
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t last = (begin + t.nbytes()) & ~(kHuge - 1);
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-#else
-  (void)t;
-#endif
 }
 
 // FIRE_KERNELS_DEBUG_NAN_FILL=1 (a test switch, read once): outputs are filled
@@ -95,7 +69,7 @@ Forward start_forward(const at::Tensor& x, int64_t S, int64_t E1, int64_t E3,
   const int64_t N = x.size(0), C = x.size(1);
   const int64_t H = pooled_size(x.size(2), pool), W = pooled_size(x.size(3), pool);
   const at::MemoryFormat format = x.suggest_memory_format();
-  f.out = at::empty({N, E1 + E3, H, W}, x.options(), format);
+  f.out = empty_activation({N, E1 + E3, H, W}, format);
   if (debug_nan_fill()) f.out.fill_(std::numeric_limits<float>::quiet_NaN());
   FireArgs& a = f.args;
   a = FireArgs{};
@@ -111,7 +85,6 @@ Forward start_forward(const at::Tensor& x, int64_t S, int64_t E1, int64_t E3,
   f.b_e1 = contiguous_or_undefined(be1);
   f.b_e3 = contiguous_or_undefined(be3);
   a.b_s = data_or_null(f.b_s), a.b_e1 = data_or_null(f.b_e1), a.b_e3 = data_or_null(f.b_e3);
-  if (f.out.numel() > 0) advise_huge_pages(f.out);
   return f;
 }
 

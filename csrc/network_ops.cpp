@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "activation_cache.h"
 #include "fire_checks.h"
 #include "fire_scheduler.h"
 #include "network_kernel.h"
@@ -54,8 +55,7 @@ at::Tensor conv_relu_maxpool_cpu(const at::Tensor& x, const at::Tensor& weight,
   a.Hc = conv_size(a.H, a.k, stride, padding), a.Wc = conv_size(a.W, a.k, stride, padding);
   a.pool = {pool_kernel, pool_stride, a.Hc, a.Wc};
   a.Ho = pooled_size(a.Hc, pool), a.Wo = pooled_size(a.Wc, pool);
-  at::Tensor out =
-      at::empty({a.N, a.O, a.Ho, a.Wo}, x.options(), at::MemoryFormat::ChannelsLast);
+  at::Tensor out = empty_activation({a.N, a.O, a.Ho, a.Wo}, at::MemoryFormat::ChannelsLast);
   if (out.numel() == 0) return out;
   const at::Tensor b = contiguous_or_undefined(bias);
   const std::shared_ptr<const PackedWeights> packed = packed_conv_weight(weight);

@@ -54,6 +54,7 @@ __all__ = [
     "FusedFire",
     "SqueezeNet",
     "cpu_isa",
+    "empty_cache",
     "cpu_kernel_available",
     "available_cpu_isas",
     "set_cpu_isa",
@@ -104,6 +105,20 @@ def cpu_isa() -> str:
 def set_cpu_isa(name: str) -> None:
     """Forces the CPU kernels' ISA: ``"auto"`` or one of :func:`available_cpu_isas`."""
     _require_extension().set_isa(name)
+
+
+def empty_cache() -> int:
+    """Frees the memory the CPU kernels keep for their outputs; returns the bytes freed.
+
+    A fused operator's output of 1 MiB or more lives in a block that goes back to a
+    cache, not to the system, when its last tensor dies, so that the next forward of
+    the same network takes it again instead of faulting in fresh pages (at batch 16
+    a fused SqueezeNet 1.1 spent about 15 % of its time in page faults). The cache
+    keeps at most 1 GiB, 4 blocks of each size. Like ``torch.cuda.empty_cache``.
+    """
+    if _extension.C is None:
+        return 0
+    return _extension.C.empty_activation_cache()
 
 
 def refresh_packed_weights() -> None:
