@@ -56,8 +56,8 @@ struct HeadArgs {
 // Scratch of the stem kernel (floats, 64-byte aligned).
 struct StemScratch {
   int64_t bias;   // [Op]
-  int64_t input;  // k input rows, zero-padded, channels last: [k][W + 2*pad][C]
-  int64_t patch;  // im2col of one conv row: [Wc][K]
+  int64_t input;  // k input rows, zero-padded, channels last: [k][W + 2*pad][C], then slack
+  int64_t patch;  // im2col of one conv row: [Wc][K], then slack
   int64_t rows;   // pool.kernel conv rows: [pool.kernel][Wc][Op]
   int64_t total;
 };

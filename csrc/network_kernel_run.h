@@ -73,15 +73,19 @@ struct StemRun {
   static void conv_row(const StemArgs& a, const float* input, int64_t cy, float* patch,
                        float* row, const float* bias) {
     const int64_t K = a.k * a.k * a.C, Op = round_up(a.O, kChannelPad);
-    const int64_t run = a.k * a.C, wp = a.W + 2 * a.pad;
-    for (int64_t dy = 0; dy < a.k; ++dy) {
-      const int64_t iy = cy * a.stride - a.pad + dy;
-      const float* in = input + (((iy % a.k) + a.k) % a.k) * wp * a.C;
-      for (int64_t cx = 0; cx < a.Wc; ++cx) {
-        // A run is short (k*C: 9 floats for a 3x3 on RGB): a loop, not a memcpy call.
-        float* dst = patch + cx * K + dy * run;
-        const float* src = in + cx * a.stride * a.C;
-        for (int64_t j = 0; j < run; ++j) dst[j] = src[j];
+    const int64_t run = a.k * a.C, row_floats = (a.W + 2 * a.pad) * a.C;
+    const int64_t iy0 = cy * a.stride - a.pad, slot0 = ((iy0 % a.k) + a.k) % a.k;
+    // A run is short (k*C: 9 floats for a 3x3 on RGB): copied in whole vectors, a
+    // pixel's runs in increasing order, so that a vector's overrun past its run is
+    // overwritten by the next run (the scratch has a vector's slack after the input
+    // rows and after the patch).
+    for (int64_t cx = 0; cx < a.Wc; ++cx) {
+      float* dst = patch + cx * K;
+      int64_t slot = slot0;
+      for (int64_t dy = 0; dy < a.k; ++dy, dst += run) {
+        const float* src = input + slot * row_floats + cx * a.stride * a.C;
+        for (int64_t j = 0; j < run; j += VW) Vec::store(dst + j, Vec::load(src + j));
+        if (++slot == a.k) slot = 0;
       }
     }
     for (int64_t cx0 = 0; cx0 < a.Wc; cx0 += MR) {

@@ -57,8 +57,10 @@ StemScratch stem_scratch_layout(const StemArgs& a) {
   const int64_t Op = round_up(a.O, kChannelPad), K = a.C * a.k * a.k;
   s.bias = 0;
   s.input = round_up(s.bias + Op, kCacheLineFloats);
-  s.patch = round_up(s.input + a.k * (a.W + 2 * a.pad) * a.C, kCacheLineFloats);
-  s.rows = round_up(s.patch + a.Wc * K, kCacheLineFloats);
+  // A vector of slack after the input rows and the patch: the patch is built with
+  // whole-vector copies that overrun their runs.
+  s.patch = round_up(s.input + a.k * (a.W + 2 * a.pad) * a.C + kChannelPad, kCacheLineFloats);
+  s.rows = round_up(s.patch + a.Wc * K + kChannelPad, kCacheLineFloats);
   s.total = s.rows + a.pool.kernel * a.Wc * Op;
   return s;
 }
