@@ -8,8 +8,9 @@ from an NCHW input:
 
 all timed interleaved in one process (medians, with a pause before each call that
 outlasts ONNX Runtime's spinning pool: benchmarking.SPIN_PAUSE). Also how much
-of a fused SqueezeNet 1.1's forward at batch 1 is spent outside the fused operators
-(torch.profiler). Prints markdown tables, appends to ``benchmarks/results.csv``.
+of a fused SqueezeNet 1.1's forward at batch 1 is spent outside the fused kernels
+(the forward timed with the kernels skipped). Prints markdown tables, appends to
+``benchmarks/results.csv``.
 
     python benchmarks/bench_network.py
     python benchmarks/bench_network.py --networks squeezenet1_1 --batches 1 --pruning dense
@@ -30,6 +31,7 @@ from fire_kernels.benchmarking import (
     make_candidates,
     matmul_peak_gflops,
     time_checked,
+    time_outside_kernels,
 )
 
 NETWORKS = {"squeezenet1_1": fk.squeezenet1_1, "squeezenet1_0": fk.squeezenet1_0}
@@ -48,25 +50,13 @@ def network(name: str, pruning: str) -> torch.nn.Module:
     return model
 
 
-def outside_the_kernels(repeats: int = 20) -> float:
+def outside_the_kernels() -> float:
     """The fraction of a fused SqueezeNet 1.1 forward (batch 1, NCHW input) spent
-    outside the fused operators: 1 - (their CPU time) / (the forward's wall time),
-    from torch.profiler, medians over ``repeats`` forwards."""
+    outside the fused kernels: its median time with the kernels skipped over its
+    median time (benchmarking.time_outside_kernels)."""
     model = fk.fuse_network(network("squeezenet1_1", "dense"))
-    x = torch.randn(1, 3, 224, 224)
-    fractions = []
-    with torch.no_grad():
-        for _ in range(3):
-            model(x)
-        for _ in range(repeats):
-            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-                with torch.profiler.record_function("forward"):
-                    model(x)
-            events = prof.events()
-            wall = sum(e.cpu_time_total for e in events if e.name == "forward")
-            inside = sum(e.cpu_time_total for e in events if e.name.startswith("fire_kernels::"))
-            fractions.append(1 - inside / wall)
-    return sorted(fractions)[len(fractions) // 2]
+    full, bare = time_outside_kernels(model, torch.randn(1, 3, 224, 224))
+    return bare / full
 
 
 def main() -> int:
@@ -112,7 +102,7 @@ def main() -> int:
     out.append([dict(env, workload="squeezenet1_1", batch=1, structure="dense",
                      candidate="fused_network", metric="outside_kernels", value=outside)])
     print(f"\nfused SqueezeNet 1.1, batch 1: {outside:.1%} of the forward outside the fused "
-          "operators (torch.profiler)")
+          "kernels (the forward with the kernels skipped, over the whole)")
     print(f"appended the rows to {args.csv}")
     return 0
 

@@ -12,6 +12,7 @@
 
 #include "activation_cache.h"
 #include "cpu_features.h"
+#include "fire_scheduler.h"
 #include "pack_weights.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -35,6 +36,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Forces the kernels' vector ISA ('auto', 'avx512', 'avx2' or 'portable').");
   m.def("clear_pack_cache", &fire_kernels::clear_pack_cache,
         "Empties the cache of the dense kernels' packed weights.");
+  m.def("skip_kernels", &fire_kernels::skip_kernels, pybind11::arg("on"),
+        "For measurement only: while on, the operators skip their kernels (outputs unwritten).");
   m.def("empty_activation_cache", &fire_kernels::empty_activation_cache,
         "Frees the blocks kept for the fused operators' outputs; returns the bytes freed.");
   m.def("activation_cache_bytes", &fire_kernels::activation_cache_bytes,

@@ -124,6 +124,29 @@ def cuda_timer(fn: Callable[[], object]) -> float:
     return start.elapsed_time(end) / 1e3
 
 
+def time_outside_kernels(model: nn.Module, x: torch.Tensor, repeats: int = 30) -> tuple[float, float]:
+    """Median seconds of ``model(x)`` and of the same forward with the C++ kernels
+    skipped (their outputs left unwritten), timed interleaved: the second is what the
+    forward costs outside the kernels (Python, dispatch, argument checks, allocation).
+    Needs the C++ extension."""
+    from . import _extension
+
+    if _extension.C is None:
+        raise RuntimeError(f"the C++ extension is unavailable: {_extension.LOAD_ERROR}")
+    skip = _extension.C.skip_kernels
+
+    def bare() -> None:
+        skip(True)
+        try:
+            model(x)
+        finally:
+            skip(False)
+
+    with torch.no_grad():
+        full, without = interleaved_medians([lambda: model(x), bare], repeats=repeats)
+    return full, without
+
+
 def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
     """The machine's float32 GEMM rate with the current thread count: a large
     ``torch.mm``, the yardstick for "% of peak"."""
