@@ -5,8 +5,18 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+import torch
 
-from fire_kernels.benchmarking import FIELDS, ResultsCsv, environment, interleaved_medians, read_rows
+import fire_kernels as fk
+from fire_kernels.benchmarking import (
+    FIELDS,
+    ResultsCsv,
+    environment,
+    interleaved_medians,
+    read_rows,
+    time_outside_kernels,
+)
+from fire_kernels.testing import assert_close_to_reference, make_fire
 
 
 def test_interleaved_medians_varies_the_order():
@@ -49,3 +59,14 @@ def test_results_csv_one_schema(tmp_path):
     other.write_text("date,seconds\n2026-01-01,1.0\n")
     with pytest.raises(ValueError, match="other columns"):
         ResultsCsv(other)
+
+
+@pytest.mark.skipif(not fk.cpu_kernel_available(), reason="C++ extension unavailable")
+def test_time_outside_kernels_skips_them_only_while_timing():
+    ref = make_fire(64, 16, 64, 64).eval()
+    fused = fk.FusedFire.from_fire(ref)
+    x = torch.randn(2, 64, 32, 32)
+    full, bare = time_outside_kernels(fused, x, repeats=5)
+    assert 0 < bare < full
+    with torch.no_grad():  # the kernels run again afterwards
+        assert_close_to_reference(fused(x), ref(x))
