@@ -5,9 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <limits>
-#include <sstream>
 #include <string>
-#include <vector>
 
 namespace fire_kernels {
 
@@ -32,13 +30,6 @@ std::string py_dtype(at::ScalarType t) {
   }
 }
 
-// A shape as Python prints a list of ints: "[64, 16, 3, 3]".
-std::string py_shape(std::initializer_list<int64_t> sizes) {
-  std::ostringstream s;
-  s << at::IntArrayRef(sizes);
-  return s.str();
-}
-
 void check_input(const at::Tensor& x, const char* who) {
   TORCH_CHECK_TYPE(at::isFloatingType(x.scalar_type()), who,
                    " expected a floating-point input, got ", py_dtype(x.scalar_type()));
@@ -52,21 +43,27 @@ void check_channels(const char* who, int64_t C, int64_t S, int64_t E1, int64_t E
                     ", E1=", E1, ", E3=", E3);
 }
 
+// A tensor's expected shape (at most 4-D), formatted only into a failing
+// check's message: building strings on every call cost a tenth of an
+// operator call with its kernel skipped.
 struct Expected {
   const char* name;
   const at::Tensor* tensor;  // null: an absent bias
-  std::string shape;
-  bool matches;
+  std::array<int64_t, 4> shape;
+  size_t dims;
+
+  at::IntArrayRef sizes() const { return {shape.data(), dims}; }
 };
 
 // validation.py's _check_tensors: each tensor of the given shape, on x's
 // device, in x's dtype, in this order.
-void check_tensors(const char* who, const at::Tensor& x, const std::vector<Expected>& expected) {
+void check_tensors(const char* who, const at::Tensor& x,
+                   std::initializer_list<Expected> expected) {
   for (const Expected& e : expected) {
     if (!e.tensor) continue;
     const at::Tensor& t = *e.tensor;
-    TORCH_CHECK_VALUE(e.matches, who, " expected ", e.name, " of shape ", e.shape, ", got ",
-                      t.sizes());
+    TORCH_CHECK_VALUE(t.sizes().equals(e.sizes()), who, " expected ", e.name, " of shape ",
+                      e.sizes(), ", got ", t.sizes());
     TORCH_CHECK(t.device() == x.device(), who, ": ", e.name, " is on ", t.device(),
                 " but the input is on ", x.device());
     TORCH_CHECK_TYPE(t.scalar_type() == x.scalar_type(), who, ": ", e.name, " is ",
@@ -74,12 +71,8 @@ void check_tensors(const char* who, const at::Tensor& x, const std::vector<Expec
   }
 }
 
-bool has_shape(const at::Tensor& t, std::initializer_list<int64_t> shape) {
-  return t.sizes().equals(at::IntArrayRef(shape));
-}
-
 Expected bias(const char* name, const std::optional<at::Tensor>& b, int64_t n) {
-  return {name, b ? &*b : nullptr, py_shape({n}), b && has_shape(*b, {n})};
+  return {name, b ? &*b : nullptr, {n}, 1};
 }
 
 // A conv weight on the input's device, in its dtype (validation.py's _check_weight).
@@ -114,9 +107,9 @@ void check_fire_args(const at::Tensor& x, const at::Tensor& ws,
   TORCH_CHECK_VALUE(x.size(1) == C, who, " expected ", C, " input channels, got ", x.size(1));
   check_channels(who, C, S, E1, E3);
   check_tensors(who, x, {
-      {"squeeze.weight", &ws, py_shape({S, C, 1, 1}), has_shape(ws, {S, C, 1, 1})},
-      {"expand1x1.weight", &we1, py_shape({E1, S, 1, 1}), has_shape(we1, {E1, S, 1, 1})},
-      {"expand3x3.weight", &we3, py_shape({E3, S, 3, 3}), has_shape(we3, {E3, S, 3, 3})},
+      {"squeeze.weight", &ws, {S, C, 1, 1}, 4},
+      {"expand1x1.weight", &we1, {E1, S, 1, 1}, 4},
+      {"expand3x3.weight", &we3, {E3, S, 3, 3}, 4},
       bias("squeeze.bias", bs, S),
       bias("expand1x1.bias", be1, E1),
       bias("expand3x3.bias", be3, E3),
@@ -196,14 +189,14 @@ void check_pack_args(const at::Tensor& ws, const at::Tensor& we1, const at::Tens
                     we3.sizes());
   const int64_t S = ws.size(0), C = ws.size(1), E1 = we1.size(0), E3 = we3.size(0);
   const std::array<Expected, 3> weights = {{
-      {"squeeze.weight", &ws, py_shape({S, C, 1, 1}), has_shape(ws, {S, C, 1, 1})},
-      {"expand1x1.weight", &we1, py_shape({E1, S, 1, 1}), has_shape(we1, {E1, S, 1, 1})},
-      {"expand3x3.weight", &we3, py_shape({E3, S, 3, 3}), has_shape(we3, {E3, S, 3, 3})},
+      {"squeeze.weight", &ws, {S, C, 1, 1}, 4},
+      {"expand1x1.weight", &we1, {E1, S, 1, 1}, 4},
+      {"expand3x3.weight", &we3, {E3, S, 3, 3}, 4},
   }};
   for (const Expected& e : weights) {
     const at::Tensor& t = *e.tensor;
-    TORCH_CHECK_VALUE(e.matches, who, " expected ", e.name, " of shape ", e.shape, ", got ",
-                      t.sizes());
+    TORCH_CHECK_VALUE(t.sizes().equals(e.sizes()), who, " expected ", e.name, " of shape ",
+                      e.sizes(), ", got ", t.sizes());
     TORCH_CHECK(t.device().is_cpu(), who, ": ", e.name, " is on ", t.device(),
                 "; the sparse kernel runs on the CPU");
     TORCH_CHECK_TYPE(t.scalar_type() == at::kFloat, who, ": ", e.name, " is ",
