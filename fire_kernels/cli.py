@@ -1,7 +1,7 @@
 """The ``fire-kernels`` command (also ``python -m fire_kernels``).
 
-    fire-kernels demo    SqueezeNet 1.1: eager vs fused dense vs fused with Fires pruned to 90 %
-    fire-kernels bench   per-layer microbenchmarks, a table, optionally a CSV and a plot
+    fire-kernels demo    SqueezeNet 1.1: eager vs the fused network, dense and pruned to 90 %
+    fire-kernels bench   per-layer and whole-network benchmarks, a table, optionally a CSV and a plot
     fire-kernels info    what this installation runs (--json for machines)
 
 A user never sees a traceback: every error is one line on stderr and a non-zero
@@ -36,8 +36,8 @@ from .benchmarking import (
     time_checked,
 )
 from .models import squeezenet1_0, squeezenet1_1
-from .module import fuse_fire_modules
-from .pruning import prune_fire_modules, sparsity_report
+from .network import fuse_network
+from .pruning import prune_fire_modules, prune_network, sparsity_report
 from .reference import Fire
 
 MODELS = {"squeezenet1_1": squeezenet1_1, "squeezenet1_0": squeezenet1_0}
@@ -119,39 +119,42 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"fire_kernels demo: {args.model}, {source}, 224x224 random inputs, "
           f"{threads} threads, C++ kernels: {_extension.STATUS.state}, ISA {_extension.C.current_isa()}")
     cl = torch.channels_last
-    pruned_eager = prune_fire_modules(copy.deepcopy(eager), args.sparsity / 100)
-    pruned_name = f"fused, Fires pruned {args.sparsity}%"
+    pruned_eager = prune_network(copy.deepcopy(eager), args.sparsity / 100)
+    pruned_name = f"fused, pruned {args.sparsity}%"
+    # The eager model runs channels last (its fastest layout); the fused ones take the
+    # NCHW input as given: fuse_network converts it once, inside.
     models = {
-        "eager PyTorch": copy.deepcopy(eager).to(memory_format=cl),
-        "fused dense": fuse_fire_modules(copy.deepcopy(eager)).to(memory_format=cl),
-        pruned_name: fuse_fire_modules(copy.deepcopy(pruned_eager)).to(memory_format=cl),
+        "eager PyTorch": (copy.deepcopy(eager).to(memory_format=cl), cl),
+        "fused network": (fuse_network(copy.deepcopy(eager)), torch.contiguous_format),
+        pruned_name: (fuse_network(copy.deepcopy(pruned_eager)), torch.contiguous_format),
     }
     report = sparsity_report(pruned_eager)
     dense_kb, sparse_kb = report.dense_bytes / 1024, report.packed_bytes / 1024
     weight_kb = [dense_kb, dense_kb, sparse_kb]
-    pruned_eager = pruned_eager.to(memory_format=cl)
     for batch in args.batches:
-        x = torch.randn(batch, 3, 224, 224).to(memory_format=cl)
+        x = torch.randn(batch, 3, 224, 224)
+        inputs = {name: x.contiguous(memory_format=fmt) for name, (_, fmt) in models.items()}
         with torch.no_grad():
-            outs = {name: m(x) for name, m in models.items()}
+            outs = {name: m(inputs[name]) for name, (m, _) in models.items()}
             # Each fused model against eager PyTorch on the same weights, relative to the
             # largest output (a randomly initialised network's outputs can be tiny).
             errors = [None] + [
                 ((out - expected).abs().max() / expected.abs().max().clamp_min(1e-30)).item()
-                for out, expected in ((outs["fused dense"], outs["eager PyTorch"]),
+                for out, expected in ((outs["fused network"], outs["eager PyTorch"]),
                                       (outs[pruned_name], pruned_eager(x)))
             ]
             if max(errors[1:]) > 1e-3:
                 raise CliError(f"the fused model disagrees with eager PyTorch "
                                f"(relative error {max(errors[1:]):.1e})")
-            times = interleaved_medians([lambda m=m: m(x) for m in models.values()],
-                                        repeats=args.repeats)
+            times = interleaved_medians(
+                [lambda m=m, name=name: m(inputs[name]) for name, (m, _) in models.items()],
+                repeats=args.repeats)
         print(f"\nbatch {batch}:")
-        print(f"{'model':<28}{'ms/image':>10}{'speedup':>9}{'rel. error':>12}{'Fire weights KB':>17}")
+        print(f"{'model':<28}{'ms/image':>10}{'speedup':>9}{'rel. error':>12}{'weights KB':>12}")
         base = times[0]
         for name, t, err, kb in zip(models, times, errors, weight_kb):
             shown = "reference" if err is None else f"{err:.1e}"
-            print(f"{name:<28}{t * 1e3 / batch:>10.2f}{base / t:>8.2f}x{shown:>12}{kb:>17.0f}")
+            print(f"{name:<28}{t * 1e3 / batch:>10.2f}{base / t:>8.2f}x{shown:>12}{kb:>12.0f}")
     print("\nrel. error: largest difference from eager PyTorch on the same weights (the pruned "
           "model's: on its pruned weights) over the largest output, float32 rounding only; what "
           "pruning without fine-tuning costs in accuracy needs trained weights and data: "
@@ -187,67 +190,85 @@ def _bench(args: argparse.Namespace) -> int:
                            "fire_kernels[bench])") from None
     env = environment("fire-kernels bench", threads=threads)
     out = ResultsCsv(args.csv) if args.csv else None
-    work = [(b, sp, layer) for b in args.batches for sp in args.sparsities for layer in args.layers]
+    if args.layers is None:  # the default layers, unless only whole networks were asked for
+        args.layers = [] if args.networks else ["v1_1-fire2", "v1_1-fire9"]
+    workloads = args.layers + args.networks
+    work = [(b, sp, name) for b in args.batches for sp in args.sparsities for name in workloads]
     results = {}
-    for k, (batch, sp, layer) in enumerate(work):
-        _progress(k, len(work), f"{layer} batch {batch} {sp}%")
-        cfg, hw = LAYERS[layer]
+    for k, (batch, sp, name) in enumerate(work):
+        _progress(k, len(work), f"{name} batch {batch} {sp}%")
         torch.manual_seed(k)
-        fire = Fire(*cfg).eval()
-        if sp:
-            prune_fire_modules(fire, sp / 100, block=STRUCTURES[args.structure])
-        x = torch.randn(batch, cfg[0], hw, hw)
-        runs = make_candidates(fire, x, args.candidates, threads)
+        model, x, macs = _bench_workload(name, batch, sp, STRUCTURES[args.structure])
+        runs = make_candidates(model, x, args.candidates, threads)
         missing = [n for n in args.candidates if n not in runs]
         if missing:
-            raise CliError(f"candidate {missing[0]} cannot run on {layer}")
+            raise CliError(f"candidate {missing[0]} cannot run on {name}")
         try:
-            t = time_checked(fire, x, runs, args.repeats)
+            t = time_checked(model, x, runs, args.repeats)
         except AssertionError as e:  # a candidate's output differs from eager PyTorch's
-            raise CliError(f"{layer}, batch {batch}, sparsity {sp}%: {e}") from None
-        results[(batch, sp, layer)] = t
+            raise CliError(f"{name}, batch {batch}, sparsity {sp}%: {e}") from None
+        results[(batch, sp, name)] = t
         if out is not None:
-            out.add_times(env, t, workload=layer, batch=batch, dtype="float32", sparsity=sp,
-                          structure=args.structure if sp else "dense",
-                          macs=fire_macs(batch, *cfg, hw, hw))
+            out.add_times(env, t, workload=name, batch=batch, dtype="float32", sparsity=sp,
+                          structure=args.structure if sp else "dense", macs=macs)
     _progress(len(work), len(work), "done")
     names = list(results[work[0]])
     base = names[0]
     print(f"\n{threads} threads; ms per call; speedup over {base}")
-    head = f"{'layer':<14}{'batch':>6}{'sparsity':>9}" + "".join(f"{n:>13}" for n in names)
-    print(head + "".join(f"{'x ' + n:>15}" for n in names[1:]))
-    for (batch, sp, layer), t in results.items():
-        print(f"{layer:<14}{batch:>6}{sp:>8}%" + "".join(f"{t[n] * 1e3:>13.3f}" for n in names)
-              + "".join(f"{t[base] / t[n]:>14.2f}x" for n in names[1:]))
+    width = {n: max(13, len(n) + 3) for n in names}  # columns never run together
+    head = f"{'workload':<14}{'batch':>6}{'sparsity':>9}" + "".join(f"{n:>{width[n]}}" for n in names)
+    print(head + "".join(f"{'x ' + n:>{width[n] + 2}}" for n in names[1:]))
+    for (batch, sp, name), t in results.items():
+        print(f"{name:<14}{batch:>6}{sp:>8}%" + "".join(f"{t[n] * 1e3:>{width[n]}.3f}" for n in names)
+              + "".join(f"{t[base] / t[n]:>{width[n] + 1}.2f}x" for n in names[1:]))
     for batch in args.batches:
         for sp in args.sparsities:
+            if not args.layers:
+                continue
             keys = [(batch, sp, layer) for layer in args.layers]
             summary = ", ".join(f"{n} {geomean(results[k][base] / results[k][n] for k in keys):.2f}x"
                                 for n in names[1:])
-            print(f"geomean batch {batch}, {sp}%: {summary}")
+            print(f"geomean over the layers, batch {batch}, {sp}%: {summary}")
     if out is not None:
         print(f"appended the rows to {args.csv}")
     if args.plot:
-        _bench_plot(results, args, names, Path(args.plot), env)
+        _bench_plot(results, args, names, workloads, Path(args.plot), env)
         print(f"wrote {args.plot}")
     return 0
 
 
-def _bench_plot(results, args, names, path: Path, env: dict) -> None:
-    """Speedup over the first candidate per layer (first batch, last sparsity), or,
-    with several sparsities, geomean over the layers against sparsity."""
+def _bench_workload(name: str, batch: int, sparsity: int,
+                    block: int) -> tuple[torch.nn.Module, torch.Tensor, int | None]:
+    """A Fire layer (LAYERS) or a whole network (MODELS, on 224x224 images), pruned by
+    magnitude to ``sparsity`` percent (a network: every convolution but the stem), its
+    input (NCHW) and its MACs (None for a network)."""
+    if name in MODELS:
+        model = MODELS[name]().eval()
+        if sparsity:
+            prune_network(model, sparsity / 100, block=block)
+        return model, torch.randn(batch, 3, 224, 224), None
+    cfg, hw = LAYERS[name]
+    fire = Fire(*cfg).eval()
+    if sparsity:
+        prune_fire_modules(fire, sparsity / 100, block=block)
+    return fire, torch.randn(batch, cfg[0], hw, hw), fire_macs(batch, *cfg, hw, hw)
+
+
+def _bench_plot(results, args, names, workloads, path: Path, env: dict) -> None:
+    """Speedup over the first candidate per workload (first batch, last sparsity), or,
+    with several sparsities, geomean over the workloads against sparsity."""
     base, others = names[0], names[1:]
     batch = args.batches[0]
     if len(args.sparsities) > 1:
         series = {n: (args.sparsities, [
-            geomean(results[(batch, sp, layer)][base] / results[(batch, sp, layer)][n]
-                    for layer in args.layers) for sp in args.sparsities]) for n in others}
+            geomean(results[(batch, sp, w)][base] / results[(batch, sp, w)][n]
+                    for w in workloads) for sp in args.sparsities]) for n in others}
         xlabel = f"sparsity (%), {args.structure}"
     else:
         sp = args.sparsities[0]
-        series = {n: (args.layers, [results[(batch, sp, layer)][base] / results[(batch, sp, layer)][n]
-                                    for layer in args.layers]) for n in others}
-        xlabel = f"layer, {sp}% sparsity"
+        series = {n: (workloads, [results[(batch, sp, w)][base] / results[(batch, sp, w)][n]
+                                  for w in workloads]) for n in others}
+        xlabel = f"workload, {sp}% sparsity"
     plot_speedups(series, path, xlabel=xlabel, ylabel=f"speedup over {base} (x)",
                   categorical=len(args.sparsities) == 1,
                   title=f"fire_kernels bench, batch {batch}, {env['machine']}, "
@@ -364,12 +385,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="{demo,bench,info}", parser_class=_Parser)
     demo = sub.add_parser(
         "demo",
-        help="SqueezeNet 1.1: eager vs fused dense vs fused with pruned Fires",
-        description="Builds SqueezeNet (bundled, torchvision's layout) in channels-last, swaps "
-        "its Fires for FusedFire, prunes a copy's Fires by magnitude, checks the fused outputs "
-        "against eager PyTorch and prints ms per image, speedup, the largest difference from "
-        "eager PyTorch on the same weights and the Fire weights' size. Weights are random "
-        "unless --weights is given.",
+        help="SqueezeNet 1.1: eager vs the fused network, dense and pruned",
+        description="Builds SqueezeNet (bundled, torchvision's layout), fuses the whole "
+        "network (fuse_network: stem, pools, Fires and classifier), prunes a copy's "
+        "convolutions but the stem by magnitude (prune_network), checks the fused outputs "
+        "against eager PyTorch (channels last) and prints ms per image, speedup, the largest "
+        "difference from eager PyTorch on the same weights and the weights' size (packed "
+        "sparse where pruned). Weights are random unless --weights is given.",
     )
     demo.add_argument("--weights", metavar="PATH",
                       help="a torchvision checkpoint of the model (e.g. squeezenet1_1-b8a52dc0.pth)")
@@ -382,15 +404,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser(
         "bench",
-        help="per-layer microbenchmarks (table, CSV, plot)",
-        description="Times candidates on SqueezeNet's Fire layers, interleaved in one process "
+        help="per-layer and whole-network benchmarks (table, CSV, plot)",
+        description="Times candidates on SqueezeNet's Fire layers and, with --networks, whole "
+        "SqueezeNets, interleaved in one process "
         "(medians), checks each against eager PyTorch, prints a table with the speedup over the "
         "first candidate and, where asked, appends to a long-format CSV and draws a plot. "
         "Candidates: "
         + "; ".join(f"{k}: {v}" for k, v in CANDIDATES.items()),
     )
-    bench.add_argument("--layers", nargs="+", choices=list(LAYERS), default=["v1_1-fire2", "v1_1-fire9"],
-                       metavar="LAYER", help=f"of: {', '.join(LAYERS)}")
+    bench.add_argument("--layers", nargs="+", choices=list(LAYERS), metavar="LAYER",
+                       help=f"of: {', '.join(LAYERS)} (default: v1_1-fire2 v1_1-fire9, unless "
+                       "only --networks are given)")
+    bench.add_argument("--networks", nargs="+", choices=list(MODELS), default=[], metavar="NET",
+                       help=f"whole networks too, of: {', '.join(MODELS)} (224x224 NCHW images; "
+                       "pruned: every convolution but the stem), e.g. with --candidates eager_cl "
+                       "fused_network onnxruntime")
     bench.add_argument("--batches", type=_positive, nargs="+", default=[1], metavar="N")
     bench.add_argument("--sparsities", type=_sparsity, nargs="+", default=[0], metavar="PCT",
                        help="prune the layers by magnitude first (0 = dense)")

@@ -150,9 +150,11 @@ def test_demo_checks_and_reports(capsys):
     out = captured.out
     assert "RANDOM weights" in out and ", 1 threads, C++ kernels: " in out
     assert torch.get_num_threads() == 1
-    for name in ("eager PyTorch", "fused dense", "fused, Fires pruned 90%"):
+    for name in ("eager PyTorch", "fused network", "fused, pruned 90%"):
         assert len([line for line in out.splitlines() if line.startswith(name)]) == 2  # per batch
-    assert out.count("rel. error") == 3 and "Fire weights KB" in out and "top-1" not in out
+    assert out.count("rel. error") == 3 and "weights KB" in out and "top-1" not in out
+    kb = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("fused")]
+    assert kb[1] < kb[0] / 3  # the pruned network's weights, packed sparse
     rows = [line.split() for line in out.splitlines() if line.startswith("fused")]
     assert all(float(row[-2]) < 1e-4 for row in rows), rows  # the error column
     assert [line for line in out.splitlines() if line.startswith("rel. error: ")]
@@ -242,13 +244,28 @@ def test_bench_table_csv_and_plot(tmp_path, capsys):
             "--plot", str(png)]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "geomean batch 1, 90%: fused_nchw" in out
+    assert "geomean over the layers, batch 1, 90%: fused_nchw" in out
     lines = csv.read_text().splitlines()
     assert lines[0] == ",".join(FIELDS)  # the one schema of every benchmark
     assert len(lines) == 1 + 2 * 3  # two sparsities x three candidates
     assert png.stat().st_size > 10_000
     assert main(argv) == 0  # appends, header once
     assert len(csv.read_text().splitlines()) == 1 + 2 * 2 * 3
+
+
+@needs_cpp
+def test_bench_whole_networks(tmp_path, capsys):
+    """--networks alone: whole SqueezeNets (no default layers), dense and pruned, in the
+    table and the CSV (one row per candidate), with fuse_network among the candidates."""
+    csv = tmp_path / "bench.csv"
+    assert main(["bench", "--networks", "squeezenet1_1", "--sparsities", "0", "90",
+                 "--repeats", "2", "--candidates", "eager_cl", "fused_network",
+                 "--csv", str(csv)]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith("squeezenet1_1")]
+    assert [row[2] for row in rows] == ["0%", "90%"] and "v1_1-fire2" not in out
+    assert "geomean" not in out  # over layers only
+    assert len(csv.read_text().splitlines()) == 1 + 2 * 2
 
 
 @needs_cpp
