@@ -184,11 +184,14 @@ CANDIDATES = {
 }
 
 
-def onnx_session(model: nn.Module, x: torch.Tensor, threads: int) -> Callable[[], object] | None:
+def onnx_session(model: nn.Module, x: torch.Tensor, threads: int, *,
+                 profile_prefix: str | None = None) -> Callable[[], object] | None:
     """A zero-argument callable running ``model(x)`` in ONNX Runtime's CPU execution
     provider as its users run it (all graph optimisations, so its NCHWc layout
     transformer runs; intra-op threads = ``threads``; its pool's spinning left on),
-    or None if onnxruntime is not installed."""
+    or None if onnxruntime is not installed. With ``profile_prefix``, ONNX Runtime's
+    profiler records every node's time, and the callable has ``end_profiling()``
+    (the session's: the JSON file's path)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -200,9 +203,17 @@ def onnx_session(model: nn.Module, x: torch.Tensor, threads: int) -> Callable[[]
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if profile_prefix is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     session = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
     feed = {"x": x.contiguous().numpy()}
-    return lambda: session.run(None, feed)
+
+    def run() -> object:
+        return session.run(None, feed)
+
+    run.end_profiling = session.end_profiling
+    return run
 
 
 class CsrFire:
