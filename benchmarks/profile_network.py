@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import tempfile
 import time
 from collections import defaultdict
@@ -52,18 +53,22 @@ def layer_macs(model: nn.Module, x: torch.Tensor) -> list[int]:
     return macs
 
 
-def profile(model: nn.Module, x: torch.Tensor, repeats: int) -> tuple[dict[str, float], float]:
-    """Best CPU seconds per (op, input shape) over ``repeats`` forwards, and the best
-    wall seconds of a whole forward."""
+def profile(model: nn.Module, x: torch.Tensor,
+            repeats: int) -> tuple[dict[str, float], float, float]:
+    """Best CPU seconds per (op, input shape) over ``repeats`` forwards, the best wall
+    seconds of a whole forward, and the page faults per forward (fresh memory the
+    kernel had to map in: a cost that allocations recycled by the process avoid)."""
     best: dict[str, float] = defaultdict(lambda: float("inf"))
     wall = float("inf")
     with torch.no_grad():
         for _ in range(3):
             model(x)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         for _ in range(repeats):
             start = time.perf_counter()
             model(x)
             wall = min(wall, time.perf_counter() - start)
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeats
         for _ in range(repeats):
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
                                         record_shapes=True) as prof:
@@ -75,7 +80,7 @@ def profile(model: nn.Module, x: torch.Tensor, repeats: int) -> tuple[dict[str, 
                     per[f"{e.name.removeprefix('fire_kernels::')} {shape}"] += e.cpu_time_total
             for key, us in per.items():
                 best[key] = min(best[key], us * 1e-6)
-    return dict(best), wall
+    return dict(best), wall, faults
 
 
 def onnxruntime_profile(model: nn.Module, x: torch.Tensor, threads: int,
@@ -130,11 +135,12 @@ def main(argv: list[str] | None = None) -> int:
             peer = onnxruntime_profile(model, x, args.threads, args.repeats)
             time.sleep(SPIN_PAUSE)  # its pool spins on after its last run
         fk.fuse_network(model)
-        ops, wall = profile(model, x, args.repeats)
+        ops, wall, faults = profile(model, x, args.repeats)
         inside = sum(ops.values())
         label = "pruned 90 %" if pruned else "dense"
         print(f"\n{label}: forward {wall * 1e3:.3f} ms, {2 * total_macs / wall / 1e9:.1f} "
-              f"GFLOP/s of the dense network's MACs; kernels {inside * 1e3:.3f} ms")
+              f"GFLOP/s of the dense network's MACs; kernels {inside * 1e3:.3f} ms; "
+              f"{faults:.0f} page faults per forward")
         print("| op and input shape | ms | share of the forward |\n|---|---|---|")
         for key, seconds in ops.items():
             print(f"| {key} | {seconds * 1e3:.3f} | {seconds / wall:.0%} |")

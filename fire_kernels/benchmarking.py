@@ -370,12 +370,17 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def _commit() -> str:
-    root = Path(__file__).resolve().parent.parent
+def _commit(root: Path | None = None) -> str:
+    """The checkout's commit (12 hex digits), "-dirty" with uncommitted changes to
+    tracked files, or "unknown"; ``root``: the checkout (default: this package's)."""
+    root = root or Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root,
                               capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # The benchmarks' own result files do not make the code measured dirty: a
+        # run appending to benchmarks/results.csv must not mark the next run's rows.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":(exclude,glob)benchmarks/results*.csv"],
                                cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 
+import subprocess
+
 import pytest
 import torch
 
 import fire_kernels as fk
 from fire_kernels.benchmarking import (
     FIELDS,
+    _commit,
     ResultsCsv,
     environment,
     interleaved_medians,
@@ -70,3 +73,21 @@ def test_time_outside_kernels_skips_them_only_while_timing():
     assert 0 < bare < full
     with torch.no_grad():  # the kernels run again afterwards
         assert_close_to_reference(fused(x), ref(x))
+
+
+def test_commit_is_dirty_with_changed_code_not_with_new_results(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "results.csv").write_text("a\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    clean = _commit(tmp_path)
+    assert len(clean) == 12 and not clean.endswith("-dirty")
+    (tmp_path / "benchmarks" / "results.csv").write_text("a\nb\n")  # a run appended rows
+    assert _commit(tmp_path) == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert _commit(tmp_path) == clean + "-dirty"
