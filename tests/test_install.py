@@ -225,7 +225,7 @@ def test_wheel_in_a_fresh_environment_runs_the_prebuilt_module(wheel, venv, work
     info = json.loads(proc.stdout)
     assert info["cpu_kernel"]["state"] == "prebuilt" and info["triton"] is None
     proc = sh(venv / "bin" / "fire-kernels", "demo", "--batches", "1", "--repeats", "1", cwd=work)
-    assert "C++ kernels: prebuilt" in proc.stdout and "fused dense" in proc.stdout
+    assert "C++ kernels: prebuilt" in proc.stdout and "fused network" in proc.stdout
 
 
 def test_wheel_sources_are_complete_for_a_just_in_time_build(wheel, venv, work):
