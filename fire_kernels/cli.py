@@ -221,10 +221,8 @@ def _bench(args: argparse.Namespace) -> int:
     for (batch, sp, name), t in results.items():
         print(f"{name:<14}{batch:>6}{sp:>8}%" + "".join(f"{t[n] * 1e3:>{width[n]}.3f}" for n in names)
               + "".join(f"{t[base] / t[n]:>{width[n] + 1}.2f}x" for n in names[1:]))
-    for batch in args.batches:
+    for batch in args.batches if args.layers else []:
         for sp in args.sparsities:
-            if not args.layers:
-                continue
             keys = [(batch, sp, layer) for layer in args.layers]
             summary = ", ".join(f"{n} {geomean(results[k][base] / results[k][n] for k in keys):.2f}x"
                                 for n in names[1:])
