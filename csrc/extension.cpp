@@ -2,8 +2,9 @@
 // (TORCH_LIBRARY_IMPL in fire_ops.cpp, network_ops.cpp and pack_sparse.cpp);
 // the functions here report and choose the vector ISA they run with.
 //
-// Plain pybind11, not <torch/extension.h>: this module binds no tensors, and
-// torch's whole C++ API took most of a build's time to compile here.
+// Plain pybind11, not <torch/extension.h>: torch's whole C++ API took most of
+// a build's time to compile here. Only network_program.cpp, which binds
+// tensors, includes torch's pybind11 type casters.
 #include <c10/util/Exception.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -13,17 +14,25 @@
 #include "activation_cache.h"
 #include "cpu_features.h"
 #include "fire_scheduler.h"
+#include "network_program.h"
 #include "pack_weights.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "fire_kernels CPU kernels (registered as torch.ops.fire_kernels.*)";
-  // c10 errors (an unknown ISA) as RuntimeError with their message, without
-  // the C++ backtrace, as torch's own bindings raise them. Local: a global
+  // c10 errors (an unknown ISA; an operator's checks inside a network program)
+  // as the Python exceptions torch's own bindings raise for them, with their
+  // message, without the C++ backtrace. Local: a global
   // translator would also catch the errors of torch's operators, ours among
   // them, and turn their ValueErrors and TypeErrors into RuntimeErrors.
   pybind11::register_local_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
+    } catch (const c10::ValueError& e) {
+      PyErr_SetString(PyExc_ValueError, e.what_without_backtrace());
+    } catch (const c10::TypeError& e) {
+      PyErr_SetString(PyExc_TypeError, e.what_without_backtrace());
+    } catch (const c10::IndexError& e) {
+      PyErr_SetString(PyExc_IndexError, e.what_without_backtrace());
     } catch (const c10::Error& e) {
       PyErr_SetString(PyExc_RuntimeError, e.what_without_backtrace());
     }
@@ -42,4 +51,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Frees the blocks kept for the fused operators' outputs; returns the bytes freed.");
   m.def("activation_cache_bytes", &fire_kernels::activation_cache_bytes,
         "Bytes of freed output blocks kept for reuse.");
+  fire_kernels::bind_network_program(m);
 }

@@ -15,6 +15,7 @@
 
 #include "activation_cache.h"
 #include "fire_checks.h"
+#include "fire_ops.h"
 #include "fire_kernel.h"
 #include "fire_scheduler.h"
 #include "pack_weights.h"

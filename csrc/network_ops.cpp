@@ -11,6 +11,7 @@
 
 #include "activation_cache.h"
 #include "fire_checks.h"
+#include "fire_ops.h"
 #include "fire_scheduler.h"
 #include "network_kernel.h"
 #include "pack_weights.h"

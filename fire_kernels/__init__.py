@@ -19,6 +19,7 @@ from .network import (
     FusedAway,
     FusedConvReluAvgPool,
     FusedConvReluMaxPool,
+    FusedSequential,
     fuse_network,
     unfuse_fire_modules,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "FusedConvReluAvgPool",
     "FusedConvReluMaxPool",
     "FusedFire",
+    "FusedSequential",
     "SqueezeNet",
     "cpu_isa",
     "empty_cache",

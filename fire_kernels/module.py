@@ -12,7 +12,14 @@ from . import functional as F
 from .functional import BACKENDS, Backend, Pool
 from .reference import Fire
 from .validation import check_fire_input
-from .weight_plan import SparseMode, WeightPlan, effective_weights, make_plan, sources_of
+from .weight_plan import (
+    SparseMode,
+    WeightPlan,
+    effective_weights,
+    make_plan,
+    note_module_change,
+    sources_of,
+)
 
 __all__ = [
     "FusedFire",
@@ -77,6 +84,11 @@ class Planned(nn.Module):
     dense (``_dense``), how to make a plan (``_make_plan``) and run it (``_run_plan``)."""
 
     _plan: WeightPlan | None
+
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__(name, value)
+        if name != "_plan":  # a setting (backend, sparse, pool, training...): programs are stale
+            note_module_change()
 
     def _forward_planned(self, x: Tensor, convs: tuple[nn.Module, ...]) -> Tensor:
         if torch.compiler.is_compiling():

@@ -15,28 +15,54 @@ SqueezeNet-style networks it finds in any ``nn.Sequential`` (not SqueezeNet by n
   the conv's output, sparse where its pruned weights pay.
 
 A module whose work its neighbour now does becomes a :class:`FusedAway`, which
-computes nothing and remembers the module it stands for. Parameters, their objects
-and ``state_dict`` keys stay as they were; ``unfuse_fire_modules`` restores the
-plain modules.
+computes nothing and remembers the module it stands for. Every ``nn.Sequential``
+that holds a fused module becomes a :class:`FusedSequential`, whose inference
+forward runs its layers in one C++ call. Parameters, their objects and
+``state_dict`` keys stay as they were; ``unfuse_fire_modules`` restores the plain
+modules.
 """
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from dataclasses import dataclass
+from typing import Any
 
+import torch
+from torch import Tensor, nn
+from torch.nn.modules import module as _nn_module
+
+from . import _extension
 from . import functional as F
 from .functional import Backend, Pool
 from .module import FusedFire, Planned, check_backend, check_sparse_mode, fuse_fire_modules
+from .sparse import SparsePacked
 from .validation import check_fire_input
-from .weight_plan import SparseMode, WeightPlan, conv_weight, make_head_plan
+from .weight_plan import (
+    SparseMode,
+    WeightPlan,
+    conv_weight,
+    generations,
+    make_head_plan,
+    note_module_change,
+    sources_of,
+)
 
 __all__ = [
     "FusedAway",
     "FusedConvReluAvgPool",
     "FusedConvReluMaxPool",
+    "FusedSequential",
     "fuse_network",
     "unfuse_fire_modules",
 ]
+
+# A network program runs its layers without asking their modules, so any change to
+# what a module holds (a Parameter, buffer or submodule set anywhere) makes the
+# programs stale. Registering these costs nothing at inference: nn.Module calls
+# them only when something is registered.
+_nn_module.register_module_parameter_registration_hook(note_module_change)
+_nn_module.register_module_buffer_registration_hook(note_module_change)
+_nn_module.register_module_module_registration_hook(note_module_change)
 
 # The stem pattern's input channels at most: an image's (RGB, RGBA). The fused
 # kernel is an im2col GEMM, tuned for few input channels.
@@ -52,6 +78,7 @@ class FusedAway(nn.Module):
         super().__init__()
         # Not a child: it has no parameters, and state_dict keys must not change.
         self.__dict__["original"] = original
+        self.train(original.training)
 
     def forward(self, x: Tensor) -> Tensor:
         return x
@@ -79,6 +106,10 @@ class FusedConvReluMaxPool(nn.Conv2d):
     built by ``fuse_network`` from a stem's conv (the same ``nn.Conv2d`` parameters and
     ``state_dict`` keys). The output is channels last. The pool is ``(kernel, stride,
     ceil_mode)``, ``(1, 1, False)`` for none."""
+
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__(name, value)
+        note_module_change()  # a setting (stride, pool, backend...): programs are stale
 
     @classmethod
     def from_modules(cls, conv: nn.Conv2d, pool: nn.MaxPool2d | None,
@@ -142,6 +173,127 @@ class FusedConvReluAvgPool(Planned, nn.Conv2d):
                 f"sparse={self._sparse!r}")
 
 
+@dataclass(eq=False)
+class _Program:
+    """What a FusedSequential's inference forward runs: ``native``, the C++
+    ``NetworkProgram`` of its children (None: they cannot run as one), while they are
+    ``children`` and nothing changed since ``made_under`` (``weight_plan.generations``)."""
+
+    children: tuple[nn.Module, ...]
+    made_under: tuple[int, int]
+    native: Any
+
+
+def _program_step(m: nn.Module, x: Tensor) -> tuple | None:
+    """What child ``m`` does to its input ``x`` in a network program: ``()`` for
+    nothing (the identity), else ``(kind, tensors, ints, sources)`` with the arguments
+    of its C++ operator after the input (``csrc/network_program.h``), and what they
+    were computed from; None where ``m`` cannot be a step (another module, another
+    backend, a plan that cannot be kept). ``m`` has just run on ``x``, so its plan is
+    the one for ``x``."""
+    if type(m) in (FusedAway, nn.Dropout, nn.Identity):
+        return ()
+    if type(m) is FusedConvReluMaxPool:
+        if F.resolve_backend(m.backend, x) != "cpp":
+            return None
+        ints = [m.stride[0], m.padding[0], *m.pool]
+        return "stem", [conv_weight(m), conv_weight(m, "bias")], ints, sources_of((m,))
+    plan = m.__dict__.get("_plan") if isinstance(m, (FusedFire, FusedConvReluAvgPool)) else None
+    if plan is None or plan.backend != "cpp" or not plan.cacheable:
+        return None
+    form = plan.sparse
+    if type(m) is FusedConvReluAvgPool:
+        if form is None:
+            return "head", list(plan.weights), [], plan.sources
+        return ("head_sparse", [form.values, form.index, plan.weights[1]],
+                [form.out_channels, form.block], plan.sources)
+    pool = list(m.pool) if m.pool is not None else []
+    if form is None:
+        return "fire", list(plan.weights), pool, plan.sources
+    if isinstance(form, SparsePacked):
+        w = plan.weights
+        tensors = [form.squeeze_values, form.squeeze_index, w.squeeze_bias, form.expand_values,
+                   form.expand_index, w.expand1x1_bias, w.expand3x3_bias]
+        ints = [form.squeeze_channels, form.expand1x1_channels, form.expand3x3_channels,
+                form.block, form.width]
+        return "fire_sparse", tensors, ints + pool, plan.sources
+    return None
+
+
+class FusedSequential(nn.Sequential):
+    """An ``nn.Sequential`` holding fused modules, as ``fuse_network`` leaves it (the
+    same children and ``state_dict`` keys). Its inference forward on the CPU (no
+    gradient wanted, not traced by torch.compile) runs its layers in one C++ call, a
+    network program (``fire_kernels._C.NetworkProgram``): each layer's kernel in turn,
+    with no Python, dispatch or module machinery between them, which otherwise cost a
+    SqueezeNet at batch 1 several percent of its time (and more after the machine
+    idled, when all that Python is cold in the caches). The program is made at the
+    first such forward from the children's weight plans and made afresh whenever it
+    would not compute what the children would: their weights (or the tensors they
+    are computed from) changed, a parameter, buffer or submodule was set anywhere, a
+    fused module's setting changed, ``refresh_packed_weights()`` was called, or the
+    input's channels or width differ. A child in training mode, with hooks, or one the
+    program cannot run (another module type, another backend) makes the forward run
+    child by child, as ``nn.Sequential`` does."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return super().forward(x)
+        program = self.__dict__.get("_program")
+        if program is not None and self._program_holds(program):
+            if program.native is None:
+                return super().forward(x)
+            out = program.native.run(x)
+            if out is not None:
+                return out
+        return self._forward_and_make_program(x)
+
+    def _program_holds(self, program: _Program) -> bool:
+        if program.made_under != generations() or (
+            _nn_module._global_forward_hooks or _nn_module._global_forward_pre_hooks
+        ):
+            return False
+        children = self._modules
+        if len(children) != len(program.children):
+            return False
+        for m, kept in zip(children.values(), program.children):
+            if m is not kept or m.training or m._forward_hooks or m._forward_pre_hooks:
+                return False
+        return True
+
+    def _forward_and_make_program(self, x: Tensor) -> Tensor:
+        """The forward child by child, making the program on the way."""
+        children = tuple(self._modules.values())
+        steps: list[tuple] | None = (
+            [] if _extension.C is not None and x.device.type == "cpu"
+            and x.dtype == torch.float32 and x.dim() == 4 else None
+        )
+        sources: list[Tensor] = []
+        h = x
+        for m in children:
+            out = m(h)
+            if steps is not None:
+                step = None if m.training or m._forward_hooks or m._forward_pre_hooks \
+                    else _program_step(m, h)
+                if step is None:
+                    steps = None
+                elif step:
+                    steps.append(step[:3])
+                    sources += step[3]
+            h = out
+        native = None
+        if steps:
+            native = _extension.C.NetworkProgram(steps, sources, x.shape[1], x.shape[3])
+        self.__dict__["_program"] = _Program(children, generations(), native)
+        return h
+
+    def __getstate__(self) -> dict:
+        # Copies make their own program from their own weights.
+        state = dict(self.__dict__)
+        state.pop("_program", None)
+        return state
+
+
 def _square(value) -> int | None:
     """An int for a square size (``3`` or ``(3, 3)``), else None."""
     if isinstance(value, int):
@@ -191,6 +343,10 @@ def _is_stem(mods: list[nn.Module]) -> bool:
     )
 
 
+# What makes an nn.Sequential a FusedSequential.
+_FUSED = (FusedFire, FusedConvReluMaxPool, FusedConvReluAvgPool)
+
+
 def fuse_network(
     model: nn.Module, *, sparse: SparseMode = "auto", backend: Backend = "auto"
 ) -> nn.Module:
@@ -230,6 +386,8 @@ def fuse_network(
     for m in model.modules():
         if isinstance(m, FusedFire):
             m.sparse = sparse
+        if type(m) is nn.Sequential and any(isinstance(c, _FUSED) for c in m.children()):
+            m.__class__ = FusedSequential
     return model
 
 
@@ -253,5 +411,9 @@ def unfuse_fire_modules(model: nn.Module) -> nn.Module:
             else:
                 continue
             child._modules[attr] = plain
+    for m in model.modules():
+        if type(m) is FusedSequential:
+            m.__dict__.pop("_program", None)
+            m.__class__ = nn.Sequential
     return model
 

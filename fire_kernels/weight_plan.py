@@ -48,9 +48,11 @@ __all__ = [
     "WeightPlan",
     "conv_weight",
     "effective_weights",
+    "generations",
     "invalidate_plans",
     "make_head_plan",
     "make_plan",
+    "note_module_change",
     "sources_of",
 ]
 
@@ -62,12 +64,29 @@ SparseMode = Union[Literal["auto"], bool]
 
 # Bumped by invalidate_plans(): every plan made before is stale.
 _generation = 0
+# Bumped by note_module_change(): every network program (fire_kernels.network) made
+# before is stale, but not the plans.
+_module_generation = 0
 
 
 def invalidate_plans() -> None:
     """Makes every FusedFire make its plan afresh at its next forward."""
     global _generation
     _generation += 1
+
+
+def note_module_change(*_hook_args) -> None:
+    """Records that a module's parameters, buffers, submodules or settings may have
+    changed: called by nn.Module's global registration hooks and by the fused modules'
+    ``__setattr__``, so that a network program, which runs its layers without asking
+    their modules, is made afresh."""
+    global _module_generation
+    _module_generation += 1
+
+
+def generations() -> tuple[int, int]:
+    """What a network program was made under (plans and modules as they were)."""
+    return _generation, _module_generation
 
 
 class FireWeights(NamedTuple):

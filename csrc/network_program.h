@@ -1,0 +1,55 @@
+// A network program: a chain of fused layers (stem, Fires dense or sparse,
+// head) run in one call from Python, each by its operator's CPU kernel
+// (fire_ops.h) without the dispatcher or Python between the layers. Built by
+// fire_kernels.network.FusedSequential from its children's weight plans; it
+// keeps the tensors those plans were made from (their versions and data) and
+// declines to run (returns nullopt) once any of them changed, or for an input
+// unlike the one it was built for, so that Python makes the plans afresh.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace fire_kernels {
+
+class NetworkProgram {
+ public:
+  enum class Kind { kStem, kFire, kFireSparse, kHead, kHeadSparse };
+  struct Step {
+    Kind kind;
+    std::vector<std::optional<at::Tensor>> tensors;  // the operator's tensor arguments, in order
+    std::vector<int64_t> ints;                        // then its integer ones
+  };
+
+  // `steps`: (kind, tensors, ints) with kind "stem", "fire", "fire_sparse",
+  // "head" or "head_sparse", and the arguments of conv_relu_maxpool, fire (or
+  // maxpool_fire with the pool's 3 ints), fire_sparse (maxpool_fire_sparse),
+  // conv1x1_relu_avgpool or its sparse twin after the input. `sources`: what
+  // the steps' tensors were computed from. The input: float32 on the CPU,
+  // 4-D with `channels` channels and `width` columns.
+  NetworkProgram(
+      const std::vector<std::tuple<std::string, std::vector<std::optional<at::Tensor>>,
+                                   std::vector<int64_t>>>& steps,
+      std::vector<at::Tensor> sources, int64_t channels, int64_t width);
+
+  // The chain's output for x, or nullopt where the program no longer holds
+  // (a source changed) or was not built for inputs like x.
+  std::optional<at::Tensor> run(const at::Tensor& x) const;
+
+ private:
+  std::vector<Step> steps_;
+  std::vector<at::Tensor> sources_;
+  std::vector<int64_t> versions_;
+  std::vector<const void*> data_;
+  int64_t channels_, width_;
+};
+
+// Adds NetworkProgram to the extension's Python module.
+void bind_network_program(pybind11::module_& m);
+
+}  // namespace fire_kernels

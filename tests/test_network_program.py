@@ -1,0 +1,203 @@
+"""FusedSequential's network program: a fused network's inference forward in one C++
+call, equal to the layer-by-layer forward, and made afresh whenever that would
+compute something else (weights, modules, settings, hooks, inputs changed)."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+import fire_kernels as fk
+from fire_kernels.network import FusedSequential
+from fire_kernels.testing import assert_close_to_reference
+
+pytestmark = pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
+
+
+def _pair(version: str = "1_1", sparsity: float | None = None, block: int = 1):
+    """(fused, reference) SqueezeNets with the same weights, in eval mode."""
+    torch.manual_seed(0)
+    ref = getattr(fk, f"squeezenet{version}")(num_classes=10).eval()
+    if sparsity is not None:
+        fk.prune_network(ref, sparsity, block=block)
+    return fk.fuse_network(copy.deepcopy(ref)), ref
+
+
+def _native(seq: nn.Module):
+    program = seq.__dict__.get("_program")
+    return None if program is None else program.native
+
+
+def _check(model, ref, x):
+    with torch.no_grad():
+        got = model(x)
+        assert_close_to_reference(got, ref(x))
+    return got
+
+
+@pytest.mark.parametrize("version", ["1_0", "1_1"])
+@pytest.mark.parametrize("sparsity,block", [(None, 1), (0.9, 1), (0.9, 4)],
+                         ids=["dense", "pruned", "pruned-blocks"])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_program_computes_the_network(version, sparsity, block, layout):
+    model, ref = _pair(version, sparsity, block)
+    assert type(model.features) is FusedSequential and type(model.classifier) is FusedSequential
+    x = torch.randn(2, 3, 67, 61).to(memory_format=layout)
+    first = _check(model, ref, x)  # layer by layer, making the programs
+    assert _native(model.features) is not None and _native(model.classifier) is not None
+    native = _native(model.features)
+    for _ in range(2):  # the programs, kept
+        assert torch.equal(_check(model, ref, x), first)
+    assert _native(model.features) is native
+
+
+def test_batch_zero_one_pixel_and_inference_mode():
+    model, ref = _pair()
+    for shape in [(0, 3, 64, 64), (1, 3, 64, 64), (3, 3, 64, 64)]:
+        for _ in range(2):
+            _check(model, ref, torch.randn(shape))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        assert_close_to_reference(model(x), ref(x))
+        assert_close_to_reference(model(x), ref(x))
+
+
+def test_a_new_input_width_or_bad_input_leaves_the_program():
+    model, ref = _pair(sparsity=0.9)  # sparse forms are packed per width
+    for w in (64, 80, 64):
+        for _ in range(2):
+            _check(model, ref, torch.randn(1, 3, 64, w))
+    _check(model, ref, torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="channels"):
+        with torch.no_grad():
+            model(torch.randn(1, 4, 64, 64))
+    with torch.no_grad():
+        model.features(torch.randn(1, 3, 64, 64))
+        with pytest.raises(ValueError, match="channels"):
+            model.classifier(torch.randn(1, 7, 5, 5))
+    # Too few rows for the stem: raised inside the program, as the op raises it.
+    short = torch.randn(1, 3, 2, 64)
+    with pytest.raises(ValueError) as layer_by_layer:
+        model(short)
+    with pytest.raises(ValueError) as in_program, torch.no_grad():
+        model(short)
+    assert _native(model.features) is not None
+    assert str(in_program.value) == str(layer_by_layer.value)
+
+
+def _weight_edits():
+    def in_place(m):
+        m.features[3].expand3x3.weight.mul_(0.5)
+
+    def new_parameter(m):
+        conv = m.classifier[1]
+        torch.manual_seed(1)
+        conv.weight = nn.Parameter(torch.randn_like(conv.weight) * 0.05)
+
+    def bias_via_data(m):
+        m.features[0].bias.data = m.features[0].bias.data + 1.0
+        fk.refresh_packed_weights()
+
+    def torch_prune(m):
+        torch.nn.utils.prune.l1_unstructured(m.features[4].squeeze, "weight", 0.5)
+
+    return [in_place, new_parameter, bias_via_data, torch_prune]
+
+
+@pytest.mark.parametrize("edit", _weight_edits(), ids=lambda f: f.__name__)
+def test_weight_changes_are_seen(edit):
+    model, ref = _pair(sparsity=0.9)
+    x = torch.randn(2, 3, 64, 64)
+    for _ in range(2):
+        _check(model, ref, x)
+    with torch.no_grad():
+        edit(model)
+        edit(ref)
+    _check(model, ref, x)
+    _check(model, ref, x)
+
+
+def test_module_changes_are_seen():
+    model, ref = _pair(sparsity=0.9)
+    x = torch.randn(2, 3, 64, 64)
+    for _ in range(2):
+        _check(model, ref, x)
+    model.features[3].sparse = False  # a setting: the program is made afresh
+    _check(model, ref, x)
+    assert model.features[3].weight_plan.sparse is None
+    model.features[4] = fk.FusedFire.from_fire(ref.features[4]).eval()  # another child
+    _check(model, ref, x)
+    calls = []
+    handle = model.features[5].register_forward_hook(lambda *args: calls.append(1))
+    _check(model, ref, x)
+    _check(model, ref, x)
+    assert len(calls) == 2  # hooks run: the layers run one by one
+    handle.remove()
+    model.classifier[0].train()  # dropout on: not the identity any more
+    with torch.no_grad():
+        assert not torch.equal(model(x), model(x))
+
+
+def test_training_and_autograd_run_layer_by_layer():
+    model, ref = _pair()
+    x = torch.randn(2, 3, 64, 64)
+    out = model(x)  # gradients wanted: the dense ops, with autograd
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert _native(model.features) is None
+
+
+def test_a_sequential_the_program_cannot_run_stays_layer_by_layer():
+    torch.manual_seed(0)
+    fire = fk.FusedFire(8, 4, 6, 6).eval()
+    seq = nn.Sequential(fire, nn.Tanh())
+    ref = nn.Sequential(fire.to_fire(), nn.Tanh())
+    fk.fuse_network(seq)
+    assert type(seq) is FusedSequential
+    x = torch.randn(1, 8, 9, 9)
+    for _ in range(2):
+        with torch.no_grad():
+            assert_close_to_reference(seq(x), ref(x))
+    assert seq._program.native is None
+
+
+def test_copies_unfusing_and_bad_programs():
+    model, ref = _pair()
+    x = torch.randn(1, 3, 64, 64)
+    _check(model, ref, x)
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert "_program" not in clone.features.__dict__
+        _check(clone, ref, x)
+    fk.unfuse_fire_modules(model)
+    assert type(model.features) is nn.Sequential and "_program" not in model.features.__dict__
+    _check(model, ref, x)
+    native = fk._extension.C.NetworkProgram
+    w = torch.randn(8, 3, 3, 3)
+    with pytest.raises(ValueError, match="unknown step kind"):
+        native([("conv", [w, None], [])], [w], 3, 8)
+    with pytest.raises(ValueError, match="takes 2 tensors"):
+        native([("stem", [w], [1, 0, 1, 1, 0])], [w], 3, 8)
+    with pytest.raises(ValueError, match="integers"):
+        native([("stem", [w, None], [1, 0])], [w], 3, 8)
+    with torch.inference_mode():
+        frozen = torch.randn(2)
+    with pytest.raises(ValueError, match="version counters"):
+        native([("stem", [w, None], [1, 0, 1, 1, 0])], [frozen], 3, 8)
+
+
+def test_the_profiler_sees_each_layer():
+    model, _ = _pair(sparsity=0.9)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        model(x)
+        with torch.profiler.profile(record_shapes=True) as prof:
+            model(x)
+    names = [e.name for e in prof.events() if e.name.startswith("fire_kernels::")]
+    assert names == (["fire_kernels::conv_relu_maxpool"] + ["fire_kernels::fire_sparse"] * 2
+                     + ["fire_kernels::maxpool_fire_sparse", "fire_kernels::fire_sparse"] * 2
+                     + ["fire_kernels::fire_sparse"] * 2
+                     + ["fire_kernels::conv1x1_relu_avgpool_sparse"])
