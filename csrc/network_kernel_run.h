@@ -50,6 +50,17 @@ struct StemRun {
     }
   };
 
+  // d[ix*C + c] = src[c*plane + ix] for the W pixels of a row: C planes, each
+  // contiguous, interleaved into channels last (the compiler makes the loads
+  // whole vectors and the interleave permutes).
+  template <int C>
+  static void interleave(const float* __restrict src, int64_t plane, int64_t W,
+                         float* __restrict d) {
+    for (int64_t ix = 0; ix < W; ++ix)
+#pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) d[ix * C + c] = src[c * plane + ix];
+  }
+
   // Input row iy of the image at x_img, zero-padded by a.pad on both sides,
   // channels last, into `dst` ([W + 2*pad][C]); zeros for a row off the image.
   static void input_row(const StemArgs& a, const float* x_img, int64_t iy, float* dst) {
@@ -60,6 +71,8 @@ struct StemRun {
       zero_range(d, a.W * a.C);
     } else if (a.x_sc == 1 && a.x_sw == a.C) {
       memcpy(d, x_img + iy * a.x_sh, a.W * a.C * sizeof(float));
+    } else if (a.x_sw == 1 && a.C == 3) {  // an NCHW image
+      interleave<3>(x_img + iy * a.x_sh, a.x_sc, a.W, d);
     } else {
       for (int64_t ix = 0; ix < a.W; ++ix)
         for (int64_t c = 0; c < a.C; ++c)
@@ -103,13 +116,15 @@ struct StemRun {
   static void pool_row(const StemArgs& a, const float* ring, int64_t oy, float* out_row) {
     const int64_t Op = round_up(a.O, kChannelPad), pk = a.pool.kernel, ps = a.pool.stride;
     const int64_t cy0 = oy * ps, cy1 = imin(cy0 + pk, a.Hc);
+    const int64_t slot0 = cy0 % pk, row_pitch = a.Wc * Op;
     for (int64_t ox = 0; ox < a.Wo; ++ox) {
       const int64_t cx0 = ox * ps, cx1 = imin(cx0 + pk, a.Wc);
       for (int64_t o = 0; o < a.O; o += VW) {
-        reg m = Vec::load(ring + ((cy0 % pk) * a.Wc + cx0) * Op + o);
-        for (int64_t cy = cy0; cy < cy1; ++cy)
+        const float* first = ring + slot0 * row_pitch + cx0 * Op + o;
+        reg m = Vec::load(first);
+        for (int64_t cy = cy0, slot = slot0; cy < cy1; ++cy, slot = slot + 1 == pk ? 0 : slot + 1)
           for (int64_t cx = cx0; cx < cx1; ++cx)
-            m = Vec::max_nan(m, Vec::load(ring + ((cy % pk) * a.Wc + cx) * Op + o));
+            m = Vec::max_nan(m, Vec::load(ring + slot * row_pitch + cx * Op + o));
         const int64_t n = a.O - o;
         if (n >= VW)
           Vec::store(out_row + ox * a.O + o, m);
