@@ -262,12 +262,15 @@ class FusedSequential(nn.Sequential):
         return True
 
     def _forward_and_make_program(self, x: Tensor) -> Tensor:
-        """The forward child by child, making the program on the way."""
+        """The forward child by child, making the program on the way (for an input the
+        C++ kernels can run: another kind, a CUDA or float64 one, drops the program and
+        leaves the next CPU float32 input to make one)."""
+        if not (_extension.C is not None and x.device.type == "cpu"
+                and x.dtype == torch.float32 and x.dim() == 4):
+            self.__dict__.pop("_program", None)
+            return super().forward(x)
         children = tuple(self._modules.values())
-        steps: list[tuple] | None = (
-            [] if _extension.C is not None and x.device.type == "cpu"
-            and x.dtype == torch.float32 and x.dim() == 4 else None
-        )
+        steps: list[tuple] | None = []
         sources: list[Tensor] = []
         h = x
         for m in children:

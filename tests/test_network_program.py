@@ -142,6 +142,19 @@ def test_module_changes_are_seen():
         assert not torch.equal(model(x), model(x))
 
 
+def test_an_input_the_kernels_cannot_run_leaves_the_next_one_its_program():
+    model, ref = _pair()
+    model.double()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad(), pytest.warns(RuntimeWarning, match="PyTorch reference"):
+        model(x.double())  # the reference backend: no program, none kept
+    assert "_program" not in model.features.__dict__
+    model.float()
+    for _ in range(2):
+        _check(model, ref, x)
+    assert _native(model.features) is not None
+
+
 def test_training_and_autograd_run_layer_by_layer():
     model, ref = _pair()
     x = torch.randn(2, 3, 64, 64)
