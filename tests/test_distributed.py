@@ -50,6 +50,10 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         train(model, x[shard], y[shard])  # DDP averages the ranks' gradients
         if rank == 0:
             torch.save(model.module.state_dict(), os.path.join(out_dir, "ddp.pt"))
+        # Both ranks done before either tears its connections down: a rank that
+        # destroyed its group while the other still talked to it once died with
+        # "terminate called without an active exception" (SIGABRT) in a CI run.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
