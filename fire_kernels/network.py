@@ -184,6 +184,12 @@ class _Program:
     native: Any
 
 
+def _called_plainly(m: nn.Module) -> bool:
+    """Whether calling ``m`` is only its inference forward (no hooks, not training),
+    which a network program can stand in for."""
+    return not (m.training or m._forward_hooks or m._forward_pre_hooks)
+
+
 def _program_step(m: nn.Module, x: Tensor) -> tuple | None:
     """What child ``m`` does to its input ``x`` in a network program: ``()`` for
     nothing (the identity), else ``(kind, tensors, ints, sources)`` with the arguments
@@ -256,10 +262,8 @@ class FusedSequential(nn.Sequential):
         children = self._modules
         if len(children) != len(program.children):
             return False
-        for m, kept in zip(children.values(), program.children):
-            if m is not kept or m.training or m._forward_hooks or m._forward_pre_hooks:
-                return False
-        return True
+        return all(m is kept and _called_plainly(m)
+                   for m, kept in zip(children.values(), program.children))
 
     def _forward_and_make_program(self, x: Tensor) -> Tensor:
         """The forward child by child, making the program on the way (for an input the
@@ -276,8 +280,7 @@ class FusedSequential(nn.Sequential):
         for m in children:
             out = m(h)
             if steps is not None:
-                step = None if m.training or m._forward_hooks or m._forward_pre_hooks \
-                    else _program_step(m, h)
+                step = _program_step(m, h) if _called_plainly(m) else None
                 if step is None:
                     steps = None
                 elif step:
