@@ -143,9 +143,9 @@ struct DenseNchw {
   }
 
   // Squeeze + ReLU of image pixels [qa, qb) into the three buffers; `tile`
-  // and `pooled`: scratch for input_tile.
+  // and `pooled`: input_tile's scratch and pooled rows.
   static void squeeze(const FireArgs& a, const Band& bd, const float* x_img, float* tile,
-                      float* pooled, const float* bias, int64_t qa, int64_t qb) {
+                      PooledRows& pooled, const float* bias, int64_t qa, int64_t qb) {
     for (int64_t t0 = qa; t0 < qb; t0 += TP) {
       const int64_t valid = imin(TP, qb - t0);
       const int64_t nvb = vectors_for(valid);

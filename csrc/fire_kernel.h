@@ -123,12 +123,22 @@ int64_t max_band_pixels(int64_t S, int64_t W);
 // of images W wide: the band, two halo rows and slack for tile overruns.
 int64_t squeeze_row_pitch(int64_t band, int64_t W);
 
+// Whether the kernels pool whole rows of the raw input at a time (PooledRows in
+// kernel_band.h): with pooling, when the input's rows are contiguous (NCHW) and
+// the NCHW or sparse kernels run.
+inline bool pools_rows(const FireArgs& a) {
+  return a.pool.kernel > 1 && a.x_sw == 1 && a.x_sc != 1 && !(a.channels_last && !a.sparse);
+}
+
 // Per-thread scratch of the kernel, in floats from a 64-byte aligned base.
 struct FireScratch {
   int64_t lp;     // pixels (rows) per squeeze buffer
   int64_t bufs;   // 3 squeeze buffers: NCHW [3][S][lp], channels last [3][lp][Sp]
   int64_t tile;   // gathered input tile [C][kMaxTilePixels] (NCHW and sparse kernels)
-  int64_t pooled; // pooled input pixels [kMaxTilePixels][C] (with pooling)
+  int64_t pooled; // with pooling: pooled input pixels [kMaxTilePixels][C]; or, where
+                  // pools_rows, whole pooled rows [C][pooled_pitch] (pooled_rows of
+                  // them) then one input row's window maxes (`rowmax`)
+  int64_t pooled_pitch, pooled_rows, rowmax;
   int64_t stage;  // [kChannelPad][kMaxTilePixels]: sparse output on its way to channels last
   int64_t bias;   // biases padded with zeros: [Sp], [E1p], [E3p], then [E1 + E3] (concat)
   int64_t total;

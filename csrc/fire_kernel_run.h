@@ -86,11 +86,13 @@ struct FireRun {
   // Squeeze + ReLU of image pixels [qa, qb) into the band's three buffers.
   static void squeeze(const FireArgs& a, const Band& bd, const float* x_img, int64_t qa,
                       int64_t qb, const FireScratch& layout, float* scratch, const Biases& b) {
-    float *tile = scratch + layout.tile, *pooled = scratch + layout.pooled;
+    float* tile = scratch + layout.tile;
+    PooledRows pooled{scratch + layout.pooled, scratch + layout.rowmax, layout.pooled_pitch,
+                      layout.pooled_rows, 0, 0};
     if (a.sparse)
       Sparse::squeeze(a, bd, x_img, tile, pooled, b.s, qa, qb);
     else if (nhwc(a))
-      Nhwc::squeeze(a, bd, x_img, pooled, b.s, qa, qb);
+      Nhwc::squeeze(a, bd, x_img, pooled.buf, b.s, qa, qb);
     else
       Nchw::squeeze(a, bd, x_img, tile, pooled, b.s, qa, qb);
   }

@@ -139,6 +139,92 @@ void pool_pixels(const FireArgs& a, const float* x_img, int64_t q, int64_t count
   }
 }
 
+// Max over a pooling window's `n` values from p, NaN if any is (torch's max
+// pooling).
+FK_INLINE float window_max(const float* p, int64_t n) {
+  float m = p[0];
+  for (int64_t j = 1; j < n; ++j) m = (m != m || m > p[j]) ? m : p[j];
+  return m;
+}
+
+// out[i] = the max of row[i*2 .. i*2 + K) for i < n, n a multiple of Vec::W
+// (K = 2 or 3: stride-2 windows, SqueezeNet's 3/2).
+template <class Vec, int K>
+FK_INLINE void stride2_window_maxes(const float* row, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; i += Vec::W) {
+    const float* p = row + 2 * i;
+    typename Vec::reg m = Vec::max_nan(Vec::even(p), Vec::odd(p));
+    if constexpr (K == 3) m = Vec::max_nan(m, Vec::even(p + 2));
+    Vec::store(out + i, m);
+  }
+}
+
+// The pooled input of a Fire whose raw input has contiguous rows (NCHW), kept
+// a few whole pooled rows at a time for the squeeze's tiles: rows [first,
+// first + count) of the pooled image at buf[c * pitch + (q - first*W)] for
+// pooled pixel q. Pooling whole rows lets each channel's windows be max'ed
+// with vectors along the row (the window's input rows first, into `rowmax`,
+// then the window's columns); pooling a tile's pixels one by one reads each
+// window element of each channel with a scalar load (several times slower).
+struct PooledRows {
+  float* buf;
+  float* rowmax;  // one input row's vertical maxes, -inf past the input's width
+  int64_t pitch, capacity;
+  int64_t first, count;
+};
+
+// Makes rows [r, min(r + capacity, H)) the ones `pr` holds.
+template <class Vec>
+void pool_rows(const FireArgs& a, const float* x_img, int64_t r, PooledRows& pr) {
+  constexpr int VW = Vec::W;
+  const FirePool& p = a.pool;
+  // The vectorised window loops run on whole vectors of outputs: the lanes past
+  // W read -inf (to rowmax[n*stride + kernel]) and land in the next row
+  // (rewritten after) or the slack.
+  const int64_t n = round_up(a.W, VW);
+  for (int64_t x = p.in_w; x < n * p.stride + p.kernel; ++x) pr.rowmax[x] = -__builtin_inff();
+  pr.first = r;
+  pr.count = imin(pr.capacity, a.H - r);
+  for (int64_t c = 0; c < a.C; ++c) {
+    for (int64_t oy = r; oy < r + pr.count; ++oy) {
+      const int64_t y0 = oy * p.stride, rows = imin(y0 + p.kernel, p.in_h) - y0;
+      const float* src = x_img + c * a.x_sc + y0 * a.x_sh;
+      if (p.in_w >= VW) {
+        // Whole vectors, the last one overlapping its predecessor (not a scalar tail).
+        for (int64_t x0 = 0; x0 < p.in_w; x0 += VW) {
+          const int64_t x = imin(x0, p.in_w - VW);
+          typename Vec::reg m = Vec::load(src + x);
+          if (rows == 3) {
+            m = Vec::max_nan(Vec::max_nan(m, Vec::load(src + a.x_sh + x)),
+                             Vec::load(src + 2 * a.x_sh + x));
+          } else {
+            for (int64_t k = 1; k < rows; ++k)
+              m = Vec::max_nan(m, Vec::load(src + k * a.x_sh + x));
+          }
+          Vec::store(pr.rowmax + x, m);
+        }
+      } else {
+        for (int64_t x = 0; x < p.in_w; ++x) {
+          float m = src[x];
+          for (int64_t k = 1; k < rows; ++k) {
+            const float v = src[k * a.x_sh + x];
+            m = (m != m || m > v) ? m : v;
+          }
+          pr.rowmax[x] = m;
+        }
+      }
+      float* out = pr.buf + c * pr.pitch + (oy - r) * a.W;
+      if (p.kernel == 3 && p.stride == 2)
+        stride2_window_maxes<Vec, 3>(pr.rowmax, n, out);
+      else if (p.kernel == 2 && p.stride == 2)
+        stride2_window_maxes<Vec, 2>(pr.rowmax, n, out);
+      else
+        for (int64_t i = 0; i < a.W; ++i)
+          out[i] = window_max(pr.rowmax + i * p.stride, imin(p.kernel, p.in_w - i * p.stride));
+    }
+  }
+}
+
 // Copies `valid` pixels from t0 of `src` into tile[c * ld + l] for every one of
 // the C channels, zero-filling lanes [valid, width): the NCHW kernels' view of
 // a strided, channels-last or pooled input, or of a partial last tile (which
@@ -173,16 +259,26 @@ void gather_tile(const PixelSource& src, int64_t C, int64_t t0, int64_t valid, i
 
 // The NCHW kernels' input tile: pixels [t0, t0 + valid) of image x_img, C
 // channels `ld` floats apart, zero-filled to `width` lanes, gathered (pooled
-// first, with pooling) into `tile`; or, where the input already has that
-// layout and the tile is whole, the input itself. Returns the tile's start
-// and sets its channel stride.
+// first, with pooling) into `tile`; or, where the input (or the pooled rows
+// `pr` hold) already has that layout and the tile is whole, the input itself.
+// Returns the tile's start and sets its channel stride.
 template <class Vec>
 const float* input_tile(const FireArgs& a, const float* x_img, int64_t t0, int64_t valid,
-                        int64_t width, float* tile, int64_t ld, float* pooled,
+                        int64_t width, float* tile, int64_t ld, PooledRows& pr,
                         int64_t* channel_stride) {
-  if (a.pool.kernel > 1) {
-    pool_pixels<Vec>(a, x_img, t0, valid, pooled, a.C);
-    gather_tile<Vec>({pooled, 1, 0, 0, a.W, true, a.C}, a.C, 0, valid, width, tile, ld);
+  if (pools_rows(a)) {
+    const int64_t last_row = (t0 + valid - 1) / a.W;
+    if (t0 / a.W < pr.first || last_row >= pr.first + pr.count)
+      pool_rows<Vec>(a, x_img, t0 / a.W, pr);
+    const float* at = pr.buf + t0 - pr.first * a.W;
+    if (valid == width) {
+      *channel_stride = pr.pitch;
+      return at;
+    }
+    gather_tile<Vec>({at, pr.pitch, 0, 0, a.W, true, 1}, a.C, 0, valid, width, tile, ld);
+  } else if (a.pool.kernel > 1) {
+    pool_pixels<Vec>(a, x_img, t0, valid, pr.buf, a.C);
+    gather_tile<Vec>({pr.buf, 1, 0, 0, a.W, true, a.C}, a.C, 0, valid, width, tile, ld);
   } else if (a.x_uniform && a.x_ps == 1 && valid == width) {
     *channel_stride = a.x_sc;
     return x_img + t0;

@@ -14,6 +14,8 @@ constexpr int64_t kSqueezeBufferBytes = 192 * 1024;
 // A band holds at least one full tile of every ISA, even where the L2 budget
 // above cannot hold its squeeze (many squeeze channels, very wide images).
 constexpr int64_t kMinBandPixels = kMaxTilePixels;
+// Pooled rows of an NCHW input kept at a time (PooledRows), at most: 256 KiB.
+constexpr int64_t kPooledRowsFloats = 64 * 1024;
 // Buffer rows start on cache lines (16 floats).
 constexpr int64_t kCacheLineFloats = 16;
 // Rows a multiple of this many floats (1 KiB) apart would all map to the same
@@ -46,7 +48,21 @@ FireScratch fire_scratch_layout(const FireArgs& a) {
   s.bufs = 0;
   s.tile = s.bufs + 3 * Sp * s.lp;
   s.pooled = s.tile + (nhwc ? 0 : round_up(a.C * kMaxTilePixels, kCacheLineFloats));
-  s.stage = s.pooled + (a.pool.kernel > 1 ? round_up(a.C * kMaxTilePixels, kCacheLineFloats) : 0);
+  s.pooled_pitch = s.pooled_rows = 0;
+  s.rowmax = s.pooled;
+  if (pools_rows(a)) {
+    // Enough rows for any tile (kMaxTilePixels from any pixel), more while they
+    // fit the budget, the whole image at most. Rows are written in whole vectors:
+    // the last one overruns by less than one.
+    s.pooled_rows = std::min(a.H, std::max(kMaxTilePixels / a.W + 2,
+                                           kPooledRowsFloats / std::max<int64_t>(1, a.C * a.W)));
+    s.pooled_pitch = round_up(s.pooled_rows * a.W + kChannelPad, kCacheLineFloats);
+    s.rowmax = s.pooled + a.C * s.pooled_pitch;
+    const int64_t span = round_up(a.W, kChannelPad) * a.pool.stride + a.pool.kernel;
+    s.stage = s.rowmax + round_up(std::max(span, a.pool.in_w) + kChannelPad, kCacheLineFloats);
+  } else {
+    s.stage = s.pooled + (a.pool.kernel > 1 ? round_up(a.C * kMaxTilePixels, kCacheLineFloats) : 0);
+  }
   s.bias = s.stage + (a.sparse ? kChannelPad * kMaxTilePixels : 0);
   s.total = s.bias + Sp + E1p + E3p + round_up(a.E1 + a.E3, kCacheLineFloats);
   return s;

@@ -147,9 +147,9 @@ struct SparseNchw {
   }
 
   // Squeeze + ReLU of image pixels [qa, qb) into the three buffers; `tile`
-  // and `pooled`: scratch for input_tile.
+  // and `pooled`: input_tile's scratch and pooled rows.
   static void squeeze(const FireArgs& a, const Band& bd, const float* x_img, float* tile,
-                      float* pooled, const float* bias, int64_t qa, int64_t qb) {
+                      PooledRows& pooled, const float* bias, int64_t qa, int64_t qb) {
     with_block(a.sparse->block, [&](auto block) {
       constexpr int B = decltype(block)::value;
       constexpr int TP = VW * tile_vectors<B>();

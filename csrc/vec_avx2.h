@@ -56,6 +56,15 @@ struct VecAvx2 {
     const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane);
     _mm256_maskstore_ps(p, mask, v);
   }
+  // Lane i: p[2i] (even) or p[2i + 1] (odd), i < W: a stride-2 pooling window's columns.
+  // shuffle_ps takes lanes 0 and 2 of each 128-bit half of both inputs
+  // (p0 p2 p8 p10 | p4 p6 p12 p14); the 64-bit permute puts the halves in order.
+  FK_INLINE static reg even(const float* p) {
+    const __m256 s = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + W),
+                                       _MM_SHUFFLE(2, 0, 2, 0));
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(s), _MM_SHUFFLE(3, 1, 2, 0)));
+  }
+  FK_INLINE static reg odd(const float* p) { return even(p + 1); }
   // dst[j * ld + i] = src[i * ls + j] for i, j < W.
   FK_INLINE static void transpose(const float* src, int64_t ls, float* dst, int64_t ld) {
     transpose8x8(src, ls, dst, ld);

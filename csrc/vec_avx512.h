@@ -69,6 +69,12 @@ struct VecAvx512 {
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);
 #endif
   }
+  // Lane i: p[2i] (even) or p[2i + 1] (odd), i < W: a stride-2 pooling window's columns.
+  FK_INLINE static reg even(const float* p) {
+    const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(_mm512_loadu_ps(p), idx, _mm512_loadu_ps(p + W));
+  }
+  FK_INLINE static reg odd(const float* p) { return even(p + 1); }
   // dst[j * ld + i] = src[i * ls + j] for i, j < W: four 8x8 quadrants.
   FK_INLINE static void transpose(const float* src, int64_t ls, float* dst, int64_t ld) {
     transpose8x8(src, ls, dst, ld);

@@ -77,6 +77,13 @@ struct VecPortable {
     for (int i = 0; i < n; ++i) p[i] = a.v[i];
   }
   // dst[j * ld + i] = src[i * ls + j] for i, j < W.
+  // Lane i: p[2i] (even) or p[2i + 1] (odd), i < W: a stride-2 pooling window's columns.
+  FK_INLINE static reg even(const float* p) {
+    reg r;
+    for (int i = 0; i < W; ++i) r.v[i] = p[2 * i];
+    return r;
+  }
+  FK_INLINE static reg odd(const float* p) { return even(p + 1); }
   FK_INLINE static void transpose(const float* src, int64_t ls, float* dst, int64_t ld) {
     for (int i = 0; i < W; ++i)
       for (int j = 0; j < W; ++j) dst[j * ld + i] = src[i * ls + j];

@@ -79,6 +79,8 @@ POOLED_FIRES = [
     # (N, C, S, E1, E3, H, W, pool)
     (2, 64, 16, 64, 64, 27, 27, (3, 2, True)),  # SqueezeNet's
     (1, 32, 8, 12, 20, 10, 9, (3, 2, True)),  # ceil-mode tails on one axis
+    (1, 16, 4, 8, 8, 9, 40, (3, 2, True)),  # the other axis, whole vectors along a row
+    (1, 256, 8, 8, 8, 41, 81, (3, 2, True)),  # NCHW: more pooled rows than one pass holds
     (3, 16, 5, 7, 9, 7, 8, (2, 2, False)),
     (1, 20, 4, 8, 8, 3, 3, (3, 2, True)),  # a 1x1 pooled map
     (1, 24, 6, 6, 6, 40, 5, (3, 3, True)),
@@ -103,10 +105,11 @@ def test_pool_fused_into_fire(case, layout, isa):
 
 
 @needs_cpp
-def test_nan_reaches_the_pool_as_in_pytorch():
-    """Max pooling keeps a NaN (as torch's does), fused or not."""
-    x = torch.randn(1, 8, 9, 9)
-    x[0, 2, 4, 4] = float("nan")
+def test_nan_reaches_the_pool_as_in_pytorch(isa):
+    """Max pooling keeps a NaN (as torch's does), fused or not: in a row's vectors,
+    its tail and its last column."""
+    x = torch.randn(1, 8, 9, 41)
+    x[0, 2, 4, 4] = x[0, 5, 1, 20] = x[0, 7, 8, 40] = float("nan")
     weight, bias = _conv(6, 8, 1)
     m = make_fire(8, 4, 6, 6)
     pool = (3, 2, True)
