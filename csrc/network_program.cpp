@@ -1,6 +1,7 @@
 // NetworkProgram (network_program.h) and its Python binding.
 #include "network_program.h"
 
+#include <ATen/ops/empty.h>
 #include <ATen/record_function.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/utils/pybind.h>
@@ -90,8 +91,8 @@ at::Tensor run_step(const NetworkProgram::Step& s, const at::Tensor& x) {
 NetworkProgram::NetworkProgram(
     const std::vector<std::tuple<std::string, std::vector<std::optional<at::Tensor>>,
                                  std::vector<int64_t>>>& steps,
-    std::vector<at::Tensor> sources, int64_t channels, int64_t width)
-    : sources_(std::move(sources)), channels_(channels), width_(width) {
+    std::vector<at::Tensor> sources, int64_t channels, int64_t width, bool per_image)
+    : sources_(std::move(sources)), channels_(channels), width_(width), per_image_(per_image) {
   for (const auto& [name, tensors, ints] : steps) {
     const KindInfo& k = kind_info(name);
     TORCH_CHECK_VALUE(tensors.size() == k.tensors, "network program: a '", name, "' step takes ",
@@ -115,6 +116,21 @@ std::optional<at::Tensor> NetworkProgram::run(const at::Tensor& x) const {
   if (!x.defined() || x.dim() != 4 || x.scalar_type() != at::kFloat || !x.device().is_cpu() ||
       x.size(1) != channels_ || x.size(3) != width_)
     return std::nullopt;
+  if (!per_image_ || x.size(0) <= 1) return run_chain(x);
+  at::Tensor out;
+  for (int64_t n = 0; n < x.size(0); ++n) {
+    const at::Tensor h = run_chain(x.narrow(0, n, 1));
+    if (!out.defined()) {
+      std::vector<int64_t> sizes = h.sizes().vec();
+      sizes[0] = x.size(0);
+      out = at::empty(sizes, h.options().memory_format(h.suggest_memory_format()));
+    }
+    out.narrow(0, n, 1).copy_(h);
+  }
+  return out;
+}
+
+at::Tensor NetworkProgram::run_chain(const at::Tensor& x) const {
   at::Tensor h = x;
   for (const Step& s : steps_) h = run_step(s, h);
   return h;
@@ -126,9 +142,9 @@ void bind_network_program(pybind11::module_& m) {
       .def(pybind11::init<const std::vector<std::tuple<
                               std::string, std::vector<std::optional<at::Tensor>>,
                               std::vector<int64_t>>>&,
-                          std::vector<at::Tensor>, int64_t, int64_t>(),
+                          std::vector<at::Tensor>, int64_t, int64_t, bool>(),
            pybind11::arg("steps"), pybind11::arg("sources"), pybind11::arg("channels"),
-           pybind11::arg("width"))
+           pybind11::arg("width"), pybind11::arg("per_image") = true)
       .def("run", &NetworkProgram::run, pybind11::arg("x"),
            pybind11::call_guard<pybind11::gil_scoped_release>(),
            "The chain's output for x, or None where the program no longer holds.");

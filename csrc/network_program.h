@@ -31,22 +31,30 @@ class NetworkProgram {
   // maxpool_fire with the pool's 3 ints), fire_sparse (maxpool_fire_sparse),
   // conv1x1_relu_avgpool or its sparse twin after the input. `sources`: what
   // the steps' tensors were computed from. The input: float32 on the CPU,
-  // 4-D with `channels` channels and `width` columns.
+  // 4-D with `channels` channels and `width` columns. `per_image`: run the
+  // chain image by image (see run).
   NetworkProgram(
       const std::vector<std::tuple<std::string, std::vector<std::optional<at::Tensor>>,
                                    std::vector<int64_t>>>& steps,
-      std::vector<at::Tensor> sources, int64_t channels, int64_t width);
+      std::vector<at::Tensor> sources, int64_t channels, int64_t width, bool per_image);
 
   // The chain's output for x, or nullopt where the program no longer holds
-  // (a source changed) or was not built for inputs like x.
+  // (a source changed) or was not built for inputs like x. With per_image, a
+  // batch runs the whole chain on one image after another (each layer's
+  // threads sharing that image), so that an image's activations stay in the
+  // caches from one layer to the next, instead of each layer writing the whole
+  // batch's (tens of MB at batch 16) for the next to read back from memory.
   std::optional<at::Tensor> run(const at::Tensor& x) const;
 
  private:
+  at::Tensor run_chain(const at::Tensor& x) const;
+
   std::vector<Step> steps_;
   std::vector<at::Tensor> sources_;
   std::vector<int64_t> versions_;
   std::vector<const void*> data_;
   int64_t channels_, width_;
+  bool per_image_;
 };
 
 // Adds NetworkProgram to the extension's Python module.

@@ -55,6 +55,25 @@ def test_program_computes_the_network(version, sparsity, block, layout):
     assert _native(model.features) is native
 
 
+@pytest.mark.parametrize("sparsity", [None, 0.9], ids=["dense", "pruned"])
+def test_image_by_image_equals_the_whole_batch(sparsity, monkeypatch):
+    """A program runs a batch image by image (its default); run on the whole batch at
+    once, each layer's kernels give the same bits."""
+    model, ref = _pair(sparsity=sparsity)
+    whole = copy.deepcopy(model)
+    x = torch.randn(3, 3, 64, 64)
+    native = fk._extension.C.NetworkProgram
+    with torch.no_grad():
+        per_image = _check(model, ref, x)
+        monkeypatch.setattr(fk._extension.C, "NetworkProgram",
+                            lambda *args: native(*args, per_image=False))
+        batch = _check(whole, ref, x)
+        monkeypatch.undo()
+        assert torch.equal(per_image, model(x)) and torch.equal(batch, whole(x))
+        assert torch.equal(model(x), whole(x))
+        assert model.features(x).stride() == whole.features(x).stride()  # the same layout
+
+
 def test_batch_zero_one_pixel_and_inference_mode():
     model, ref = _pair()
     for shape in [(0, 3, 64, 64), (1, 3, 64, 64), (3, 3, 64, 64)]:
