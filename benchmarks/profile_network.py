@@ -6,7 +6,9 @@ Runs a SqueezeNet through ``fuse_network`` (dense, and pruned to 90 % with
 registered op's CPU time per input shape (again the best of ``--repeats``, so a busy
 machine's slow rounds drop out) and its share of that forward; and the time outside
 the kernels (Python, dispatch, argument checks, allocation): the forward timed with
-the kernels skipped.
+the kernels skipped. At a batch above 1 the network program runs the images on
+threads of their own, so the ops' CPU times add up to about the threads times the
+forward.
 
     python benchmarks/profile_network.py                       # SqueezeNet 1.1, batch 1, 1 thread
     python benchmarks/profile_network.py --network squeezenet1_0 --batch 16 --threads 2

@@ -80,6 +80,11 @@ int64_t channel_split(const FireArgs& a, int64_t part, int64_t parts) {
   return std::min(E, nearest((g - a.sparse->e_rows) * a.sparse->block, kChannelPad));
 }
 
+// The threads a kernel call can share its work among: one inside another
+// parallel region (a network program running images on threads of their own),
+// where at::parallel_for runs inline.
+int64_t available_threads() { return at::in_parallel_region() ? 1 : at::get_num_threads(); }
+
 // Per-thread scratch, kept between calls (PyTorch's pool threads persist).
 // Zero-filled when it grows, so that the halo lanes tiles read but never
 // store are always finite.
@@ -141,7 +146,7 @@ void skip_kernels(bool on) { skipping_kernels.store(on, std::memory_order_relaxe
 
 void run_fire(FireArgs& a, const FireKernel& kernel) {
   if (skipping_kernels.load(std::memory_order_relaxed)) return;
-  const int64_t threads = at::get_num_threads();
+  const int64_t threads = available_threads();
   // The sparse kernels take pixels in tiles of their own, per group size.
   const int64_t unit =
       a.sparse ? 1 : (a.channels_last ? kernel.nhwc_pixels : kernel.nchw_pixels);
@@ -173,7 +178,7 @@ const NetworkKernel& current_network_kernel() {
 void run_stem(const StemArgs& a) {
   if (skipping_kernels.load(std::memory_order_relaxed)) return;
   const NetworkKernel& kernel = current_network_kernel();
-  const int64_t bands = balanced_bands(a.N, 1, a.Ho, at::get_num_threads());
+  const int64_t bands = balanced_bands(a.N, 1, a.Ho, available_threads());
   const int64_t floats = stem_scratch_layout(a).total;
   at::parallel_for(0, a.N * bands, 1, [&](int64_t begin, int64_t end) {
     float* scratch = thread_scratch(floats, Scratch::kKernel);
@@ -187,7 +192,7 @@ void run_stem(const StemArgs& a) {
 void run_head(const HeadArgs& a) {
   if (skipping_kernels.load(std::memory_order_relaxed)) return;
   const NetworkKernel& kernel = current_network_kernel();
-  const int64_t threads = at::get_num_threads();
+  const int64_t threads = available_threads();
   // Parts of an image's output channels, at multiples of kChannelPad.
   const int64_t blocks = (a.O + kChannelPad - 1) / kChannelPad;
   const int64_t parts = a.N < threads ? std::min(blocks, (threads + a.N - 1) / a.N) : 1;

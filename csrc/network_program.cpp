@@ -1,11 +1,13 @@
 // NetworkProgram (network_program.h) and its Python binding.
 #include "network_program.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/record_function.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/utils/pybind.h>
 
+#include <mutex>
 #include <utility>
 
 #include "fire_ops.h"
@@ -118,15 +120,18 @@ std::optional<at::Tensor> NetworkProgram::run(const at::Tensor& x) const {
     return std::nullopt;
   if (!per_image_ || x.size(0) <= 1) return run_chain(x);
   at::Tensor out;
-  for (int64_t n = 0; n < x.size(0); ++n) {
-    const at::Tensor h = run_chain(x.narrow(0, n, 1));
-    if (!out.defined()) {
-      std::vector<int64_t> sizes = h.sizes().vec();
-      sizes[0] = x.size(0);
-      out = at::empty(sizes, h.options().memory_format(h.suggest_memory_format()));
+  std::once_flag made;
+  at::parallel_for(0, x.size(0), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t n = begin; n < end; ++n) {
+      const at::Tensor h = run_chain(x.narrow(0, n, 1));
+      std::call_once(made, [&] {
+        std::vector<int64_t> sizes = h.sizes().vec();
+        sizes[0] = x.size(0);
+        out = at::empty(sizes, h.options().memory_format(h.suggest_memory_format()));
+      });
+      out.narrow(0, n, 1).copy_(h);
     }
-    out.narrow(0, n, 1).copy_(h);
-  }
+  });
   return out;
 }
 

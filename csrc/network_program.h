@@ -39,11 +39,13 @@ class NetworkProgram {
       std::vector<at::Tensor> sources, int64_t channels, int64_t width, bool per_image);
 
   // The chain's output for x, or nullopt where the program no longer holds
-  // (a source changed) or was not built for inputs like x. With per_image, a
-  // batch runs the whole chain on one image after another (each layer's
-  // threads sharing that image), so that an image's activations stay in the
-  // caches from one layer to the next, instead of each layer writing the whole
-  // batch's (tens of MB at batch 16) for the next to read back from memory.
+  // (a source changed) or was not built for inputs like x. With per_image, the
+  // images of a batch are dealt out to the threads, and each thread runs the
+  // whole chain on its images one by one, alone (the kernels see they are in a
+  // parallel region and do not split their work): an image's activations stay
+  // in its core's caches from one layer to the next, instead of each layer
+  // writing the whole batch's (tens of MB at batch 16) for the next to read
+  // back from memory, and the threads never wait for each other between layers.
   std::optional<at::Tensor> run(const at::Tensor& x) const;
 
  private:

@@ -231,8 +231,8 @@ class FusedSequential(nn.Sequential):
     same children and ``state_dict`` keys). Its inference forward on the CPU (no
     gradient wanted, not traced by torch.compile) runs its layers in one C++ call, a
     network program (``fire_kernels._C.NetworkProgram``): each layer's kernel in turn,
-    a batch image by image (so that an image's activations stay in the caches between
-    layers), with no Python, dispatch or module machinery between them, which otherwise cost a
+    the images of a batch on threads of their own (so that an image's activations stay
+    in its core's caches between layers), with no Python, dispatch or module machinery between them, which otherwise cost a
     SqueezeNet at batch 1 several percent of its time (and more after the machine
     idled, when all that Python is cold in the caches). The program is made at the
     first such forward from the children's weight plans and made afresh whenever it

@@ -57,8 +57,8 @@ def test_program_computes_the_network(version, sparsity, block, layout):
 
 @pytest.mark.parametrize("sparsity", [None, 0.9], ids=["dense", "pruned"])
 def test_image_by_image_equals_the_whole_batch(sparsity, monkeypatch):
-    """A program runs a batch image by image (its default); run on the whole batch at
-    once, each layer's kernels give the same bits."""
+    """A program runs a batch's images on threads of their own (its default); run on
+    the whole batch at once, each layer's kernels give the same bits."""
     model, ref = _pair(sparsity=sparsity)
     whole = copy.deepcopy(model)
     x = torch.randn(3, 3, 64, 64)
