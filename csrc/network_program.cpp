@@ -3,6 +3,7 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ThreadLocalState.h>
 #include <ATen/record_function.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/utils/pybind.h>
@@ -121,7 +122,11 @@ std::optional<at::Tensor> NetworkProgram::run(const at::Tensor& x) const {
   if (!per_image_ || x.size(0) <= 1) return run_chain(x);
   at::Tensor out;
   std::once_flag made;
+  // The caller's grad and inference modes and profiler, on every thread (the
+  // pool's threads do not inherit them).
+  const at::ThreadLocalState caller;
   at::parallel_for(0, x.size(0), 1, [&](int64_t begin, int64_t end) {
+    const at::ThreadLocalStateGuard state(caller);
     for (int64_t n = begin; n < end; ++n) {
       const at::Tensor h = run_chain(x.narrow(0, n, 1));
       std::call_once(made, [&] {

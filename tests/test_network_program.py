@@ -79,10 +79,13 @@ def test_batch_zero_one_pixel_and_inference_mode():
     for shape in [(0, 3, 64, 64), (1, 3, 64, 64), (3, 3, 64, 64)]:
         for _ in range(2):
             _check(model, ref, torch.randn(shape))
-    x = torch.randn(1, 3, 64, 64)
-    with torch.inference_mode():
-        assert_close_to_reference(model(x), ref(x))
-        assert_close_to_reference(model(x), ref(x))
+    for batch in (1, 3):  # one image; images on the pool's threads, in inference mode too
+        x = torch.randn(batch, 3, 64, 64)
+        with torch.inference_mode():
+            assert_close_to_reference(model(x), ref(x))
+            out = model(x)
+            assert out.is_inference()
+            assert_close_to_reference(out, ref(x))
 
 
 def test_a_new_input_width_or_bad_input_leaves_the_program():
@@ -221,15 +224,17 @@ def test_copies_unfusing_and_bad_programs():
         native([("stem", [w, None], [1, 0, 1, 1, 0])], [frozen], 3, 8)
 
 
-def test_the_profiler_sees_each_layer():
+@pytest.mark.parametrize("batch", [1, 2])
+def test_the_profiler_sees_each_layer(batch):
+    """Each layer of each image, also from the pool's threads."""
     model, _ = _pair(sparsity=0.9)
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(batch, 3, 64, 64)
     with torch.no_grad():
         model(x)
         with torch.profiler.profile(record_shapes=True) as prof:
             model(x)
-    names = [e.name for e in prof.events() if e.name.startswith("fire_kernels::")]
-    assert names == (["fire_kernels::conv_relu_maxpool"] + ["fire_kernels::fire_sparse"] * 2
-                     + ["fire_kernels::maxpool_fire_sparse", "fire_kernels::fire_sparse"] * 2
-                     + ["fire_kernels::fire_sparse"] * 2
-                     + ["fire_kernels::conv1x1_relu_avgpool_sparse"])
+    names = sorted(e.name for e in prof.events() if e.name.startswith("fire_kernels::"))
+    assert names == sorted((["fire_kernels::conv_relu_maxpool"] + ["fire_kernels::fire_sparse"] * 2
+                            + ["fire_kernels::maxpool_fire_sparse", "fire_kernels::fire_sparse"] * 2
+                            + ["fire_kernels::fire_sparse"] * 2
+                            + ["fire_kernels::conv1x1_relu_avgpool_sparse"]) * batch)
