@@ -21,6 +21,9 @@ namespace {
 FK_INLINE int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 FK_INLINE int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 
+// max(m, v), NaN if either is (torch's max pooling; Vec::max_nan's lanes).
+FK_INLINE float max_nan(float m, float v) { return (m != m || m > v) ? m : v; }
+
 FK_INLINE void zero_range(float* p, int64_t n) {
   for (int64_t k = 0; k < n; ++k) p[k] = 0.f;
 }
@@ -132,7 +135,7 @@ void pool_pixels(const FireArgs& a, const float* x_img, int64_t q, int64_t count
       for (int64_t y = y0; y < y1; ++y)
         for (int64_t x = x0; x < x1; ++x) {
           const float v = x_img[y * a.x_sh + x * a.x_sw + c * a.x_sc];
-          m = (m != m || m > v) ? m : v;
+          m = max_nan(m, v);
         }
       d[c] = m;
     }
@@ -143,7 +146,7 @@ void pool_pixels(const FireArgs& a, const float* x_img, int64_t q, int64_t count
 // pooling).
 FK_INLINE float window_max(const float* p, int64_t n) {
   float m = p[0];
-  for (int64_t j = 1; j < n; ++j) m = (m != m || m > p[j]) ? m : p[j];
+  for (int64_t j = 1; j < n; ++j) m = max_nan(m, p[j]);
   return m;
 }
 
@@ -208,7 +211,7 @@ void pool_rows(const FireArgs& a, const float* x_img, int64_t r, PooledRows& pr)
           float m = src[x];
           for (int64_t k = 1; k < rows; ++k) {
             const float v = src[k * a.x_sh + x];
-            m = (m != m || m > v) ? m : v;
+            m = max_nan(m, v);
           }
           pr.rowmax[x] = m;
         }
