@@ -37,31 +37,47 @@ struct DenseNhwc {
                                   int64_t buf_stride, int64_t K, const float* w, int64_t w_panel,
                                   reg (&acc)[MR][NRB]) {
     const float* w_r[NRB];
-#pragma GCC unroll 4
-    for (int r = 0; r < NRB; ++r)
-      w_r[r] = w + (r * VW / kChannelPad) * w_panel + (r * VW) % kChannelPad;
+    weight_vectors(w, w_panel, w_r);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
       for (int r = 0; r < NRB; ++r) acc[i][r] = Vec::zero();
-    for (int t = 0; t < NT; ++t) {
-      const int64_t toff = (NT == 1) ? 0 : tap_offset(t, buf_stride, row);
-      const float* p[MR];
+    for (int t = 0; t < NT; ++t)
+      accumulate<NRB>(rows, NT == 1 ? 0 : tap_offset(t, buf_stride, row), kstride, K, w_r,
+                      t * kChannelPad, NT * kChannelPad, acc);
+  }
+
+  // acc[i][r] += sum_{c < K} (rows[i] + offset)[c*kstride] * w_r[r][woff + c*wstep ..]:
+  // one tap of conv_tile, or one run of the stem's im2col row.
+  template <int NRB>
+  FK_INLINE static void accumulate(const float* const (&rows)[MR], int64_t offset,
+                                   int64_t kstride, int64_t K, const float* const (&w_r)[NRB],
+                                   int64_t woff, int64_t wstep, reg (&acc)[MR][NRB]) {
+    const float* p[MR];
 #pragma GCC unroll 8
-      for (int i = 0; i < MR; ++i) p[i] = rows[i] + toff;
-      int64_t off = 0, woff = t * kChannelPad;
-      for (int64_t c = 0; c < K; ++c, off += kstride, woff += NT * kChannelPad) {
-        reg wv[NRB];
+    for (int i = 0; i < MR; ++i) p[i] = rows[i] + offset;
+    int64_t off = 0;
+    for (int64_t c = 0; c < K; ++c, off += kstride, woff += wstep) {
+      reg wv[NRB];
 #pragma GCC unroll 4
-        for (int r = 0; r < NRB; ++r) wv[r] = Vec::load(w_r[r] + woff);
+      for (int r = 0; r < NRB; ++r) wv[r] = Vec::load(w_r[r] + woff);
 #pragma GCC unroll 8
-        for (int i = 0; i < MR; ++i) {
-          const reg b = Vec::broadcast(p[i] + off);
+      for (int i = 0; i < MR; ++i) {
+        const reg b = Vec::broadcast(p[i] + off);
 #pragma GCC unroll 4
-          for (int r = 0; r < NRB; ++r) acc[i][r] = Vec::fmadd(b, wv[r], acc[i][r]);
-        }
+        for (int r = 0; r < NRB; ++r) acc[i][r] = Vec::fmadd(b, wv[r], acc[i][r]);
       }
     }
+  }
+
+  // The packed weights of output vector r (of a tile starting at w), `w_panel`
+  // floats from one panel of kChannelPad channels to the next.
+  template <int NRB>
+  FK_INLINE static void weight_vectors(const float* w, int64_t w_panel,
+                                       const float* (&w_r)[NRB]) {
+#pragma GCC unroll 4
+    for (int r = 0; r < NRB; ++r)
+      w_r[r] = w + (r * VW / kChannelPad) * w_panel + (r * VW) % kChannelPad;
   }
 
   // Squeeze channels [cs0, cs0 + NRB*VW) + bias + ReLU of the `valid` <= MR

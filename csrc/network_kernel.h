@@ -14,10 +14,11 @@ namespace fire_kernels {
 // A convolution (k x k, stride, zero padding; groups 1) + bias + ReLU + max
 // pool: a network's stem (SqueezeNet's conv1 -> ReLU -> MaxPool2d). Each input
 // row is copied once, zero-padded and channels last, into a ring of k rows;
-// each conv row is then computed once into another ring (its im2col row, made
-// of k contiguous runs of k*C floats from the input ring, times the packed
-// weights, on the channels-last micro-kernel), and the pool reads it there:
-// the conv's output never reaches memory.
+// each conv row is then computed once into another ring (its im2col row, k
+// contiguous runs of k*C floats read in place from the input ring, times the
+// packed weights, on the channels-last micro-kernel), and the pool reads it
+// there, down the window's rows first, then along its columns: the conv's
+// output never reaches memory.
 //   conv[cy][cx][o] = relu(b[o] + sum_{c,dy,dx} w[o][c][dy][dx]
 //                               * x[c][cy*stride - pad + dy][cx*stride - pad + dx])
 //   out[oy][ox][o]  = max over the pool window (oy*ps .. , ox*ps ..) of conv
@@ -56,9 +57,9 @@ struct HeadArgs {
 // Scratch of the stem kernel (floats, 64-byte aligned).
 struct StemScratch {
   int64_t bias;   // [Op]
-  int64_t input;  // k input rows, zero-padded, channels last: [k][W + 2*pad][C], then slack
-  int64_t patch;  // im2col of one conv row: [Wc][K], then slack
-  int64_t rows;   // pool.kernel conv rows: [pool.kernel][Wc][Op]
+  int64_t input;   // k input rows, zero-padded, channels last: [k][W + 2*pad][C]
+  int64_t rows;    // pool.kernel conv rows: [pool.kernel][Wc][Op]
+  int64_t colmax;  // the max down one pool window's conv rows: [Wc][Op]
   int64_t total;
 };
 StemScratch stem_scratch_layout(const StemArgs& a);

@@ -32,13 +32,24 @@ struct StemRun {
   static constexpr int NR = VW * NRV;
 
   // Conv channels [o0, o0 + NRB*VW) + bias + ReLU of the `valid` <= MR conv
-  // pixels from cx0 (their im2col rows `rows`, K long), into `row` ([Wc][Op]).
+  // pixels from cx0, into `row` ([Wc][Op]). Pixel i's im2col row is read in place:
+  // k runs of k*C floats, run dy at pixels[i] in input ring slot (slot0 + dy) mod k.
   template <int NRB>
   struct Tile {
-    static void run(const StemArgs& a, const float* const (&rows)[MR], int64_t K, int64_t o0,
-                    int64_t Op, int64_t cx0, int64_t valid, float* row, const float* bias) {
+    static void run(const StemArgs& a, const float* const (&pixels)[MR], int64_t slot0,
+                    int64_t ring_pitch, int64_t o0, int64_t Op, int64_t cx0, int64_t valid,
+                    float* row, const float* bias) {
+      const int64_t run = a.k * a.C, K = a.k * run;
+      const float* w_r[NRB];
+      Nhwc::weight_vectors(a.w + o0 * K, K * kChannelPad, w_r);
       reg acc[MR][NRB];
-      Nhwc::template conv_tile<NRB, 1>(rows, 1, 0, 0, K, a.w + o0 * K, K * kChannelPad, acc);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int r = 0; r < NRB; ++r) acc[i][r] = Vec::zero();
+      for (int64_t dy = 0, slot = slot0; dy < a.k; ++dy, slot = slot + 1 == a.k ? 0 : slot + 1)
+        Nhwc::template accumulate<NRB>(pixels, slot * ring_pitch, 1, run, w_r,
+                                       dy * run * kChannelPad, kChannelPad, acc);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
         if (i >= valid) break;
@@ -80,51 +91,43 @@ struct StemRun {
     }
   }
 
-  // Conv output row cy, all Op channels, into `row`: its im2col row, each
-  // pixel's k runs of k*C floats from the padded input rows in `input` (input
-  // row iy in slot iy mod k), times the packed weights.
-  static void conv_row(const StemArgs& a, const float* input, int64_t cy, float* patch,
-                       float* row, const float* bias) {
-    const int64_t K = a.k * a.k * a.C, Op = round_up(a.O, kChannelPad);
-    const int64_t run = a.k * a.C, row_floats = (a.W + 2 * a.pad) * a.C;
+  // Conv output row cy, all Op channels, into `row`: each pixel's im2col row (k
+  // runs of k*C floats in the padded input rows in `input`, input row iy in slot
+  // iy mod k) times the packed weights.
+  static void conv_row(const StemArgs& a, const float* input, int64_t cy, float* row,
+                       const float* bias) {
+    const int64_t Op = round_up(a.O, kChannelPad), ring_pitch = (a.W + 2 * a.pad) * a.C;
     const int64_t iy0 = cy * a.stride - a.pad, slot0 = ((iy0 % a.k) + a.k) % a.k;
-    // A run is short (k*C: 9 floats for a 3x3 on RGB): copied in whole vectors, a
-    // pixel's runs in increasing order, so that a vector's overrun past its run is
-    // overwritten by the next run (the scratch has a vector's slack after the input
-    // rows and after the patch).
-    for (int64_t cx = 0; cx < a.Wc; ++cx) {
-      float* dst = patch + cx * K;
-      int64_t slot = slot0;
-      for (int64_t dy = 0; dy < a.k; ++dy, dst += run) {
-        const float* src = input + slot * row_floats + cx * a.stride * a.C;
-        for (int64_t j = 0; j < run; j += VW) Vec::store(dst + j, Vec::load(src + j));
-        if (++slot == a.k) slot = 0;
-      }
-    }
     for (int64_t cx0 = 0; cx0 < a.Wc; cx0 += MR) {
       const int64_t valid = imin(MR, a.Wc - cx0);
-      const float* rows[MR];
-      for (int i = 0; i < MR; ++i) rows[i] = patch + imin(cx0 + i, a.Wc - 1) * K;
+      const float* pixels[MR];
+      for (int i = 0; i < MR; ++i) pixels[i] = input + imin(cx0 + i, a.Wc - 1) * a.stride * a.C;
       for (int64_t o0 = 0; o0 < Op; o0 += NR)
-        Nhwc::template dispatch_tile<Tile>(imin(NRV, (Op - o0) / VW), a, rows, K, o0, Op, cx0,
-                                           valid, row, bias);
+        Nhwc::template dispatch_tile<Tile>(imin(NRV, (Op - o0) / VW), a, pixels, slot0,
+                                           ring_pitch, o0, Op, cx0, valid, row, bias);
     }
   }
 
   // Output row oy: the max over each pool window of the conv rows in `ring`
-  // (conv row cy in slot cy % pool.kernel).
-  static void pool_row(const StemArgs& a, const float* ring, int64_t oy, float* out_row) {
+  // (conv row cy in slot cy % pool.kernel). First the max down the window's rows
+  // for every column, into `colmax` ([Wc][Op]: a flat loop over whole vectors,
+  // every one independent), then along each window's columns.
+  static void pool_row(const StemArgs& a, const float* ring, int64_t oy, float* colmax,
+                       float* out_row) {
     const int64_t Op = round_up(a.O, kChannelPad), pk = a.pool.kernel, ps = a.pool.stride;
-    const int64_t cy0 = oy * ps, cy1 = imin(cy0 + pk, a.Hc);
-    const int64_t slot0 = cy0 % pk, row_pitch = a.Wc * Op;
+    const int64_t cy0 = oy * ps, cy1 = imin(cy0 + pk, a.Hc), row_pitch = a.Wc * Op;
+    const float* cols = ring + (cy0 % pk) * row_pitch;
+    for (int64_t cy = cy0 + 1; cy < cy1; ++cy) {
+      const float* next = ring + (cy % pk) * row_pitch;
+      for (int64_t j = 0; j < row_pitch; j += VW)
+        Vec::store(colmax + j, Vec::max_nan(Vec::load(cols + j), Vec::load(next + j)));
+      cols = colmax;
+    }
     for (int64_t ox = 0; ox < a.Wo; ++ox) {
       const int64_t cx0 = ox * ps, cx1 = imin(cx0 + pk, a.Wc);
       for (int64_t o = 0; o < a.O; o += VW) {
-        const float* first = ring + slot0 * row_pitch + cx0 * Op + o;
-        reg m = Vec::load(first);
-        for (int64_t cy = cy0, slot = slot0; cy < cy1; ++cy, slot = slot + 1 == pk ? 0 : slot + 1)
-          for (int64_t cx = cx0; cx < cx1; ++cx)
-            m = Vec::max_nan(m, Vec::load(ring + slot * row_pitch + cx * Op + o));
+        reg m = Vec::load(cols + cx0 * Op + o);
+        for (int64_t cx = cx0 + 1; cx < cx1; ++cx) m = Vec::max_nan(m, Vec::load(cols + cx * Op + o));
         const int64_t n = a.O - o;
         if (n >= VW)
           Vec::store(out_row + ox * a.O + o, m);
@@ -151,10 +154,10 @@ struct StemRun {
         for (int64_t iy = imax(iy0, read + 1); iy < iy1; ++iy)
           input_row(a, x_img, iy, input + (((iy % a.k) + a.k) % a.k) * wp * a.C);
         read = iy1 - 1;
-        conv_row(a, input, cy, scratch + layout.patch, ring + (cy % pk) * a.Wc * Op, bias);
+        conv_row(a, input, cy, ring + (cy % pk) * a.Wc * Op, bias);
       }
       held = imax(held, cy1 - 1);
-      pool_row(a, ring, oy, a.out + (n * a.Ho + oy) * a.Wo * a.O);
+      pool_row(a, ring, oy, scratch + layout.colmax, a.out + (n * a.Ho + oy) * a.Wo * a.O);
     }
   }
 };

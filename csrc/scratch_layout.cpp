@@ -70,14 +70,12 @@ FireScratch fire_scratch_layout(const FireArgs& a) {
 
 StemScratch stem_scratch_layout(const StemArgs& a) {
   StemScratch s;
-  const int64_t Op = round_up(a.O, kChannelPad), K = a.C * a.k * a.k;
+  const int64_t Op = round_up(a.O, kChannelPad);
   s.bias = 0;
   s.input = round_up(s.bias + Op, kCacheLineFloats);
-  // A vector of slack after the input rows and the patch: the patch is built with
-  // whole-vector copies that overrun their runs.
-  s.patch = round_up(s.input + a.k * (a.W + 2 * a.pad) * a.C + kChannelPad, kCacheLineFloats);
-  s.rows = round_up(s.patch + a.Wc * K + kChannelPad, kCacheLineFloats);
-  s.total = s.rows + a.pool.kernel * a.Wc * Op;
+  s.rows = round_up(s.input + a.k * (a.W + 2 * a.pad) * a.C, kCacheLineFloats);
+  s.colmax = s.rows + a.pool.kernel * a.Wc * Op;
+  s.total = s.colmax + a.Wc * Op;
   return s;
 }
 
