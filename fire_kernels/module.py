@@ -102,23 +102,32 @@ class Planned(nn.Module):
             return self._dense(x)
         plan = self._plan
         if plan is None or not (plan.made_from(sources) and plan.serves(x)):
+            plan = self._replan(x, sources, plan)
+        # No gradient is wanted here: call the operators below the Autograd key, as
+        # the autograd of a torch.library op does itself when none is (its Python
+        # wrapper cost 5 us of a 10 us call; a forward of SqueezeNet makes nine).
+        with torch._C._AutoDispatchBelowAutograd():
+            return self._run_plan(x, plan)
+
+    def _replan(self, x: Tensor, sources: list[Tensor], earlier: WeightPlan | None) -> WeightPlan:
+        """The plan for ``x``: one made before for its width (``earlier``'s family),
+        else a new one, kept where it can be."""
+        plan = earlier.for_width(x, sources) if earlier is not None else None
+        if plan is None:
             plan = self._make_plan(x, sources)
-            if plan.cacheable:
-                self._plan = plan
-            elif plan.backend == "cpp":
+            plan.join_family(earlier, sources)
+            if not plan.cacheable and plan.backend == "cpp":
                 warnings.warn(
                     f"{type(self).__name__}: its weights are inference tensors (made under "
                     "torch.inference_mode()), which have no version counter, so nothing about "
                     "them can be cached: they are packed and checked for sparsity again on "
                     "every call (SqueezeNet 1.1 at batch 1 took 1.7x-1.9x the time). Create "
                     "the model, and change its memory format, outside inference_mode.",
-                    stacklevel=3,
+                    stacklevel=4,
                 )
-        # No gradient is wanted here: call the operators below the Autograd key, as
-        # the autograd of a torch.library op does itself when none is (its Python
-        # wrapper cost 5 us of a 10 us call; a forward of SqueezeNet makes nine).
-        with torch._C._AutoDispatchBelowAutograd():
-            return self._run_plan(x, plan)
+        if plan.cacheable:
+            self._plan = plan
+        return plan
 
     @property
     def weight_plan(self) -> WeightPlan | None:
@@ -167,8 +176,9 @@ class FusedFire(Planned):
             under ``torch.compile``, the dense kernel runs. The choice and the packed
             weights are the module's weight plan (``fire_kernels.weight_plan``):
             derived, cached (not in ``state_dict``) and made afresh whenever a
-            weight's version counter moves, the input width changes, or
-            ``fire_kernels.refresh_packed_weights()`` is called. As it skips
+            weight's version counter moves or ``fire_kernels.refresh_packed_weights()``
+            is called; sparse weights are packed per input width, the last four
+            widths' plans kept. As it skips
             zero weights, a NaN or Inf in the input reaches only the outputs
             it has a nonzero weight path to (the dense computation spreads it
             through ``0 * NaN``).

@@ -24,7 +24,7 @@ modules.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -38,6 +38,7 @@ from .module import FusedFire, Planned, check_backend, check_sparse_mode, fuse_f
 from .sparse import SparsePacked
 from .validation import check_fire_input
 from .weight_plan import (
+    MAX_WIDTHS,
     SparseMode,
     WeightPlan,
     conv_weight,
@@ -182,6 +183,9 @@ class _Program:
     children: tuple[nn.Module, ...]
     made_under: tuple[int, int]
     native: Any
+    #: (input channels, width) -> the program for such inputs, made under the same
+    #: children and generations (this one included; shared by all of them).
+    family: dict[tuple[int, int], _Program] = field(default_factory=dict)
 
 
 def _called_plainly(m: nn.Module) -> bool:
@@ -232,16 +236,18 @@ class FusedSequential(nn.Sequential):
     gradient wanted, not traced by torch.compile) runs its layers in one C++ call, a
     network program (``fire_kernels._C.NetworkProgram``): each layer's kernel in turn,
     the images of a batch on threads of their own (so that an image's activations stay
-    in its core's caches between layers), with no Python, dispatch or module machinery between them, which otherwise cost a
-    SqueezeNet at batch 1 several percent of its time (and more after the machine
-    idled, when all that Python is cold in the caches). The program is made at the
-    first such forward from the children's weight plans and made afresh whenever it
-    would not compute what the children would: their weights (or the tensors they
-    are computed from) changed, a parameter, buffer or submodule was set anywhere, a
-    fused module's setting changed, ``refresh_packed_weights()`` was called, or the
-    input's channels or width differ. A child in training mode, with hooks, or one the
-    program cannot run (another module type, another backend) makes the forward run
-    child by child, as ``nn.Sequential`` does."""
+    in its core's caches between layers), with no Python, dispatch or module machinery
+    between them, which otherwise cost a SqueezeNet at batch 1 several percent of its
+    time (and more after the machine idled, when all that Python is cold in the
+    caches). The program is made at the first such forward from the children's weight
+    plans and made afresh whenever it would not compute what the children would: their
+    weights (or the tensors they are computed from) changed, a parameter, buffer or
+    submodule was set anywhere, a fused module's setting changed, or
+    ``refresh_packed_weights()`` was called. Its children's sparse weights are packed
+    for one input width, so a program is made per input shape (channels, width), the
+    last ``MAX_WIDTHS`` kept. A child in training mode, with hooks, or one the program
+    cannot run (another module type, another backend) makes the forward run child by
+    child, as ``nn.Sequential`` does."""
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled() or torch.compiler.is_compiling():
@@ -253,6 +259,13 @@ class FusedSequential(nn.Sequential):
             out = program.native.run(x)
             if out is not None:
                 return out
+            # Another width (or channel count): a program made for it before?
+            other = program.family.get(x.shape[1:4:2]) if x.dim() == 4 else None
+            if other is not None and other is not program:
+                out = other.native.run(x)
+                if out is not None:
+                    self.__dict__["_program"] = other
+                    return out
         return self._forward_and_make_program(x)
 
     def _program_holds(self, program: _Program) -> bool:
@@ -291,7 +304,21 @@ class FusedSequential(nn.Sequential):
         native = None
         if steps:
             native = _extension.C.NetworkProgram(steps, sources, x.shape[1], x.shape[3])
-        self.__dict__["_program"] = _Program(children, generations(), native)
+        program = _Program(children, generations(), native)
+        if native is not None:
+            # Kept beside the programs for other input shapes made under the same
+            # children and generations (the last MAX_WIDTHS shapes): each holds its
+            # children's weights packed for its width.
+            earlier = self.__dict__.get("_program")
+            if (earlier is not None and earlier.native is not None
+                    and earlier.children == children and earlier.made_under == program.made_under):
+                program.family = earlier.family
+            shape = (x.shape[1], x.shape[3])
+            program.family.pop(shape, None)
+            program.family[shape] = program
+            while len(program.family) > MAX_WIDTHS:
+                del program.family[next(iter(program.family))]
+        self.__dict__["_program"] = program
         return h
 
     def __getstate__(self) -> dict:

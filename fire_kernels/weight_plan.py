@@ -15,13 +15,17 @@ outcome in one :class:`WeightPlan` and reuses it while it holds:
 * the input has the device type and dtype the backend was chosen for and, for a
   sparse form packed per image width, that width.
 
+A sparse form is packed for one image width, so a module fed several widths keeps a
+plan per width (:attr:`WeightPlan.family`, the last :data:`MAX_WIDTHS`), made from
+the same sources and settings: going back to a width does not decide and pack again.
+
 Weights made under ``torch.inference_mode()`` have no version counter: their plans
 hold for one call only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import is_
 from typing import Literal, NamedTuple, Union
 
@@ -42,6 +46,7 @@ from .sparse import (
 from .validation import check_fire_args, check_head_args, pooled_size
 
 __all__ = [
+    "MAX_WIDTHS",
     "FireWeights",
     "SparseForm",
     "SparseMode",
@@ -154,6 +159,9 @@ class WeightPlan:
             module docstring): the tensors, their versions and data pointers (a
             ``.data`` swap changes the pointer, not the version); ``versions`` is
             None for inference tensors (no counter).
+        family: input width -> the plan for that width, of the same sources and
+            settings (this one included; shared by all of them), for a per-width
+            sparse form; empty otherwise.
     """
 
     backend: str
@@ -166,6 +174,7 @@ class WeightPlan:
     versions: list[int] | None
     data: list[int]
     generation: int
+    family: dict[int, WeightPlan] = field(default_factory=dict)
 
     @property
     def cacheable(self) -> bool:
@@ -190,6 +199,32 @@ class WeightPlan:
         if x.dtype is not self.dtype or x.device != self.device:
             return False
         return self.input_width is None or (x.dim() == 4 and x.shape[3] == self.input_width)
+
+
+    def for_width(self, x: Tensor, sources: list[Tensor]) -> WeightPlan | None:
+        """The plan of this one's family for ``x``'s width, if one was made and still
+        holds."""
+        plan = self.family.get(x.shape[-1]) if x.dim() == 4 else None
+        return plan if plan is not None and plan.made_from(sources) and plan.serves(x) else None
+
+    def join_family(self, earlier: WeightPlan | None, sources: list[Tensor]) -> None:
+        """Adds this plan, packed for another width than ``earlier`` (the module's
+        previous plan), to ``earlier``'s family if that still holds for ``sources``
+        (the same weights and settings: a change of setting drops the module's plan),
+        keeping the last :data:`MAX_WIDTHS` widths."""
+        if self.input_width is None or not self.cacheable:
+            return
+        if earlier is not None and earlier.input_width is not None and earlier.made_from(sources):
+            self.family = earlier.family
+        self.family.pop(self.input_width, None)  # re-inserted as the newest
+        self.family[self.input_width] = self
+        while len(self.family) > MAX_WIDTHS:
+            del self.family[next(iter(self.family))]
+
+
+#: Image widths a module keeps sparse plans for (each holds a packed copy of its
+#: nonzero weights).
+MAX_WIDTHS = 4
 
 
 def _is_inference(t: Tensor) -> bool:

@@ -113,6 +113,40 @@ def test_a_new_input_width_or_bad_input_leaves_the_program():
         assert str(in_program.value) == str(layer_by_layer.value)
 
 
+def test_going_back_to_a_width_reuses_its_program(monkeypatch):
+    """A pruned network's programs hold weights packed for one width; one is kept per
+    input shape (the last MAX_WIDTHS), so alternating widths does not pack and plan
+    again (it cost 10x a forward), until the weights change."""
+    from fire_kernels.weight_plan import MAX_WIDTHS
+
+    model, ref = _pair(sparsity=0.9)
+    made, packs = [], []
+    native, pack = fk._extension.C.NetworkProgram, fk.functional.pack_sparse
+    monkeypatch.setattr(fk._extension.C, "NetworkProgram",
+                        lambda *args: made.append(args) or native(*args))
+    monkeypatch.setattr(fk.functional, "pack_sparse",
+                        lambda *args: packs.append(args) or pack(*args))
+    xs = {w: torch.randn(1, 3, 64, w) for w in (64, 80)}
+    for w in (64, 80):
+        _check(model, ref, xs[w])
+    counts = len(made), len(packs)
+    assert counts[0] == 4 and counts[1] > 0  # features and classifier, per width
+    for w in (64, 80, 64, 80):
+        _check(model, ref, xs[w])
+    assert (len(made), len(packs)) == counts
+    with torch.no_grad():
+        for m in (model, ref):
+            m.features[3].expand3x3.weight.mul_(0.5)
+    for w in (64, 80):
+        _check(model, ref, xs[w])  # that Fire packed again, the features' programs made again
+    assert len(made) == counts[0] + 2 and len(packs) == counts[1] + 2
+    for w in range(96, 96 + 8 * MAX_WIDTHS, 8):  # more shapes than are kept
+        _check(model, ref, torch.randn(1, 3, 64, w))
+    before = len(made)
+    _check(model, ref, xs[64])
+    assert len(made) == before + 2  # both programs made again
+
+
 def _weight_edits():
     def in_place(m):
         m.features[3].expand3x3.weight.mul_(0.5)

@@ -349,6 +349,38 @@ def test_sparse_weight_edits_are_seen(fmt):
 
 
 @needs_cpp
+def test_each_width_keeps_its_sparse_plan():
+    """Sparse weights are packed per image width; going back to a width reuses its
+    plan (no deciding and packing again), the last MAX_WIDTHS widths, while the
+    weights and settings stay as they were."""
+    from fire_kernels.weight_plan import MAX_WIDTHS
+
+    ref = pruned_fire(16, 8, 12, 12, 0.1, 1)
+    fused = fk.FusedFire.from_fire(copy.deepcopy(ref), sparse=True)
+
+    def plan_for(width):
+        x = torch.randn(1, 16, 6, width)
+        with torch.no_grad():
+            assert_close_to_reference(fused(x), ref(x))
+        assert fused.weight_plan.input_width == width
+        return fused.weight_plan
+
+    first = {w: plan_for(w) for w in (7, 9)}
+    assert plan_for(7) is first[7] and plan_for(9) is first[9]
+    for w in range(10, 10 + MAX_WIDTHS):  # more widths than are kept: 7 and 9 go
+        plan_for(w)
+    assert plan_for(7) is not first[7]
+    newest = plan_for(7)
+    with torch.no_grad():
+        fused.expand3x3.weight.mul_(-2)  # another version: every width packs again
+        ref.expand3x3.weight.mul_(-2)
+    assert plan_for(7) is not newest
+    kept = plan_for(7)
+    fused.sparse = True  # a setting set (even to the same value) drops them all
+    assert plan_for(7) is not kept
+
+
+@needs_cpp
 @pytest.mark.parametrize("block", [1, 4])
 def test_pruned_squeezenet_runs_sparse(block):
     torch.manual_seed(0)
