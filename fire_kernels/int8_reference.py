@@ -1,0 +1,178 @@
+"""The int8 Fire's integer arithmetic in plain PyTorch: the reference the int8 kernels
+must match bit for bit.
+
+Quantization (static, as Deep Compression deploys it):
+
+* **activations** uint8, one affine map per tensor, ``real = scale * (q - zero_point)``;
+  a Fire's input, squeeze and output all follow a ReLU, so their zero point is 0 and
+  ``scale = max / 255`` of what calibration saw (:func:`activation_scale`);
+* **weights** int8, symmetric, one scale per output channel:
+  ``q = round(w / scale)`` in ``[-127, 127]`` with ``scale = max|w| / 127``
+  (:func:`quantize_weight`; -128 is never used, so a product of two weights' worth
+  of activations never needs it either);
+* **biases** int32 in the accumulator's units, ``round(b / (s_in * s_w))``
+  (:func:`quantize_bias`).
+
+A convolution accumulates exactly in integers, ``acc[o] = bias_q[o] +
+sum_k w_q[o][k] * (x_q[k] - x_zp)`` (zero padding is ``x_zp``, real zero), and
+requantizes each output once (:func:`requantize`):
+
+    out_q = clamp(round_half_even(float32(acc) * M[o]) + out_zp, out_zp if relu else 0, 255)
+    M[o]  = float32(s_in * s_w[o] / s_out)        (computed in float64, rounded once)
+
+``float32(acc)`` rounds to nearest even (exact below 2**24, as the vector
+conversion instructions round), the product is one float32 multiply, and the
+rounding is half to even (what ``vcvtps2dq`` does in the default rounding mode).
+The squeeze's uint8 output feeds both expands; both expands requantize to the
+Fire's one output scale, so their outputs are one uint8 concat.
+
+Exactness of the reference itself: the accumulations run as float64 convolutions
+of integer-valued tensors, exact in any order while every partial sum stays below
+2**53: ``|acc| <= 2**31 + 255 * 127 * K`` for K products, so for any K below 10**11.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "QuantizedConv",
+    "QuantizedFire",
+    "accumulate",
+    "activation_scale",
+    "conv_int8_reference",
+    "dequantize",
+    "fire_int8_reference",
+    "quantize_activation",
+    "quantize_bias",
+    "quantize_conv",
+    "quantize_fire",
+    "quantize_weight",
+    "requantize",
+]
+
+QMAX_WEIGHT = 127
+QMAX_ACTIVATION = 255
+
+
+def activation_scale(max_value: float) -> float:
+    """The uint8 scale of a post-ReLU tensor whose largest value is ``max_value``
+    (zero point 0): ``max_value / 255``; 1.0 for a tensor that was never positive
+    (any scale represents all-zeros)."""
+    if not max_value > 0.0:  # also NaN
+        return 1.0
+    return float(max_value) / QMAX_ACTIVATION
+
+
+def quantize_activation(x: Tensor, scale: float, zero_point: int = 0) -> Tensor:
+    """uint8 ``clamp(round_half_even(x / scale) + zero_point, 0, 255)``."""
+    q = torch.round(x.float() / scale) + zero_point
+    return q.clamp_(0, QMAX_ACTIVATION).to(torch.uint8)
+
+
+def dequantize(q: Tensor, scale: float, zero_point: int = 0) -> Tensor:
+    """float32 ``scale * (q - zero_point)``."""
+    return (q.float() - zero_point) * scale
+
+
+def quantize_weight(w: Tensor) -> tuple[Tensor, Tensor]:
+    """A conv weight ``(O, ...)`` as int8 values in ``[-127, 127]`` and float32 scales
+    ``(O,)``: symmetric, per output channel, ``scale = max|w[o]| / 127`` (1.0 for an
+    all-zero channel, a pruned one)."""
+    amax = w.detach().float().abs().reshape(w.shape[0], -1).amax(1)
+    scale = torch.where(amax > 0, amax / QMAX_WEIGHT, torch.ones_like(amax))
+    q = torch.round(w.detach().float() / scale.reshape(-1, *([1] * (w.dim() - 1))))
+    return q.clamp_(-QMAX_WEIGHT, QMAX_WEIGHT).to(torch.int8), scale
+
+
+def quantize_bias(b: Tensor | None, input_scale: float, weight_scale: Tensor) -> Tensor:
+    """The int32 bias in accumulator units, ``round_half_even(b / (s_in * s_w))``
+    (zeros for no bias), saturated to int32."""
+    if b is None:
+        return torch.zeros(weight_scale.shape[0], dtype=torch.int32)
+    unit = input_scale * weight_scale.double()
+    q = torch.round(b.detach().double() / unit)
+    return q.clamp_(-(2**31), 2**31 - 1).to(torch.int32)
+
+
+class QuantizedConv(NamedTuple):
+    """One convolution of an int8 network: int8 weights (per-channel symmetric), int32
+    bias, and the float32 requantization multipliers ``M[o]`` from its input scale
+    to its output scale."""
+
+    weight: Tensor  # int8 (O, C, k, k)
+    weight_scale: Tensor  # float32 (O,)
+    bias: Tensor  # int32 (O,)
+    multiplier: Tensor  # float32 (O,)
+
+
+def quantize_conv(weight: Tensor, bias: Tensor | None, input_scale: float,
+                  output_scale: float) -> QuantizedConv:
+    """The int8 form of a conv whose input has ``input_scale`` and whose (post-ReLU)
+    output is to have ``output_scale``."""
+    wq, ws = quantize_weight(weight)
+    multiplier = (input_scale * ws.double() / output_scale).float()
+    return QuantizedConv(wq, ws, quantize_bias(bias, input_scale, ws), multiplier)
+
+
+def accumulate(xq: Tensor, x_zero_point: int, conv: QuantizedConv, padding: int = 0,
+               stride: int = 1) -> Tensor:
+    """The exact int64 accumulators ``bias + sum w_q * (x_q - x_zp)`` of ``conv`` on the
+    uint8 ``xq`` (NCHW), zero padding being ``x_zp`` (real zero)."""
+    acc = F.conv2d(xq.double() - x_zero_point, conv.weight.double(), conv.bias.double(),
+                   stride=stride, padding=padding)
+    return acc.to(torch.int64)
+
+
+def requantize(acc: Tensor, multiplier: Tensor, output_zero_point: int = 0,
+               relu: bool = True) -> Tensor:
+    """uint8 ``clamp(round_half_even(float32(acc) * M[o]) + zp, zp if relu else 0, 255)``
+    for accumulators ``(N, O, H, W)`` and multipliers ``(O,)``."""
+    scaled = acc.to(torch.float32) * multiplier.float().reshape(1, -1, 1, 1)
+    q = torch.round(scaled) + output_zero_point
+    return q.clamp_(output_zero_point if relu else 0, QMAX_ACTIVATION).to(torch.uint8)
+
+
+def conv_int8_reference(xq: Tensor, x_zero_point: int, conv: QuantizedConv, padding: int = 0,
+                        stride: int = 1, output_zero_point: int = 0, relu: bool = True) -> Tensor:
+    """One int8 conv (+ ReLU): uint8 NCHW in, uint8 NCHW out."""
+    acc = accumulate(xq, x_zero_point, conv, padding, stride)
+    return requantize(acc, conv.multiplier, output_zero_point, relu)
+
+
+class QuantizedFire(NamedTuple):
+    """A Fire's int8 form: its three convs and the scales they map between (zero points
+    are all 0: every one of these tensors follows a ReLU)."""
+
+    input_scale: float
+    squeeze_scale: float
+    output_scale: float
+    squeeze: QuantizedConv
+    expand1x1: QuantizedConv
+    expand3x3: QuantizedConv
+
+
+def quantize_fire(weights, input_scale: float, squeeze_scale: float,
+                  output_scale: float) -> QuantizedFire:
+    """The int8 form of a Fire's float ``weights`` (squeeze weight and bias, expand1x1
+    weight and bias, expand3x3 weight and bias, as ``FireWeights``) for calibrated
+    scales of its input, its squeeze output and its (concat) output."""
+    ws, bs, we1, be1, we3, be3 = weights
+    return QuantizedFire(
+        input_scale, squeeze_scale, output_scale,
+        quantize_conv(ws, bs, input_scale, squeeze_scale),
+        quantize_conv(we1, be1, squeeze_scale, output_scale),
+        quantize_conv(we3, be3, squeeze_scale, output_scale),
+    )
+
+
+def fire_int8_reference(xq: Tensor, fire: QuantizedFire) -> Tensor:
+    """The int8 Fire on a uint8 NCHW input: the squeeze requantized to uint8, both
+    expands from it requantized to the one output scale, concatenated (uint8)."""
+    s = conv_int8_reference(xq, 0, fire.squeeze)
+    return torch.cat([conv_int8_reference(s, 0, fire.expand1x1),
+                      conv_int8_reference(s, 0, fire.expand3x3, padding=1)], 1)
