@@ -127,7 +127,8 @@ struct StemRun {
       const int64_t cx0 = ox * ps, cx1 = imin(cx0 + pk, a.Wc);
       for (int64_t o = 0; o < a.O; o += VW) {
         reg m = Vec::load(cols + cx0 * Op + o);
-        for (int64_t cx = cx0 + 1; cx < cx1; ++cx) m = Vec::max_nan(m, Vec::load(cols + cx * Op + o));
+        for (int64_t cx = cx0 + 1; cx < cx1; ++cx)
+          m = Vec::max_nan(m, Vec::load(cols + cx * Op + o));
         const int64_t n = a.O - o;
         if (n >= VW)
           Vec::store(out_row + ox * a.O + o, m);

@@ -8,8 +8,7 @@ Quantization (static, as Deep Compression deploys it):
   ``scale = max / 255`` of what calibration saw (:func:`activation_scale`);
 * **weights** int8, symmetric, one scale per output channel:
   ``q = round(w / scale)`` in ``[-127, 127]`` with ``scale = max|w| / 127``
-  (:func:`quantize_weight`; -128 is never used, so a product of two weights' worth
-  of activations never needs it either);
+  (:func:`quantize_weight`; the range is symmetric, -128 is never used);
 * **biases** int32 in the accumulator's units, ``round(b / (s_in * s_w))``
   (:func:`quantize_bias`).
 

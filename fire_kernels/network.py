@@ -38,11 +38,11 @@ from .module import FusedFire, Planned, check_backend, check_sparse_mode, fuse_f
 from .sparse import SparsePacked
 from .validation import check_fire_input
 from .weight_plan import (
-    MAX_WIDTHS,
     SparseMode,
     WeightPlan,
     conv_weight,
     generations,
+    keep_newest,
     make_head_plan,
     note_module_change,
     sources_of,
@@ -313,11 +313,7 @@ class FusedSequential(nn.Sequential):
             if (earlier is not None and earlier.native is not None
                     and earlier.children == children and earlier.made_under == program.made_under):
                 program.family = earlier.family
-            shape = (x.shape[1], x.shape[3])
-            program.family.pop(shape, None)
-            program.family[shape] = program
-            while len(program.family) > MAX_WIDTHS:
-                del program.family[next(iter(program.family))]
+            keep_newest(program.family, (x.shape[1], x.shape[3]), program)
         self.__dict__["_program"] = program
         return h
 

@@ -55,6 +55,7 @@ __all__ = [
     "effective_weights",
     "generations",
     "invalidate_plans",
+    "keep_newest",
     "make_head_plan",
     "make_plan",
     "note_module_change",
@@ -216,15 +217,21 @@ class WeightPlan:
             return
         if earlier is not None and earlier.input_width is not None and earlier.made_from(sources):
             self.family = earlier.family
-        self.family.pop(self.input_width, None)  # re-inserted as the newest
-        self.family[self.input_width] = self
-        while len(self.family) > MAX_WIDTHS:
-            del self.family[next(iter(self.family))]
+        keep_newest(self.family, self.input_width, self)
 
 
 #: Image widths a module keeps sparse plans for (each holds a packed copy of its
 #: nonzero weights).
 MAX_WIDTHS = 4
+
+
+def keep_newest(family: dict, key, member) -> None:
+    """Sets ``family[key] = member`` as the newest entry, dropping the oldest ones
+    past :data:`MAX_WIDTHS` (a plan's or a network program's family)."""
+    family.pop(key, None)
+    family[key] = member
+    while len(family) > MAX_WIDTHS:
+        del family[next(iter(family))]
 
 
 def _is_inference(t: Tensor) -> bool:
