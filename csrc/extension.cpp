@@ -14,6 +14,7 @@
 #include "activation_cache.h"
 #include "cpu_features.h"
 #include "fire_scheduler.h"
+#include "int8_paths.h"
 #include "network_program.h"
 #include "pack_weights.h"
 
@@ -43,6 +44,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "The vector ISA the CPU kernels use now.");
   m.def("set_isa", &fire_kernels::set_isa, pybind11::arg("name"),
         "Forces the kernels' vector ISA ('auto', 'avx512', 'avx2' or 'portable').");
+  m.def("available_int8_paths", &fire_kernels::available_int8_paths,
+        "The int8 kernel paths this CPU can run, best first.");
+  m.def("current_int8_path",
+        [] { return std::string(fire_kernels::int8_path_name(fire_kernels::current_int8_path())); },
+        "The int8 kernel path in use now.");
+  m.def("set_int8_path", &fire_kernels::set_int8_path, pybind11::arg("name"),
+        "Forces the int8 kernel path ('auto' follows the vector ISA in use).");
   m.def("clear_pack_cache", &fire_kernels::clear_pack_cache,
         "Empties the cache of the dense kernels' packed weights.");
   m.def("skip_kernels", &fire_kernels::skip_kernels, pybind11::arg("on"),

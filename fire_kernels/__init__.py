@@ -10,7 +10,7 @@ Three ways in::
 
 import torch as _torch
 
-from . import network_ops, ops  # define the operators before the extension registers kernels
+from . import int8_ops, network_ops, ops  # define the operators before the extension registers kernels
 from . import _extension
 from .functional import BACKENDS, fire
 from .models import SqueezeNet, squeezenet1_0, squeezenet1_1

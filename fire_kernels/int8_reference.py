@@ -8,7 +8,9 @@ Quantization (static, as Deep Compression deploys it):
   ``scale = max / 255`` of what calibration saw (:func:`activation_scale`);
 * **weights** int8, symmetric, one scale per output channel:
   ``q = round(w / scale)`` in ``[-127, 127]`` with ``scale = max|w| / 127``
-  (:func:`quantize_weight`; the range is symmetric, -128 is never used);
+  (:func:`quantize_weight`; the range is symmetric, -128 is never used); or, with
+  ``weight_bits=7``, in ``[-63, 63]``: what CPUs without VNNI multiply fastest with
+  no risk of saturation (``csrc/qvec_avx2.h``), as ONNX Runtime's ``reduce_range``;
 * **biases** int32 in the accumulator's units, ``round(b / (s_in * s_w))``
   (:func:`quantize_bias`).
 
@@ -54,7 +56,6 @@ __all__ = [
     "requantize",
 ]
 
-QMAX_WEIGHT = 127
 QMAX_ACTIVATION = 255
 
 
@@ -78,24 +79,33 @@ def dequantize(q: Tensor, scale: float, zero_point: int = 0) -> Tensor:
     return (q.float() - zero_point) * scale
 
 
-def quantize_weight(w: Tensor) -> tuple[Tensor, Tensor]:
-    """A conv weight ``(O, ...)`` as int8 values in ``[-127, 127]`` and float32 scales
-    ``(O,)``: symmetric, per output channel, ``scale = max|w[o]| / 127`` (1.0 for an
-    all-zero channel, a pruned one)."""
+def quantize_weight(w: Tensor, bits: int = 8) -> tuple[Tensor, Tensor]:
+    """A conv weight ``(O, ...)`` as int8 values in ``[-qmax, qmax]``, ``qmax = 2**(bits-1)
+    - 1`` (127, or 63 for 7 bits), and float32 scales ``(O,)``: symmetric, per output
+    channel, ``scale = max|w[o]| / qmax`` (1.0 for an all-zero channel, a pruned one)."""
+    if bits not in (7, 8):
+        raise ValueError(f"quantize_weight: expected 7 or 8 bits, got {bits}")
+    qmax = 2 ** (bits - 1) - 1
     amax = w.detach().float().abs().reshape(w.shape[0], -1).amax(1)
-    scale = torch.where(amax > 0, amax / QMAX_WEIGHT, torch.ones_like(amax))
+    scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
     q = torch.round(w.detach().float() / scale.reshape(-1, *([1] * (w.dim() - 1))))
-    return q.clamp_(-QMAX_WEIGHT, QMAX_WEIGHT).to(torch.int8), scale
+    return q.clamp_(-qmax, qmax).to(torch.int8), scale
+
+
+QMAX_BIAS = 2**30
 
 
 def quantize_bias(b: Tensor | None, input_scale: float, weight_scale: Tensor) -> Tensor:
     """The int32 bias in accumulator units, ``round_half_even(b / (s_in * s_w))``
-    (zeros for no bias), saturated to int32."""
+    (zeros for no bias), saturated to ``[-2**30, 2**30]``: with at most 33000 products
+    of 255 * 127 added (the kernels check it), the accumulator then fits int32. A bias
+    of 2**30 units, a billion times its conv's product step, is far from what a
+    calibrated network holds."""
     if b is None:
         return torch.zeros(weight_scale.shape[0], dtype=torch.int32)
     unit = input_scale * weight_scale.double()
     q = torch.round(b.detach().double() / unit)
-    return q.clamp_(-(2**31), 2**31 - 1).to(torch.int32)
+    return q.clamp_(-QMAX_BIAS, QMAX_BIAS).to(torch.int32)
 
 
 class QuantizedConv(NamedTuple):
@@ -110,10 +120,10 @@ class QuantizedConv(NamedTuple):
 
 
 def quantize_conv(weight: Tensor, bias: Tensor | None, input_scale: float,
-                  output_scale: float) -> QuantizedConv:
+                  output_scale: float, weight_bits: int = 8) -> QuantizedConv:
     """The int8 form of a conv whose input has ``input_scale`` and whose (post-ReLU)
     output is to have ``output_scale``."""
-    wq, ws = quantize_weight(weight)
+    wq, ws = quantize_weight(weight, weight_bits)
     multiplier = (input_scale * ws.double() / output_scale).float()
     return QuantizedConv(wq, ws, quantize_bias(bias, input_scale, ws), multiplier)
 
@@ -155,17 +165,17 @@ class QuantizedFire(NamedTuple):
     expand3x3: QuantizedConv
 
 
-def quantize_fire(weights, input_scale: float, squeeze_scale: float,
-                  output_scale: float) -> QuantizedFire:
+def quantize_fire(weights, input_scale: float, squeeze_scale: float, output_scale: float,
+                  weight_bits: int = 8) -> QuantizedFire:
     """The int8 form of a Fire's float ``weights`` (squeeze weight and bias, expand1x1
     weight and bias, expand3x3 weight and bias, as ``FireWeights``) for calibrated
     scales of its input, its squeeze output and its (concat) output."""
     ws, bs, we1, be1, we3, be3 = weights
     return QuantizedFire(
         input_scale, squeeze_scale, output_scale,
-        quantize_conv(ws, bs, input_scale, squeeze_scale),
-        quantize_conv(we1, be1, squeeze_scale, output_scale),
-        quantize_conv(we3, be3, squeeze_scale, output_scale),
+        quantize_conv(ws, bs, input_scale, squeeze_scale, weight_bits),
+        quantize_conv(we1, be1, squeeze_scale, output_scale, weight_bits),
+        quantize_conv(we3, be3, squeeze_scale, output_scale, weight_bits),
     )
 
 

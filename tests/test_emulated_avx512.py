@@ -20,7 +20,7 @@ import fire_kernels as fk
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL_TESTS = ["tests/test_cpu_kernel.py", "tests/test_sparse.py", "tests/test_network.py",
-                "tests/test_regressions.py"]
+                "tests/test_regressions.py", "tests/test_int8_kernel.py"]
 pytestmark = pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
 
 

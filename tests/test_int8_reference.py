@@ -35,7 +35,7 @@ def test_bias_in_accumulator_units_rounds_half_to_even_and_saturates():
     b = torch.tensor([2.5, 3.5, -2.5, 1e12, -1e12])
     q = q8.quantize_bias(b, 0.5, torch.full((5,), 2.0))  # unit 1.0
     assert q.dtype == torch.int32
-    assert q.tolist() == [2, 4, -2, 2**31 - 1, -(2**31)]
+    assert q.tolist() == [2, 4, -2, 2**30, -(2**30)]
     assert q8.quantize_bias(None, 0.1, torch.ones(3)).tolist() == [0, 0, 0]
 
 
@@ -110,3 +110,13 @@ def test_int8_fire_stands_for_the_float_fire(shape):
     # The concat: the expand 1x1 first, from the one requantized squeeze.
     sq = q8.conv_int8_reference(q8.quantize_activation(x, s_in), 0, qfire.squeeze)
     assert torch.equal(out[:, :8], q8.conv_int8_reference(sq, 0, qfire.expand1x1))
+
+
+def test_seven_bit_weights_stay_within_63():
+    torch.manual_seed(1)
+    w = torch.randn(6, 4, 3, 3)
+    wq, scale = q8.quantize_weight(w, bits=7)
+    assert int(wq.abs().max()) == 63
+    assert torch.allclose(scale, w.abs().reshape(6, -1).amax(1) / 63)
+    with pytest.raises(ValueError, match="expected 7 or 8 bits"):
+        q8.quantize_weight(w, bits=4)

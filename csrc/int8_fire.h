@@ -1,0 +1,74 @@
+// The int8 fused Fire (issue 21): the data the operator (int8_ops.cpp) and
+// the per-path kernels (int8_kernel_<path>.cpp) share.
+//
+// Like fire_kernel.h, only plain data and declarations: every kernel
+// translation unit includes it before its `#pragma GCC target`.
+//
+// Arithmetic (fire_kernels/int8_reference.py, matched bit for bit): uint8
+// activations with zero point 0 (every Fire tensor follows a ReLU), int8
+// weights, int32 accumulators that start at the int32 bias, and one
+// requantization per output,
+//   out = clamp(round_half_even(float32(acc) * M[o]), 0, 255)   (uint8).
+// The squeeze's output is requantized to uint8 and feeds both expands; both
+// expands requantize to the Fire's one output scale, so the concat is uint8.
+#pragma once
+
+#include <cstdint>
+
+namespace fire_kernels {
+
+// Packed int8 weights of a conv (O, C, k, k), every path's one layout, the
+// one that AVX-512 VNNI's vpdpbusd reads: panels of 16 output channels; in a
+// panel, tap t = k*dy + dx, then channel quads (4 input channels), then the
+// 16 channels' 4 weights of that quad:
+//   [Op/16][k*k][C4/4][16][4],  Op = round_up(O, 16), C4 = round_up(C, 4),
+// zero-padded. Biases (int32) and multipliers (float32) are padded to Op with
+// zeros, so that a padded channel computes 0.
+constexpr int64_t kInt8Panel = 16;
+constexpr int64_t kInt8Quad = 4;
+
+struct Int8Conv {
+  const int8_t* w;
+  const int32_t* bias;
+  const float* multiplier;
+};
+
+// One int8 Fire forward. The input is uint8 channels-last with its pixels
+// C4 bytes apart (the operator pads channels to a quad), the output uint8
+// channels-last [N][H][W][E1 + E3].
+struct Int8FireArgs {
+  int64_t N, C4, H, W;
+  int64_t S, E1, E3;
+  int64_t Sp;  // S rounded up to kInt8Panel: a squeeze buffer's pixel pitch
+  const uint8_t* x;
+  Int8Conv squeeze, expand1x1, expand3x3;
+  uint8_t* out;
+  // Work item = (image, band of `band_rows` image rows); items = N * bands.
+  int64_t band_rows, bands;
+};
+
+// Bytes of one band's squeeze buffer: its rows plus a halo row above and below,
+// each W + 2 pixels wide (a zero column on each side), and slack for the
+// tiles that overrun the last pixel.
+int64_t int8_band_bytes(const Int8FireArgs& a);
+
+// Whether every pair of weights that AVX2's vpmaddubsw adds into int16
+// (channels 0-1 and 2-3 of each quad: adjacent bytes of the packed layout)
+// has |w0| + |w1| <= 128, so that no uint8 input can saturate it.
+constexpr int kMaxPairMagnitude = 128;
+
+// One path's kernel: run does work items [begin, end) with `scratch`,
+// int8_band_bytes(a) bytes exclusive to the calling thread. small_pairs: it
+// is exact only for weights whose pairs are within kMaxPairMagnitude
+// (kInt8FireAvx2Wide runs the others).
+struct Int8FireKernel {
+  void (*run)(const Int8FireArgs& a, int64_t begin, int64_t end, uint8_t* scratch);
+  bool small_pairs;
+};
+extern const Int8FireKernel kInt8FireAvx512Vnni;
+extern const Int8FireKernel kInt8FireAvxVnni;
+extern const Int8FireKernel kInt8FireAvx2;
+extern const Int8FireKernel kInt8FireAvx2Wide;
+extern const Int8FireKernel kInt8FirePortable;
+
+}  // namespace fire_kernels

@@ -1,0 +1,233 @@
+// The int8 fused Fire kernel of one path, written once over a quantized
+// vector type Q (qvec_avx512.h, qvec_avx2.h, qvec_portable.h) and
+// instantiated by int8_kernel_<path>.cpp under that path's `#pragma GCC
+// target`; in an anonymous namespace for the reason kernel_band.h gives.
+//
+// Math (int8_fire.h; per image, channels last, zero points 0):
+//   s[q][c]  = requant_s(b_s[c] + sum_k w_s[c][k] * x[q][k])                      squeeze
+//   o1[q][e] = requant_o(b_1[e] + sum_c w_1[e][c] * s[q][c])                       expand 1x1
+//   o3[q][e] = requant_o(b_3[e] + sum_{c,dy,dx} w_3[e][dy][dx][c] * s[q + (dy-1, dx-1)][c])
+//   out[q] = cat(o1[q], o3[q]); requant(acc) = clamp(rint(float(acc) * M), 0, 255).
+//
+// Tiling:
+//   * Work item = one band of image rows [y0, y1). Its squeeze, rows
+//     [y0 - 1, y1 + 1) clipped to the image, goes to per-thread scratch laid
+//     out as a zero-bordered image: (rows + 2) rows of W + 2 pixels, Sp bytes
+//     each, the image pixel (y, x) at padded pixel (y - y0 + 1)*(W + 2) + x + 1;
+//     rows off the image and the two border columns are zeros, the 3x3's
+//     padding. Then a 3x3 tap is a plain offset, ((dy-1)*(W + 2) + dx - 1)
+//     pixels, and the expands sweep the band's padded pixels as one flat run:
+//     full tiles even on 13x13 images, at the price of computing the two
+//     border columns (not stored).
+//   * Register tile: MR pixels x NRV vectors of Q::W output channels. Per tap
+//     and channel quad, NRV weight vectors are loaded and each pixel's 4 bytes
+//     broadcast into MR*NRV 4-way dot products (vpdpbusd, or its AVX2 and
+//     portable equivalents), int32 accumulators; the epilogue adds the bias,
+//     requantizes and stores bytes (the squeeze into scratch, the expands into
+//     their slice of the concat).
+//   * Expands loop over channel vectors outside and pixel tiles inside, so a
+//     panel's weights stay in L1 while its tiles sweep the band's squeeze.
+#pragma once
+
+#include <string.h>
+
+#include "inline.h"
+#include "int8_fire.h"
+
+namespace fire_kernels {
+namespace {
+
+template <class Q>
+struct Int8FireRun {
+  static constexpr int VW = Q::W;
+  static constexpr int MR = Q::MR;
+  static constexpr int NRV = Q::NRV;
+  static constexpr int NR = VW * NRV;
+  using acc_t = typename Q::acc;
+  static_assert(kInt8Panel % VW == 0, "a vector of weights must lie within one panel");
+  static_assert(MR <= 8, "int8_band_bytes leaves 8 pixels of slack");
+
+  FK_INLINE static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+  FK_INLINE static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+  // acc[i][r] = sum_{t < NT} sum_{cq < quads} <rows[i] + off(t) + 4*cq, w_r[r]'s quad (t, cq)>,
+  // off(t) = (t/3 - 1)*row + (t%3 - 1)*pixel bytes for the 3x3 (NT == 9), 0
+  // for the 1x1s; vector r holds output channels j0 + r*VW of the packed
+  // weights w, `w_panel` bytes from one panel of kInt8Panel channels to the next.
+  template <int NRB, int NT>
+  FK_INLINE static void conv_tile(const uint8_t* const (&rows)[MR], int64_t row, int64_t pixel,
+                                  int64_t quads, const int8_t* w, int64_t w_panel, int64_t j0,
+                                  acc_t (&acc)[MR][NRB]) {
+    const int8_t* w_r[NRB];
+#pragma GCC unroll 4
+    for (int r = 0; r < NRB; ++r) {
+      const int64_t j = j0 + r * VW;
+      w_r[r] = w + j / kInt8Panel * w_panel + j % kInt8Panel * kInt8Quad;
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int r = 0; r < NRB; ++r) Q::zero(acc[i][r]);
+    for (int t = 0; t < NT; ++t) {
+      const int64_t off = NT == 1 ? 0 : (t / 3 - 1) * row + (t % 3 - 1) * pixel;
+      const uint8_t* p[MR];
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) p[i] = rows[i] + off;
+      int64_t wo = t * quads * kInt8Panel * kInt8Quad;
+      for (int64_t cq = 0; cq < quads; ++cq, wo += kInt8Panel * kInt8Quad) {
+        typename Q::wt wv[NRB];
+#pragma GCC unroll 4
+        for (int r = 0; r < NRB; ++r) wv[r] = Q::load_weights(w_r[r] + wo);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) {
+          const typename Q::act b = Q::broadcast(p[i] + cq * kInt8Quad);
+#pragma GCC unroll 4
+          for (int r = 0; r < NRB; ++r) Q::dot(acc[i][r], b, wv[r]);
+        }
+      }
+    }
+  }
+
+  // Squeeze channels [cs0, cs0 + NRB*VW) of the `valid` <= MR input pixels
+  // `rows`, requantized into the band buffer's pixels `dst`.
+  template <int NRB>
+  struct SqueezeTile {
+    static void run(const Int8FireArgs& a, const uint8_t* const (&rows)[MR],
+                    uint8_t* const (&dst)[MR], int64_t valid, int64_t cs0) {
+      acc_t acc[MR][NRB];
+      conv_tile<NRB, 1>(rows, 0, 0, a.C4 / kInt8Quad, a.squeeze.w, kInt8Panel * a.C4, cs0,
+                        acc);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        if (i >= valid) break;
+#pragma GCC unroll 4
+        for (int r = 0; r < NRB; ++r) {
+          const int64_t c = cs0 + r * VW;
+          Q::requant_store(dst[i] + c, acc[i][r], a.squeeze.bias + c, a.squeeze.multiplier + c,
+                           VW);
+        }
+      }
+    }
+  };
+
+  // One expand (NT = 1: the 1x1, NT = 9: the 3x3): channels [j0, min(j0 +
+  // NRB*VW, E)) of MR padded pixels from p0 of the band buffer, stored into
+  // output channels co0 + j of the pixels inside the image.
+  template <int NT>
+  struct Expand {
+    template <int NRB>
+    struct Tile {
+      static void run(const Int8FireArgs& a, const Int8Conv& conv, const uint8_t* buf,
+                      uint8_t* out_img, int64_t y0, int64_t p0, int64_t p_end, int64_t j0,
+                      int64_t E, int64_t co0) {
+        const int64_t Wp = a.W + 2, S4 = (a.S + kInt8Quad - 1) / kInt8Quad * kInt8Quad;
+        const uint8_t* rows[MR];
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) rows[i] = buf + (p0 + i) * a.Sp;
+        acc_t acc[MR][NRB];
+        conv_tile<NRB, NT>(rows, Wp * a.Sp, a.Sp, S4 / kInt8Quad, conv.w, kInt8Panel * NT * S4,
+                           j0, acc);
+        const int64_t channels = a.E1 + a.E3;
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) {
+          const int64_t p = p0 + i;
+          if (p >= p_end) break;
+          const int64_t col = p % Wp;
+          if (col == 0 || col == Wp - 1) continue;  // a border column: padding
+          uint8_t* dst = out_img + ((y0 + p / Wp - 1) * a.W + col - 1) * channels + co0;
+#pragma GCC unroll 4
+          for (int r = 0; r < NRB; ++r) {
+            const int64_t j = j0 + r * VW;
+            Q::requant_store(dst + j, acc[i][r], conv.bias + j, conv.multiplier + j,
+                             static_cast<int>(imin(VW, E - j)));
+          }
+        }
+      }
+    };
+  };
+
+  // Runs F<nrb>::run(args...) for run-time 1 <= nrb <= NRV.
+  template <template <int> class F, typename... Args>
+  FK_INLINE static void dispatch_tile(int64_t nrb, const Args&... args) {
+    static_assert(NRV <= 4, "extend dispatch_tile");
+    if constexpr (NRV >= 4)
+      if (nrb == 4) return F<4>::run(args...);
+    if constexpr (NRV >= 3)
+      if (nrb == 3) return F<3>::run(args...);
+    if constexpr (NRV >= 2)
+      if (nrb == 2) return F<2>::run(args...);
+    F<1>::run(args...);
+  }
+
+  FK_INLINE static int64_t vectors_for(int64_t channels) {
+    return imin(NRV, (channels + VW - 1) / VW);
+  }
+
+  // The squeeze of image pixels [qa, qb) (whole rows) into the band buffer.
+  static void squeeze(const Int8FireArgs& a, const uint8_t* x_img, uint8_t* buf, int64_t y0,
+                      int64_t qa, int64_t qb) {
+    const int64_t Wp = a.W + 2;
+    for (int64_t q = qa; q < qb; q += MR) {
+      const int64_t valid = imin(MR, qb - q);
+      // Pixels past the valid ones repeat the last valid one: computed, not stored.
+      const uint8_t* rows[MR];
+      uint8_t* dst[MR];
+      for (int i = 0; i < MR; ++i) {
+        const int64_t qi = q + imin(i, valid - 1);
+        rows[i] = x_img + qi * a.C4;
+        dst[i] = buf + ((qi / a.W - y0 + 1) * Wp + qi % a.W + 1) * a.Sp;
+      }
+      for (int64_t cs0 = 0; cs0 < a.Sp; cs0 += NR)
+        dispatch_tile<SqueezeTile>(vectors_for(a.Sp - cs0), a, rows, dst, valid, cs0);
+    }
+  }
+
+  template <int NT>
+  static void expand(const Int8FireArgs& a, const Int8Conv& conv, const uint8_t* buf,
+                     uint8_t* out_img, int64_t y0, int64_t rows, int64_t E, int64_t co0) {
+    const int64_t Wp = a.W + 2;
+    // The band's first and one past its last image pixel, padded.
+    const int64_t p_begin = Wp + 1, p_end = rows * Wp + a.W + 1;
+    for (int64_t j0 = 0; j0 < E; j0 += NR) {
+      const int64_t nrb = vectors_for(E - j0);
+      for (int64_t p0 = p_begin; p0 < p_end; p0 += MR)
+        dispatch_tile<Expand<NT>::template Tile>(nrb, a, conv, buf, out_img, y0, p0, p_end, j0,
+                                                 E, co0);
+    }
+  }
+
+  static void run(const Int8FireArgs& a, int64_t begin, int64_t end, uint8_t* scratch) {
+    const int64_t Wp = a.W + 2, HW = a.H * a.W, channels = a.E1 + a.E3;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / a.bands, y0 = item % a.bands * a.band_rows;
+      const int64_t y1 = imin(a.H, y0 + a.band_rows);
+      if (y0 >= y1) continue;
+      const int64_t rows = y1 - y0;
+      // The padding: halo rows off the image, and both border columns.
+      for (int64_t r = 0; r < rows + 2; ++r) {
+        uint8_t* row = scratch + r * Wp * a.Sp;
+        const int64_t y = y0 - 1 + r;
+        if (y < 0 || y >= a.H) {
+          memset(row, 0, Wp * a.Sp);
+        } else {
+          memset(row, 0, a.Sp);
+          memset(row + (Wp - 1) * a.Sp, 0, a.Sp);
+        }
+      }
+      squeeze(a, a.x + n * HW * a.C4, scratch, y0, imax(0, y0 - 1) * a.W,
+              imin(a.H, y1 + 1) * a.W);
+      uint8_t* out_img = a.out + n * HW * channels;
+      expand<1>(a, a.expand1x1, scratch, out_img, y0, rows, a.E1, 0);
+      expand<9>(a, a.expand3x3, scratch, out_img, y0, rows, a.E3, a.E1);
+    }
+  }
+};
+
+// The Int8FireKernel (int8_fire.h) of quantized vector type Q.
+template <class Q>
+constexpr Int8FireKernel int8_fire_kernel(bool small_pairs = false) {
+  return {&Int8FireRun<Q>::run, small_pairs};
+}
+
+}  // namespace
+}  // namespace fire_kernels

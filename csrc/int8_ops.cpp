@@ -1,0 +1,180 @@
+// The CPU kernels of the int8 operators (schemas in fire_kernels/int8_ops.py):
+// pack_int8 (a conv's int8 weights, int32 bias and float32 multipliers in the
+// kernels' layout, int8_fire.h) and fire_int8 (the fused int8 Fire).
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "fire_kernel.h"
+#include "int8_fire.h"
+#include "int8_paths.h"
+
+namespace fire_kernels {
+
+namespace {
+
+// The largest reduction a kernel accumulates: 255 * 127 * K products plus a
+// bias within +-2**30 (int8_reference.quantize_bias) must fit int32.
+constexpr int64_t kMaxReduction = 33000;
+
+// Band buffers up to about this size (L2 on every CPU the kernels target).
+constexpr int64_t kBandBytes = 512 * 1024;
+
+void check_packed(const at::Tensor& w, const at::Tensor& bias, const at::Tensor& multiplier,
+                  int64_t O, int64_t K4, int64_t taps, const char* name) {
+  const int64_t Op = round_up(O, kInt8Panel);
+  TORCH_CHECK_VALUE(w.scalar_type() == at::kChar && w.dim() == 1 && w.numel() == Op * taps * K4 &&
+                        w.is_contiguous(),
+                    "fire_int8: ", name, " expected packed int8 weights of ", Op * taps * K4,
+                    " elements (pack_int8), got ", w.scalar_type(), " ", w.sizes());
+  TORCH_CHECK_VALUE(bias.scalar_type() == at::kInt && bias.dim() == 1 && bias.numel() == Op &&
+                        bias.is_contiguous(),
+                    "fire_int8: ", name, " expected a packed int32 bias of ", Op,
+                    " elements, got ", bias.scalar_type(), " ", bias.sizes());
+  TORCH_CHECK_VALUE(multiplier.scalar_type() == at::kFloat && multiplier.dim() == 1 &&
+                        multiplier.numel() == Op && multiplier.is_contiguous(),
+                    "fire_int8: ", name, " expected packed float32 multipliers of ", Op,
+                    " elements, got ", multiplier.scalar_type(), " ", multiplier.sizes());
+  TORCH_CHECK_VALUE(w.device().is_cpu() && bias.device().is_cpu() && multiplier.device().is_cpu(),
+                    "fire_int8: ", name, " expected CPU tensors");
+}
+
+Int8Conv bind(const at::Tensor& w, const at::Tensor& bias, const at::Tensor& multiplier) {
+  return {w.data_ptr<int8_t>(), bias.data_ptr<int32_t>(), multiplier.data_ptr<float>()};
+}
+
+// x as the kernels read it: channels last, pixels C4 bytes apart (a zero-padded
+// copy unless x already is so).
+at::Tensor kernel_input(const at::Tensor& x, int64_t C4) {
+  if (x.size(1) == C4 && x.is_contiguous(at::MemoryFormat::ChannelsLast)) return x;
+  at::Tensor padded =
+      at::zeros({x.size(0), x.size(2), x.size(3), C4}, x.options());  // NHWC
+  padded.narrow(3, 0, x.size(1)).copy_(x.permute({0, 2, 3, 1}));
+  return padded;
+}
+
+// Whether every adjacent pair of packed weights is within kMaxPairMagnitude.
+bool small_pairs(const at::Tensor& packed) {
+  const int8_t* w = packed.data_ptr<int8_t>();
+  const int64_t n = packed.numel();  // a multiple of 4
+  bool fits = true;
+  for (int64_t i = 0; i < n; i += 2) {
+    const int magnitude = (w[i] < 0 ? -w[i] : w[i]) + (w[i + 1] < 0 ? -w[i + 1] : w[i + 1]);
+    fits &= magnitude <= kMaxPairMagnitude;
+  }
+  return fits;
+}
+
+}  // namespace
+
+int64_t int8_band_bytes(const Int8FireArgs& a) {
+  return ((a.band_rows + 2) * (a.W + 2) + 8) * a.Sp;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> pack_int8_cpu(const at::Tensor& weight,
+                                                             const at::Tensor& bias,
+                                                             const at::Tensor& multiplier) {
+  TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(2) == weight.size(3) &&
+                        (weight.size(2) == 1 || weight.size(2) == 3),
+                    "pack_int8: expected a 1x1 or 3x3 conv weight (O, C, k, k), got ",
+                    weight.sizes());
+  TORCH_CHECK_TYPE(weight.scalar_type() == at::kChar, "pack_int8: expected int8 weights, got ",
+                   weight.scalar_type());
+  const int64_t O = weight.size(0), C = weight.size(1), taps = weight.size(2) * weight.size(3);
+  TORCH_CHECK_VALUE(bias.scalar_type() == at::kInt && bias.dim() == 1 && bias.numel() == O,
+                    "pack_int8: expected an int32 bias of ", O, " elements, got ",
+                    bias.scalar_type(), " ", bias.sizes());
+  TORCH_CHECK_VALUE(multiplier.scalar_type() == at::kFloat && multiplier.dim() == 1 &&
+                        multiplier.numel() == O,
+                    "pack_int8: expected float32 multipliers of ", O, " elements, got ",
+                    multiplier.scalar_type(), " ", multiplier.sizes());
+  const int64_t Op = round_up(O, kInt8Panel), C4 = round_up(C, kInt8Quad);
+  at::Tensor packed = at::zeros({Op * taps * C4}, weight.options());
+  // [Op/16][taps][C4/4][16][4] from (O, C, k, k): element (o, c, t) lands at
+  // (((o/16*taps + t)*C4/4 + c/4)*16 + o%16)*4 + c%4.
+  const at::Tensor w = weight.contiguous();
+  const int8_t* src = w.data_ptr<int8_t>();
+  int8_t* dst = packed.data_ptr<int8_t>();
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t t = 0; t < taps; ++t)
+        dst[(((o / kInt8Panel * taps + t) * (C4 / kInt8Quad) + c / kInt8Quad) * kInt8Panel +
+             o % kInt8Panel) * kInt8Quad + c % kInt8Quad] = src[(o * C + c) * taps + t];
+  at::Tensor b = at::zeros({Op}, bias.options());
+  b.narrow(0, 0, O).copy_(bias);
+  at::Tensor m = at::zeros({Op}, multiplier.options());
+  m.narrow(0, 0, O).copy_(multiplier);
+  return {packed, b, m};
+}
+
+at::Tensor fire_int8_cpu(const at::Tensor& x, const at::Tensor& squeeze,
+                         const at::Tensor& squeeze_bias, const at::Tensor& squeeze_multiplier,
+                         const at::Tensor& expand1x1, const at::Tensor& expand1x1_bias,
+                         const at::Tensor& expand1x1_multiplier, const at::Tensor& expand3x3,
+                         const at::Tensor& expand3x3_bias,
+                         const at::Tensor& expand3x3_multiplier, int64_t squeeze_channels,
+                         int64_t expand1x1_channels, int64_t expand3x3_channels) {
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kByte, "fire_int8: expected a uint8 input, got ",
+                   x.scalar_type());
+  TORCH_CHECK_VALUE(x.dim() == 4, "fire_int8: expected a 4-D input (N, C, H, W), got ",
+                    x.dim(), "-D");
+  TORCH_CHECK_VALUE(x.device().is_cpu(), "fire_int8: expected a CPU input");
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t S = squeeze_channels, E1 = expand1x1_channels, E3 = expand3x3_channels;
+  TORCH_CHECK_VALUE(C >= 1 && S >= 1 && E1 >= 1 && E3 >= 1,
+                    "fire_int8: expected positive channel counts, got C=", C, " S=", S,
+                    " E1=", E1, " E3=", E3);
+  const int64_t C4 = round_up(C, kInt8Quad), S4 = round_up(S, kInt8Quad);
+  TORCH_CHECK_VALUE(C4 <= kMaxReduction && 9 * S4 <= kMaxReduction,
+                    "fire_int8: reductions of more than ", kMaxReduction,
+                    " products could overflow the int32 accumulators (C=", C, ", S=", S, ")");
+  check_packed(squeeze, squeeze_bias, squeeze_multiplier, S, C4, 1, "squeeze");
+  check_packed(expand1x1, expand1x1_bias, expand1x1_multiplier, E1, S4, 1, "expand1x1");
+  check_packed(expand3x3, expand3x3_bias, expand3x3_multiplier, E3, S4, 9, "expand3x3");
+  at::Tensor out = at::empty({N, E1 + E3, H, W}, x.options(), at::MemoryFormat::ChannelsLast);
+  if (out.numel() == 0) return out;
+  const at::Tensor xk = kernel_input(x, C4);
+
+  Int8FireArgs a{};
+  a.N = N, a.C4 = C4, a.H = H, a.W = W, a.S = S, a.E1 = E1, a.E3 = E3;
+  a.Sp = round_up(S, kInt8Panel);
+  a.x = xk.data_ptr<uint8_t>();
+  a.squeeze = bind(squeeze, squeeze_bias, squeeze_multiplier);
+  a.expand1x1 = bind(expand1x1, expand1x1_bias, expand1x1_multiplier);
+  a.expand3x3 = bind(expand3x3, expand3x3_bias, expand3x3_multiplier);
+  a.out = out.data_ptr<uint8_t>();
+  // Bands of rows: enough for every thread when the images are fewer than the
+  // threads, and small enough that a band's squeeze stays in L2.
+  const int64_t threads = at::get_num_threads();
+  int64_t bands = N >= threads ? 1 : (threads + N - 1) / N;
+  const int64_t row_bytes = (W + 2) * a.Sp;
+  bands = std::max(bands, (H + 2) * row_bytes / kBandBytes + 1);
+  a.band_rows = (H + std::min(bands, H) - 1) / std::min(bands, H);
+  a.bands = (H + a.band_rows - 1) / a.band_rows;
+  const Int8FireKernel& chosen = current_int8_fire_kernel();
+  const Int8FireKernel& kernel =
+      chosen.small_pairs && !(small_pairs(squeeze) && small_pairs(expand1x1) &&
+                              small_pairs(expand3x3))
+          ? kInt8FireAvx2Wide
+          : chosen;
+  const int64_t scratch_bytes = int8_band_bytes(a);
+  at::parallel_for(0, N * a.bands, 1, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<uint8_t> scratch;
+    if (static_cast<int64_t>(scratch.size()) < scratch_bytes) scratch.resize(scratch_bytes);
+    kernel.run(a, begin, end, scratch.data());
+  });
+  return out;
+}
+
+TORCH_LIBRARY_IMPL(fire_kernels, CPU, m) {
+  m.impl("pack_int8", &pack_int8_cpu);
+  m.impl("fire_int8", &fire_int8_cpu);
+}
+
+}  // namespace fire_kernels

@@ -1,0 +1,136 @@
+// int8 dot products on 256-bit vectors, 8 output channels each: AVX2
+// (QVecAvx2, QVecAvx2Wide) and AVX-VNNI (QVecAvxVnni).
+//
+// AVX2's fast u8 x s8 product, vpmaddubsw, adds two products into int16 with
+// saturation: 255*127*2 = 64770 does not fit. It is exact when every pair of
+// weights it adds (channels 0-1 and 2-3 of a quad) has |w0| + |w1| <= 128
+// (255*128 = 32640 <= 32767), which weights quantized to 7 bits always meet:
+//   * QVecAvx2 (vpmaddubsw, then vpmaddwd by ones into int32) runs a Fire
+//     whose packed weights all meet it (the operator checks);
+//   * QVecAvx2Wide runs any other: it widens both sides to int16 and uses
+//     vpmaddwd (s16 x s16 pairs into int32, exact). A pixel's 4 bytes,
+//     zero-extended, against a quad of 4 channels' weights, sign-extended,
+//     gives each output channel two int32 partial sums (channels 0-1 and
+//     2-3), kept apart in two accumulators and added once, in the epilogue.
+// Both are exact for any input: no result ever saturates.
+//
+// Included only by int8_kernel_avx2.cpp and int8_kernel_avx_vnni.cpp under
+// their `#pragma GCC target`.
+#pragma once
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "inline.h"
+
+struct QVec256 {
+  static constexpr int W = 8;
+
+  FK_INLINE static __m256i broadcast32(const uint8_t* p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+  }
+
+  // dst[o] = clamp(rint(float(s[o] + bias[o]) * m[o]), 0, 255) for o < n.
+  FK_INLINE static void requant_store8(uint8_t* dst, __m256i s, const int32_t* bias,
+                                       const float* m, int n) {
+    s = _mm256_add_epi32(s, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias)));
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_loadu_ps(m));
+    // Clamped before the conversion, which turns out-of-range values into INT_MIN.
+    f = _mm256_min_ps(_mm256_max_ps(f, _mm256_setzero_ps()), _mm256_set1_ps(255.f));
+    const __m256i q = _mm256_cvtps_epi32(f);  // round half to even
+    const __m128i words =
+        _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+    const __m128i bytes = _mm_packus_epi16(words, words);  // lanes 0-7: the 8 channels
+    if (n == W) {
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(dst), bytes);
+      return;
+    }
+    alignas(16) uint8_t lanes[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(lanes), bytes);
+    memcpy(dst, lanes, n);
+  }
+};
+
+struct QVecAvx2 : QVec256 {
+  // 4 pixels x 2 vectors: 8 accumulators, 2 weight vectors, 1 broadcast, the
+  // ones and a product.
+  static constexpr int MR = 4;
+  static constexpr int NRV = 2;
+  using acc = __m256i;
+  using act = __m256i;
+  using wt = __m256i;
+
+  FK_INLINE static void zero(acc& a) { a = _mm256_setzero_si256(); }
+  FK_INLINE static act broadcast(const uint8_t* p) { return broadcast32(p); }
+  FK_INLINE static wt load_weights(const int8_t* w) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+  }
+  // acc[o] += sum_k x[k] * w[o][k], k < 4: pairs into int16 (exact for weights
+  // whose pairs meet the bound above), then the two pairs into int32.
+  FK_INLINE static void dot(acc& a, act x, wt w) {
+    const __m256i pairs = _mm256_maddubs_epi16(x, w);
+    a = _mm256_add_epi32(a, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+  }
+  FK_INLINE static void requant_store(uint8_t* dst, acc a, const int32_t* bias, const float* m,
+                                      int n) {
+    requant_store8(dst, a, bias, m, n);
+  }
+};
+
+struct QVecAvx2Wide : QVec256 {
+  // 6 pixels x 1 vector: 12 accumulator registers, 2 of weights, 1 broadcast.
+  static constexpr int MR = 6;
+  static constexpr int NRV = 1;
+  // Channel o's sums over channel pairs (0, 1) and (2, 3) of each quad: lo
+  // holds them for o < 4 as [o0 o0' o1 o1' | o2 o2' o3 o3'], hi for 4 <= o < 8.
+  struct acc {
+    __m256i lo, hi;
+  };
+  using act = __m256i;  // the pixel's 4 bytes as int16, repeated
+  struct wt {
+    __m256i lo, hi;  // channels 0-3 and 4-7, 4 weights each, as int16
+  };
+
+  FK_INLINE static void zero(acc& a) { a.lo = a.hi = _mm256_setzero_si256(); }
+  FK_INLINE static act broadcast(const uint8_t* p) {
+    return _mm256_cvtepu8_epi16(_mm256_castsi256_si128(broadcast32(p)));
+  }
+  FK_INLINE static wt load_weights(const int8_t* w) {
+    return {_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w))),
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16)))};
+  }
+  FK_INLINE static void dot(acc& a, act x, const wt& w) {
+    a.lo = _mm256_add_epi32(a.lo, _mm256_madd_epi16(x, w.lo));
+    a.hi = _mm256_add_epi32(a.hi, _mm256_madd_epi16(x, w.hi));
+  }
+  FK_INLINE static void requant_store(uint8_t* dst, const acc& a, const int32_t* bias,
+                                      const float* m, int n) {
+    // hadd: [o0 o1 o4 o5 | o2 o3 o6 o7]; the permute puts the 64-bit pairs in order.
+    const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a.lo, a.hi), 0xD8);
+    requant_store8(dst, s, bias, m, n);
+  }
+};
+
+// Its member functions compile only where used: under int8_kernel_avx_vnni.cpp's target.
+struct QVecAvxVnni : QVec256 {
+  // 6 pixels x 2 vectors: 12 accumulators, 2 weight vectors, 1 broadcast.
+  static constexpr int MR = 6;
+  static constexpr int NRV = 2;
+  using acc = __m256i;
+  using act = __m256i;
+  using wt = __m256i;
+
+  FK_INLINE static void zero(acc& a) { a = _mm256_setzero_si256(); }
+  FK_INLINE static act broadcast(const uint8_t* p) { return broadcast32(p); }
+  FK_INLINE static wt load_weights(const int8_t* w) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+  }
+  // acc[o] += sum_k x[k] * w[o][k], k < 4: one VEX vpdpbusd.
+  FK_INLINE static void dot(acc& a, act x, wt w) { a = _mm256_dpbusd_avx_epi32(a, x, w); }
+  FK_INLINE static void requant_store(uint8_t* dst, acc a, const int32_t* bias, const float* m,
+                                      int n) {
+    requant_store8(dst, a, bias, m, n);
+  }
+};

@@ -1,0 +1,57 @@
+// int8 dot products for AVX-512 VNNI: 16 output channels per vector.
+//
+// Included only by int8_kernel_avx512_vnni.cpp under its `#pragma GCC target`
+// (or, in the emulated test build, on SIMDe).
+#pragma once
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "inline.h"
+
+struct QVecAvx512Vnni {
+  static constexpr int W = 16;
+  // 6 pixels x 4 vectors of 16 channels: 24 accumulators, 4 weight vectors
+  // and 1 broadcast of the 32 zmm registers.
+  static constexpr int MR = 6;
+  static constexpr int NRV = 4;
+  using acc = __m512i;
+  using act = __m512i;
+  using wt = __m512i;
+
+  FK_INLINE static void zero(acc& a) { a = _mm512_setzero_si512(); }
+  // A pixel's 4 channel bytes in every lane.
+  FK_INLINE static act broadcast(const uint8_t* p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+  }
+  // 16 channels x 4 weights (64 bytes of a packed panel).
+  FK_INLINE static wt load_weights(const int8_t* w) { return _mm512_loadu_si512(w); }
+  // acc[o] += sum_k x[k] * w[o][k], k < 4: one vpdpbusd (u8 x s8, no saturation).
+  FK_INLINE static void dot(acc& a, act x, wt w) { a = _mm512_dpbusd_epi32(a, x, w); }
+
+  // dst[o] = clamp(rint(float(acc[o] + bias[o]) * m[o]), 0, 255) for o < n.
+  FK_INLINE static void requant_store(uint8_t* dst, acc a, const int32_t* bias, const float* m,
+                                      int n) {
+    const __m512i s = _mm512_add_epi32(a, _mm512_loadu_si512(bias));
+    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_loadu_ps(m));
+    // Clamped before the conversion, which turns out-of-range values into INT_MIN.
+    f = _mm512_min_ps(_mm512_max_ps(f, _mm512_setzero_ps()), _mm512_set1_ps(255.f));
+    const __m512i q = _mm512_cvtps_epi32(f);  // round half to even
+    alignas(64) uint8_t bytes[W];
+#ifdef FK_EMULATE_AVX512
+    // SIMDe 0.8.2 has no _mm512_cvtepi32_epi8 (vpmovdb): narrow through memory.
+    alignas(64) int32_t lanes[W];
+    _mm512_store_si512(lanes, q);
+    for (int i = 0; i < W; ++i) bytes[i] = static_cast<uint8_t>(lanes[i]);
+#else
+    if (n == W) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtepi32_epi8(q));
+      return;
+    }
+    _mm_store_si128(reinterpret_cast<__m128i*>(bytes), _mm512_cvtepi32_epi8(q));
+#endif
+    memcpy(dst, bytes, n);
+  }
+};

@@ -1,0 +1,82 @@
+"""The int8 operators ``torch.ops.fire_kernels.*`` (issue 21): schemas and fake kernels.
+
+* ``pack_int8``: a conv's int8 weights ``(O, C, k, k)`` (k = 1 or 3), int32 bias and
+  float32 requantization multipliers ``(O,)`` in the int8 kernels' layout: weights
+  ``[Op/16][k*k][C4/4][16][4]`` (``Op``, ``C4``: O and C rounded up to 16 and 4), bias
+  and multipliers zero-padded to ``Op`` (``csrc/int8_fire.h``).
+* ``fire_int8``: the fused int8 Fire on a uint8 input (zero point 0) from packed
+  convs: squeeze requantized to uint8, both expands to the one output scale, a uint8
+  channels-last concat. Bit for bit :func:`fire_kernels.int8_reference.fire_int8_reference`
+  (CPU; inference only).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .ops import inference_only
+
+__all__ = ["fire_int8", "pack_int8", "packed_int8_size"]
+
+_lib = torch.library.Library("fire_kernels", "FRAGMENT")
+_lib.define("pack_int8(Tensor weight, Tensor bias, Tensor multiplier) -> (Tensor, Tensor, Tensor)")
+_lib.define(
+    "fire_int8(Tensor x, Tensor squeeze, Tensor squeeze_bias, Tensor squeeze_multiplier, "
+    "Tensor expand1x1, Tensor expand1x1_bias, Tensor expand1x1_multiplier, Tensor expand3x3, "
+    "Tensor expand3x3_bias, Tensor expand3x3_multiplier, int squeeze_channels, "
+    "int expand1x1_channels, int expand3x3_channels) -> Tensor"
+)
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
+
+def packed_int8_size(out_channels: int, in_channels: int, taps: int) -> tuple[int, int]:
+    """Elements of a packed conv's weights and of its padded bias (and multipliers)."""
+    padded = _round_up(out_channels, 16)
+    return padded * taps * _round_up(in_channels, 4), padded
+
+
+@torch.library.register_fake("fire_kernels::pack_int8")
+def _pack_int8_fake(weight: Tensor, bias: Tensor, multiplier: Tensor):
+    if weight.dim() != 4 or weight.shape[2] != weight.shape[3] or weight.shape[2] not in (1, 3):
+        raise ValueError(f"pack_int8: expected a 1x1 or 3x3 conv weight (O, C, k, k), got "
+                         f"{tuple(weight.shape)}")
+    o, c, k, _ = weight.shape
+    n_weights, n_bias = packed_int8_size(o, c, k * k)
+    return (weight.new_empty((n_weights,)), bias.new_empty((n_bias,)),
+            multiplier.new_empty((n_bias,)))
+
+
+@torch.library.register_fake("fire_kernels::fire_int8")
+def _fire_int8_fake(x, squeeze, squeeze_bias, squeeze_multiplier, expand1x1, expand1x1_bias,
+                    expand1x1_multiplier, expand3x3, expand3x3_bias, expand3x3_multiplier,
+                    squeeze_channels, expand1x1_channels, expand3x3_channels):
+    if x.dtype != torch.uint8:
+        raise TypeError(f"fire_int8: expected a uint8 input, got {x.dtype}")
+    if x.dim() != 4:
+        raise ValueError(f"fire_int8: expected a 4-D input (N, C, H, W), got {x.dim()}-D")
+    n, _, h, w = x.shape
+    return torch.empty((n, expand1x1_channels + expand3x3_channels, h, w), dtype=x.dtype,
+                       device=x.device, memory_format=torch.channels_last)
+
+
+inference_only("fire_int8")
+
+
+def pack_int8(weight: Tensor, bias: Tensor, multiplier: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``torch.ops.fire_kernels.pack_int8``: see the module's docstring."""
+    return torch.ops.fire_kernels.pack_int8(weight, bias, multiplier)
+
+
+def fire_int8(xq: Tensor, fire) -> Tensor:
+    """The fused int8 Fire of a :class:`~fire_kernels.int8_reference.QuantizedFire` on
+    the uint8 input ``xq`` (packs its convs on every call: a convenience for tests and
+    one-off use)."""
+    convs = [pack_int8(c.weight, c.bias, c.multiplier)
+             for c in (fire.squeeze, fire.expand1x1, fire.expand3x3)]
+    return torch.ops.fire_kernels.fire_int8(
+        xq, *convs[0], *convs[1], *convs[2], fire.squeeze.weight.shape[0],
+        fire.expand1x1.weight.shape[0], fire.expand3x3.weight.shape[0])

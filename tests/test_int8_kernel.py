@@ -1,0 +1,170 @@
+"""The fused int8 Fire kernel (torch.ops.fire_kernels.fire_int8) against the int8
+reference arithmetic (fire_kernels.int8_reference), bit for bit: every int8 path
+(AVX-512 VNNI, AVX-VNNI, AVX2 with and without the 7-bit weights its fast product
+needs, portable), the SqueezeNet layers, odd shapes, layouts, threads, the inputs
+and weights that would saturate AVX2's 16-bit products, bad arguments and opcheck."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import fire_kernels as fk
+from fire_kernels import int8_reference as q8
+from fire_kernels.int8_ops import fire_int8, pack_int8
+from fire_kernels.reference import fire_reference
+from fire_kernels.testing import FireSample, fire_weights, odd_samples, squeezenet_samples
+
+pytestmark = pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
+
+ALL_PATHS = ("avx512_vnni", "avx_vnni", "avx2", "portable")
+
+
+@pytest.fixture(params=ALL_PATHS)
+def int8_path(request):
+    """Runs a test once per int8 kernel path (skipped, with the reason shown, where
+    this CPU cannot run it), then restores 'auto'."""
+    C = fk._extension.C
+    if request.param not in C.available_int8_paths():
+        pytest.skip(f"this CPU cannot run the {request.param} int8 kernels")
+    C.set_int8_path(request.param)
+    yield request.param
+    C.set_int8_path("auto")
+
+
+@torch.no_grad()
+def quantized(sample: FireSample, weight_bits: int = 8):
+    """The sample's input (made non-negative: a Fire's input follows a ReLU) as uint8
+    in the sample's layout, and its Fire quantized with scales from its float run."""
+    fire = sample.fire()
+    x = sample.input().abs()
+    weights = fire_weights(fire)
+    ws, bs = weights[0], weights[1]
+    squeeze = torch.relu(torch.nn.functional.conv2d(x, ws, bs))
+    out = fire_reference(x, *weights)
+    scales = [q8.activation_scale(float(t.max())) if t.numel() else 1.0
+              for t in (x, squeeze, out)]
+    xq = q8.quantize_activation(x, scales[0])
+    if sample.layout == "channels_last":
+        xq = xq.contiguous(memory_format=torch.channels_last)
+    elif sample.layout == "strided":
+        xq = torch.cat([xq, xq], 3)[..., ::2]
+    return xq, q8.quantize_fire(weights, *scales, weight_bits=weight_bits)
+
+
+def assert_exact(xq: torch.Tensor, fire: q8.QuantizedFire) -> torch.Tensor:
+    out = fire_int8(xq, fire)
+    ref = q8.fire_int8_reference(xq, fire)
+    assert out.dtype == torch.uint8 and out.shape == ref.shape
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    diff = (out.int() - ref.int()).abs()
+    assert int(diff.max()) == 0 if diff.numel() else True, (
+        f"{int((diff > 0).sum())} of {diff.numel()} outputs differ, by up to {int(diff.max())}")
+    return out
+
+
+@pytest.mark.parametrize("weight_bits", [8, 7])
+@pytest.mark.parametrize("sample", [pytest.param(s, id=s.name) for s in squeezenet_samples()])
+def test_squeezenet_layers_match_the_reference(int8_path, sample, weight_bits):
+    out = assert_exact(*quantized(sample, weight_bits))
+    assert int(out.max()) > 0  # not a Fire of zeros
+
+
+@pytest.mark.parametrize("sample", [pytest.param(s, id=str(s)) for s in [
+    *odd_samples(),
+    *odd_samples(layout="channels_last")[:5],
+    FireSample(2, 10, 6, 7, 9, 5, 6, layout="strided"),
+    FireSample(3, 5, 3, 4, 4, 4, 4, bias=False),
+    FireSample(1, 64, 16, 64, 64, 27, 27, density=0.1),
+    FireSample(2, 96, 16, 64, 64, 55, 55, layout="channels_last"),
+]])
+def test_odd_shapes_and_layouts_match_the_reference(int8_path, sample):
+    for weight_bits in (8, 7):
+        assert_exact(*quantized(sample, weight_bits))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_any_number_of_threads(int8_path, threads):
+    torch.set_num_threads(threads)
+    for n in (1, 2, 5):
+        assert_exact(*quantized(FireSample(n, 32, 16, 24, 40, 13, 13, seed=n)))
+
+
+def _saturating_fire(c: int, s: int, e: int, w: int) -> q8.QuantizedFire:
+    """A Fire whose int8 weights all have magnitude ``w``: the squeeze's all positive,
+    the expands' signs alternating per output channel, multipliers 1 / (w * K) for K
+    products. On an all-255 input the squeeze is all 255 and every product is as large
+    as it can be, of one sign per output channel."""
+    def conv(o, i, k, alternate):
+        sign = torch.tensor([-1 if alternate and j % 2 else 1 for j in range(o)],
+                            dtype=torch.int8)
+        weight = (sign.reshape(-1, 1, 1, 1) * w).expand(o, i, k, k).contiguous()
+        return q8.QuantizedConv(weight, torch.ones(o), torch.zeros(o, dtype=torch.int32),
+                                torch.full((o,), 1 / (w * i * k * k)))
+    return q8.QuantizedFire(1.0, 1.0, 1.0, conv(s, c, 1, False), conv(e, s, 1, True),
+                            conv(e, s, 3, True))
+
+
+@pytest.mark.parametrize("w", [127, 64, 65])
+def test_products_that_would_saturate_16_bits_are_exact(int8_path, w):
+    """All-255 inputs against weights of magnitude 127 (a pair's products sum to
+    64770, past int16: AVX2 must widen), 64 (32640, the most vpmaddubsw holds: AVX2
+    takes its fast product) and 65 (just past it). Every output is the exact
+    accumulator requantized: 255 or 0 in alternate channels, where the 3x3 sees its
+    nine taps; fewer at the border."""
+    fire = _saturating_fire(12, 8, 16, w)
+    xq = torch.full((1, 12, 5, 6), 255, dtype=torch.uint8)
+    out = assert_exact(xq, fire)
+    assert int(out[:, :16:2].min()) == 255 and int(out[:, 1::2].max()) == 0
+    assert int(out[0, 16, 2, 2]) == 255 and int(out[0, 16, 0, 0]) == 113  # 4 of 9 taps
+
+
+def test_paths_are_listed_and_forced():
+    C = fk._extension.C
+    paths = C.available_int8_paths()
+    assert paths[-1] == "portable" and set(paths) <= set(ALL_PATHS)
+    assert C.current_int8_path() == paths[0]
+    with pytest.raises(RuntimeError, match="unknown int8 path 'sse'"):
+        C.set_int8_path("sse")
+    C.set_int8_path("portable")
+    try:
+        assert C.current_int8_path() == "portable"
+    finally:
+        C.set_int8_path("auto")
+    fk.set_cpu_isa("portable")  # 'auto' follows the float kernels' ISA
+    try:
+        assert C.current_int8_path() == "portable"
+    finally:
+        fk.set_cpu_isa("auto")
+
+
+def test_bad_arguments_raise():
+    xq, fire = quantized(FireSample(1, 8, 4, 8, 8, 3, 3))
+    packs = [pack_int8(c.weight, c.bias, c.multiplier)
+             for c in (fire.squeeze, fire.expand1x1, fire.expand3x3)]
+    op = torch.ops.fire_kernels.fire_int8
+    with pytest.raises(TypeError, match="expected a uint8 input"):
+        op(xq.float(), *packs[0], *packs[1], *packs[2], 4, 8, 8)
+    with pytest.raises(ValueError, match="squeeze expected packed int8 weights of 128 elements"):
+        op(xq, *packs[1], *packs[1], *packs[2], 4, 8, 8)
+    with pytest.raises(ValueError, match="expand3x3 expected a packed int32 bias"):
+        op(xq, *packs[0], *packs[1], packs[2][0], packs[2][2], packs[2][2], 4, 8, 8)
+    with pytest.raises(ValueError, match="1x1 or 3x3 conv weight"):
+        pack_int8(torch.zeros(4, 4, 5, 5, dtype=torch.int8), fire.squeeze.bias,
+                  fire.squeeze.multiplier)
+    with pytest.raises(ValueError, match="overflow the int32 accumulators"):
+        big = torch.zeros(1, 40000, 1, 1, dtype=torch.uint8)
+        op(big, *packs[0], *packs[1], *packs[2], 4, 8, 8)
+
+
+def test_opcheck():
+    for sample in (FireSample(2, 10, 6, 7, 9, 5, 6), FireSample(0, 10, 6, 7, 9, 3, 3),
+                   FireSample(1, 10, 6, 7, 9, 4, 4, layout="channels_last")):
+        xq, fire = quantized(sample)
+        packs = [pack_int8(c.weight, c.bias, c.multiplier)
+                 for c in (fire.squeeze, fire.expand1x1, fire.expand3x3)]
+        torch.library.opcheck(torch.ops.fire_kernels.fire_int8.default,
+                              (xq, *packs[0], *packs[1], *packs[2], 6, 7, 9))
+        for conv in (fire.squeeze, fire.expand3x3):
+            torch.library.opcheck(torch.ops.fire_kernels.pack_int8.default,
+                                  (conv.weight, conv.bias, conv.multiplier))
