@@ -35,11 +35,15 @@ struct Int8Conv {
 
 // One int8 Fire forward. The input is uint8 channels-last with its pixels
 // C4 bytes apart (the operator pads channels to a quad), the output uint8
-// channels-last [N][H][W][E1 + E3].
+// channels-last [N][H][W][E1 + E3]. With pool_kernel > 1 the Fire's input is
+// the max pool of x (in_h x in_w pixels): pixel (y, x) the max over x's rows
+// [y*stride, min(y*stride + kernel, in_h)) and the same columns, as FirePool
+// (fire_kernel.h); uint8 max commutes with the monotonic quantization.
 struct Int8FireArgs {
   int64_t N, C4, H, W;
   int64_t S, E1, E3;
   int64_t Sp;  // S rounded up to kInt8Panel: a squeeze buffer's pixel pitch
+  int64_t pool_kernel, pool_stride, in_h, in_w;
   const uint8_t* x;
   Int8Conv squeeze, expand1x1, expand3x3;
   uint8_t* out;
@@ -47,10 +51,15 @@ struct Int8FireArgs {
   int64_t band_rows, bands;
 };
 
-// Bytes of one band's squeeze buffer: its rows plus a halo row above and below,
-// each W + 2 pixels wide (a zero column on each side), and slack for the
-// tiles that overrun the last pixel.
+// Maximum pixels of a register tile, on any path.
+constexpr int64_t kInt8MaxTile = 8;
+
+// Per-thread scratch: one band's squeeze buffer, its rows plus a halo row above
+// and below, each W + 2 pixels wide (a zero column on each side), with slack for
+// the tiles that overrun the last pixel; then, with pooling, a tile's pooled
+// input pixels [kInt8MaxTile][C4].
 int64_t int8_band_bytes(const Int8FireArgs& a);
+int64_t int8_scratch_bytes(const Int8FireArgs& a);
 
 // Whether every pair of weights that AVX2's vpmaddubsw adds into int16
 // (channels 0-1 and 2-3 of each quad: adjacent bytes of the packed layout)
@@ -58,7 +67,7 @@ int64_t int8_band_bytes(const Int8FireArgs& a);
 constexpr int kMaxPairMagnitude = 128;
 
 // One path's kernel: run does work items [begin, end) with `scratch`,
-// int8_band_bytes(a) bytes exclusive to the calling thread. small_pairs: it
+// int8_scratch_bytes(a) bytes exclusive to the calling thread. small_pairs: it
 // is exact only for weights whose pairs are within kMaxPairMagnitude
 // (kInt8FireAvx2Wide runs the others).
 struct Int8FireKernel {

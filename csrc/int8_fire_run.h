@@ -45,7 +45,7 @@ struct Int8FireRun {
   static constexpr int NR = VW * NRV;
   using acc_t = typename Q::acc;
   static_assert(kInt8Panel % VW == 0, "a vector of weights must lie within one panel");
-  static_assert(MR <= 8, "int8_band_bytes leaves 8 pixels of slack");
+  static_assert(MR <= kInt8MaxTile, "the scratch layout holds tiles of kInt8MaxTile pixels");
 
   FK_INLINE static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
   FK_INLINE static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -163,9 +163,22 @@ struct Int8FireRun {
     return imin(NRV, (channels + VW - 1) / VW);
   }
 
-  // The squeeze of image pixels [qa, qb) (whole rows) into the band buffer.
-  static void squeeze(const Int8FireArgs& a, const uint8_t* x_img, uint8_t* buf, int64_t y0,
-                      int64_t qa, int64_t qb) {
+  // dst[c] = max of the pooled input pixel q's window (c < C4).
+  static void pool_pixel(const Int8FireArgs& a, const uint8_t* x_img, int64_t q, uint8_t* dst) {
+    const int64_t y0 = q / a.W * a.pool_stride, x0 = q % a.W * a.pool_stride;
+    const int64_t y1 = imin(y0 + a.pool_kernel, a.in_h), x1 = imin(x0 + a.pool_kernel, a.in_w);
+    memcpy(dst, x_img + (y0 * a.in_w + x0) * a.C4, a.C4);
+    for (int64_t y = y0; y < y1; ++y)
+      for (int64_t x = y == y0 ? x0 + 1 : x0; x < x1; ++x) {
+        const uint8_t* src = x_img + (y * a.in_w + x) * a.C4;
+        for (int64_t c = 0; c < a.C4; ++c) dst[c] = dst[c] > src[c] ? dst[c] : src[c];
+      }
+  }
+
+  // The squeeze of image pixels [qa, qb) (whole rows) into the band buffer;
+  // with pooling, each tile's input pixels are pooled into `pooled` first.
+  static void squeeze(const Int8FireArgs& a, const uint8_t* x_img, uint8_t* buf, uint8_t* pooled,
+                      int64_t y0, int64_t qa, int64_t qb) {
     const int64_t Wp = a.W + 2;
     for (int64_t q = qa; q < qb; q += MR) {
       const int64_t valid = imin(MR, qb - q);
@@ -174,7 +187,12 @@ struct Int8FireRun {
       uint8_t* dst[MR];
       for (int i = 0; i < MR; ++i) {
         const int64_t qi = q + imin(i, valid - 1);
-        rows[i] = x_img + qi * a.C4;
+        if (a.pool_kernel > 1) {
+          if (i < valid) pool_pixel(a, x_img, qi, pooled + i * a.C4);
+          rows[i] = pooled + imin(i, valid - 1) * a.C4;
+        } else {
+          rows[i] = x_img + qi * a.C4;
+        }
         dst[i] = buf + ((qi / a.W - y0 + 1) * Wp + qi % a.W + 1) * a.Sp;
       }
       for (int64_t cs0 = 0; cs0 < a.Sp; cs0 += NR)
@@ -214,8 +232,8 @@ struct Int8FireRun {
           memset(row + (Wp - 1) * a.Sp, 0, a.Sp);
         }
       }
-      squeeze(a, a.x + n * HW * a.C4, scratch, y0, imax(0, y0 - 1) * a.W,
-              imin(a.H, y1 + 1) * a.W);
+      squeeze(a, a.x + n * a.in_h * a.in_w * a.C4, scratch, scratch + int8_band_bytes(a), y0,
+              imax(0, y0 - 1) * a.W, imin(a.H, y1 + 1) * a.W);
       uint8_t* out_img = a.out + n * HW * channels;
       expand<1>(a, a.expand1x1, scratch, out_img, y0, rows, a.E1, 0);
       expand<9>(a, a.expand3x3, scratch, out_img, y0, rows, a.E3, a.E1);

@@ -1,6 +1,7 @@
 // The CPU kernels of the int8 operators (schemas in fire_kernels/int8_ops.py):
 // pack_int8 (a conv's int8 weights, int32 bias and float32 multipliers in the
-// kernels' layout, int8_fire.h) and fire_int8 (the fused int8 Fire).
+// kernels' layout, int8_fire.h), fire_int8 (the fused int8 Fire) and
+// quantize_uint8 (a float tensor to uint8, zero point 0).
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -9,8 +10,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
+#include "fire_checks.h"
 #include "fire_kernel.h"
 #include "int8_fire.h"
 #include "int8_paths.h"
@@ -74,7 +77,11 @@ bool small_pairs(const at::Tensor& packed) {
 }  // namespace
 
 int64_t int8_band_bytes(const Int8FireArgs& a) {
-  return ((a.band_rows + 2) * (a.W + 2) + 8) * a.Sp;
+  return ((a.band_rows + 2) * (a.W + 2) + kInt8MaxTile) * a.Sp;
+}
+
+int64_t int8_scratch_bytes(const Int8FireArgs& a) {
+  return int8_band_bytes(a) + (a.pool_kernel > 1 ? kInt8MaxTile * a.C4 : 0);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> pack_int8_cpu(const at::Tensor& weight,
@@ -119,13 +126,17 @@ at::Tensor fire_int8_cpu(const at::Tensor& x, const at::Tensor& squeeze,
                          const at::Tensor& expand1x1_multiplier, const at::Tensor& expand3x3,
                          const at::Tensor& expand3x3_bias,
                          const at::Tensor& expand3x3_multiplier, int64_t squeeze_channels,
-                         int64_t expand1x1_channels, int64_t expand3x3_channels) {
+                         int64_t expand1x1_channels, int64_t expand3x3_channels,
+                         int64_t pool_kernel, int64_t pool_stride, bool pool_ceil_mode) {
   TORCH_CHECK_TYPE(x.scalar_type() == at::kByte, "fire_int8: expected a uint8 input, got ",
                    x.scalar_type());
   TORCH_CHECK_VALUE(x.dim() == 4, "fire_int8: expected a 4-D input (N, C, H, W), got ",
                     x.dim(), "-D");
   TORCH_CHECK_VALUE(x.device().is_cpu(), "fire_int8: expected a CPU input");
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const PoolSpec pool{pool_kernel, pool_stride, pool_ceil_mode};
+  check_pool_args(x, pool, "fire_int8");
+  const int64_t N = x.size(0), C = x.size(1);
+  const int64_t H = pooled_size(x.size(2), pool), W = pooled_size(x.size(3), pool);
   const int64_t S = squeeze_channels, E1 = expand1x1_channels, E3 = expand3x3_channels;
   TORCH_CHECK_VALUE(C >= 1 && S >= 1 && E1 >= 1 && E3 >= 1,
                     "fire_int8: expected positive channel counts, got C=", C, " S=", S,
@@ -144,6 +155,8 @@ at::Tensor fire_int8_cpu(const at::Tensor& x, const at::Tensor& squeeze,
   Int8FireArgs a{};
   a.N = N, a.C4 = C4, a.H = H, a.W = W, a.S = S, a.E1 = E1, a.E3 = E3;
   a.Sp = round_up(S, kInt8Panel);
+  a.pool_kernel = pool_kernel, a.pool_stride = pool_stride;
+  a.in_h = x.size(2), a.in_w = x.size(3);
   a.x = xk.data_ptr<uint8_t>();
   a.squeeze = bind(squeeze, squeeze_bias, squeeze_multiplier);
   a.expand1x1 = bind(expand1x1, expand1x1_bias, expand1x1_multiplier);
@@ -163,7 +176,7 @@ at::Tensor fire_int8_cpu(const at::Tensor& x, const at::Tensor& squeeze,
                               small_pairs(expand3x3))
           ? kInt8FireAvx2Wide
           : chosen;
-  const int64_t scratch_bytes = int8_band_bytes(a);
+  const int64_t scratch_bytes = int8_scratch_bytes(a);
   at::parallel_for(0, N * a.bands, 1, [&](int64_t begin, int64_t end) {
     thread_local std::vector<uint8_t> scratch;
     if (static_cast<int64_t>(scratch.size()) < scratch_bytes) scratch.resize(scratch_bytes);
@@ -172,9 +185,36 @@ at::Tensor fire_int8_cpu(const at::Tensor& x, const at::Tensor& squeeze,
   return out;
 }
 
+at::Tensor quantize_uint8_cpu(const at::Tensor& x, double scale) {
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat, "quantize_uint8: expected a float32 input, got ",
+                   x.scalar_type());
+  TORCH_CHECK_VALUE(x.device().is_cpu(), "quantize_uint8: expected a CPU input");
+  TORCH_CHECK_VALUE(scale > 0.0 && scale < std::numeric_limits<float>::infinity(),
+                    "quantize_uint8: expected a positive finite scale, got ", scale);
+  const at::MemoryFormat format = x.suggest_memory_format();
+  const at::Tensor xc = x.contiguous(format);
+  at::Tensor out = at::empty(x.sizes(), x.options().dtype(at::kByte), format);
+  const float* src = xc.data_ptr<float>();
+  uint8_t* dst = out.data_ptr<uint8_t>();
+  // As int8_reference.quantize_activation: x / float32(scale), rounded half to
+  // even, clamped to [0, 255] (NaN to 0). Adding and subtracting 1.5 * 2**23
+  // rounds a float in [0, 255] to the nearest integer, ties to even, in plain
+  // float arithmetic that vectorizes on any x86-64 (rintf would be a call).
+  const float s = static_cast<float>(scale), magic = 12582912.f;
+  at::parallel_for(0, xc.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float f = src[i] / s;
+      f = f > 0.f ? (f < 255.f ? f : 255.f) : 0.f;
+      dst[i] = static_cast<uint8_t>(static_cast<int32_t>((f + magic) - magic));
+    }
+  });
+  return out;
+}
+
 TORCH_LIBRARY_IMPL(fire_kernels, CPU, m) {
   m.impl("pack_int8", &pack_int8_cpu);
   m.impl("fire_int8", &fire_int8_cpu);
+  m.impl("quantize_uint8", &quantize_uint8_cpu);
 }
 
 }  // namespace fire_kernels

@@ -31,6 +31,7 @@ from .pruning import (
     prune_network,
     sparsity_report,
 )
+from .quantized import QuantizedFire, dequantize_network, quantize_network
 from .reference import Fire, fire_reference
 from .weight_plan import WeightPlan, invalidate_plans
 
@@ -54,10 +55,12 @@ __all__ = [
     "FusedConvReluMaxPool",
     "FusedFire",
     "FusedSequential",
+    "QuantizedFire",
     "SqueezeNet",
     "cpu_isa",
     "empty_cache",
     "cpu_kernel_available",
+    "dequantize_network",
     "available_cpu_isas",
     "set_cpu_isa",
     "fire",
@@ -66,6 +69,7 @@ __all__ = [
     "fuse_network",
     "prune_fire_modules",
     "prune_network",
+    "quantize_network",
     "refresh_packed_weights",
     "sparsity_report",
     "ConvSparsity",

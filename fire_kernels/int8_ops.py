@@ -6,8 +6,11 @@
   and multipliers zero-padded to ``Op`` (``csrc/int8_fire.h``).
 * ``fire_int8``: the fused int8 Fire on a uint8 input (zero point 0) from packed
   convs: squeeze requantized to uint8, both expands to the one output scale, a uint8
-  channels-last concat. Bit for bit :func:`fire_kernels.int8_reference.fire_int8_reference`
+  channels-last concat; optionally of the max-pooled input (``nn.MaxPool2d(kernel,
+  stride, ceil_mode)``, no padding), the pool fused into the squeeze's read. Bit for bit :func:`fire_kernels.int8_reference.fire_int8_reference`
   (CPU; inference only).
+* ``quantize_uint8``: a float32 tensor as uint8 with zero point 0, in its memory
+  format: :func:`fire_kernels.int8_reference.quantize_activation` bit for bit.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .ops import inference_only
+from .validation import check_pool_args, pooled_size
 
 __all__ = ["fire_int8", "pack_int8", "packed_int8_size"]
 
@@ -25,8 +29,10 @@ _lib.define(
     "fire_int8(Tensor x, Tensor squeeze, Tensor squeeze_bias, Tensor squeeze_multiplier, "
     "Tensor expand1x1, Tensor expand1x1_bias, Tensor expand1x1_multiplier, Tensor expand3x3, "
     "Tensor expand3x3_bias, Tensor expand3x3_multiplier, int squeeze_channels, "
-    "int expand1x1_channels, int expand3x3_channels) -> Tensor"
+    "int expand1x1_channels, int expand3x3_channels, int pool_kernel=1, int pool_stride=1, "
+    "bool pool_ceil_mode=False) -> Tensor"
 )
+_lib.define("quantize_uint8(Tensor x, float scale) -> Tensor")
 
 
 def _round_up(n: int, m: int) -> int:
@@ -53,12 +59,15 @@ def _pack_int8_fake(weight: Tensor, bias: Tensor, multiplier: Tensor):
 @torch.library.register_fake("fire_kernels::fire_int8")
 def _fire_int8_fake(x, squeeze, squeeze_bias, squeeze_multiplier, expand1x1, expand1x1_bias,
                     expand1x1_multiplier, expand3x3, expand3x3_bias, expand3x3_multiplier,
-                    squeeze_channels, expand1x1_channels, expand3x3_channels):
+                    squeeze_channels, expand1x1_channels, expand3x3_channels, pool_kernel=1,
+                    pool_stride=1, pool_ceil_mode=False):
     if x.dtype != torch.uint8:
         raise TypeError(f"fire_int8: expected a uint8 input, got {x.dtype}")
     if x.dim() != 4:
         raise ValueError(f"fire_int8: expected a 4-D input (N, C, H, W), got {x.dim()}-D")
-    n, _, h, w = x.shape
+    check_pool_args(x, pool_kernel, pool_stride, pool_ceil_mode, "fire_int8")
+    pool = (pool_kernel, pool_stride, pool_ceil_mode)
+    n, h, w = x.shape[0], pooled_size(x.shape[2], *pool), pooled_size(x.shape[3], *pool)
     return torch.empty((n, expand1x1_channels + expand3x3_channels, h, w), dtype=x.dtype,
                        device=x.device, memory_format=torch.channels_last)
 
@@ -66,17 +75,27 @@ def _fire_int8_fake(x, squeeze, squeeze_bias, squeeze_multiplier, expand1x1, exp
 inference_only("fire_int8")
 
 
+@torch.library.register_fake("fire_kernels::quantize_uint8")
+def _quantize_uint8_fake(x: Tensor, scale: float) -> Tensor:
+    if x.dtype != torch.float32:
+        raise TypeError(f"quantize_uint8: expected a float32 input, got {x.dtype}")
+    return torch.empty_like(x, dtype=torch.uint8)
+
+
+inference_only("quantize_uint8")
+
+
 def pack_int8(weight: Tensor, bias: Tensor, multiplier: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``torch.ops.fire_kernels.pack_int8``: see the module's docstring."""
     return torch.ops.fire_kernels.pack_int8(weight, bias, multiplier)
 
 
-def fire_int8(xq: Tensor, fire) -> Tensor:
+def fire_int8(xq: Tensor, fire, pool: tuple[int, int, bool] = (1, 1, False)) -> Tensor:
     """The fused int8 Fire of a :class:`~fire_kernels.int8_reference.QuantizedFire` on
-    the uint8 input ``xq`` (packs its convs on every call: a convenience for tests and
-    one-off use)."""
+    the uint8 input ``xq``, max-pooled by ``pool`` (kernel, stride, ceil_mode) first
+    (packs its convs on every call: a convenience for tests and one-off use)."""
     convs = [pack_int8(c.weight, c.bias, c.multiplier)
              for c in (fire.squeeze, fire.expand1x1, fire.expand3x3)]
     return torch.ops.fire_kernels.fire_int8(
         xq, *convs[0], *convs[1], *convs[2], fire.squeeze.weight.shape[0],
-        fire.expand1x1.weight.shape[0], fire.expand3x3.weight.shape[0])
+        fire.expand1x1.weight.shape[0], fire.expand3x3.weight.shape[0], *pool)

@@ -53,6 +53,7 @@ __all__ = [
     "quantize_conv",
     "quantize_fire",
     "quantize_weight",
+    "requant_multiplier",
     "requantize",
 ]
 
@@ -124,8 +125,13 @@ def quantize_conv(weight: Tensor, bias: Tensor | None, input_scale: float,
     """The int8 form of a conv whose input has ``input_scale`` and whose (post-ReLU)
     output is to have ``output_scale``."""
     wq, ws = quantize_weight(weight, weight_bits)
-    multiplier = (input_scale * ws.double() / output_scale).float()
-    return QuantizedConv(wq, ws, quantize_bias(bias, input_scale, ws), multiplier)
+    return QuantizedConv(wq, ws, quantize_bias(bias, input_scale, ws),
+                         requant_multiplier(input_scale, ws, output_scale))
+
+
+def requant_multiplier(input_scale: float, weight_scale: Tensor, output_scale: float) -> Tensor:
+    """float32 ``M[o] = s_in * s_w[o] / s_out``, computed in float64 and rounded once."""
+    return (input_scale * weight_scale.double() / output_scale).float()
 
 
 def accumulate(xq: Tensor, x_zero_point: int, conv: QuantizedConv, padding: int = 0,

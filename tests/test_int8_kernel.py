@@ -52,9 +52,15 @@ def quantized(sample: FireSample, weight_bits: int = 8):
     return xq, q8.quantize_fire(weights, *scales, weight_bits=weight_bits)
 
 
-def assert_exact(xq: torch.Tensor, fire: q8.QuantizedFire) -> torch.Tensor:
-    out = fire_int8(xq, fire)
-    ref = q8.fire_int8_reference(xq, fire)
+def assert_exact(xq: torch.Tensor, fire: q8.QuantizedFire,
+                 pool: tuple[int, int, bool] | None = None) -> torch.Tensor:
+    if pool is None:
+        out, pooled = fire_int8(xq, fire), xq
+    else:
+        out = fire_int8(xq, fire, pool)
+        pooled = torch.nn.functional.max_pool2d(xq.float(), pool[0], pool[1],
+                                                ceil_mode=pool[2]).to(torch.uint8)
+    ref = q8.fire_int8_reference(pooled, fire)
     assert out.dtype == torch.uint8 and out.shape == ref.shape
     assert out.is_contiguous(memory_format=torch.channels_last)
     diff = (out.int() - ref.int()).abs()
@@ -81,6 +87,17 @@ def test_squeezenet_layers_match_the_reference(int8_path, sample, weight_bits):
 def test_odd_shapes_and_layouts_match_the_reference(int8_path, sample):
     for weight_bits in (8, 7):
         assert_exact(*quantized(sample, weight_bits))
+
+
+@pytest.mark.parametrize("pool", [(3, 2, True), (3, 2, False), (2, 2, False), (3, 1, True)])
+@pytest.mark.parametrize("shape", [(1, 16, 8, 16, 16, 13, 13), (2, 7, 5, 9, 6, 6, 9),
+                                   (1, 64, 16, 64, 64, 55, 55), (1, 3, 2, 3, 5, 3, 3)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_fused_max_pool_matches_pooling_first(int8_path, pool, shape):
+    """The pool read into the squeeze (ceil-mode windows clipped at the edge, maps
+    pooled down to 1x1) against pooling the uint8 input first."""
+    xq, fire = quantized(FireSample(*shape, layout="channels_last", seed=sum(shape)))
+    assert_exact(xq, fire, pool)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
@@ -152,6 +169,8 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="1x1 or 3x3 conv weight"):
         pack_int8(torch.zeros(4, 4, 5, 5, dtype=torch.int8), fire.squeeze.bias,
                   fire.squeeze.multiplier)
+    with pytest.raises(ValueError, match="fire_int8"):
+        op(xq, *packs[0], *packs[1], *packs[2], 4, 8, 8, 5, 1, False)  # window larger than 3x3
     with pytest.raises(ValueError, match="overflow the int32 accumulators"):
         big = torch.zeros(1, 40000, 1, 1, dtype=torch.uint8)
         op(big, *packs[0], *packs[1], *packs[2], 4, 8, 8)
@@ -165,6 +184,9 @@ def test_opcheck():
                  for c in (fire.squeeze, fire.expand1x1, fire.expand3x3)]
         torch.library.opcheck(torch.ops.fire_kernels.fire_int8.default,
                               (xq, *packs[0], *packs[1], *packs[2], 6, 7, 9))
+        torch.library.opcheck(torch.ops.fire_kernels.fire_int8.default,
+                              (xq, *packs[0], *packs[1], *packs[2], 6, 7, 9, 3, 2, True))
+        torch.library.opcheck(torch.ops.fire_kernels.quantize_uint8.default, (sample.input(), 0.1))
         for conv in (fire.squeeze, fire.expand3x3):
             torch.library.opcheck(torch.ops.fire_kernels.pack_int8.default,
                                   (conv.weight, conv.bias, conv.multiplier))

@@ -1,0 +1,122 @@
+"""quantize_network / QuantizedFire / dequantize_network: whole networks quantized from
+calibration inputs, run by the int8 kernels (equal to the int8 reference arithmetic
+run module by module), close to the float network, saved and loaded, turned back."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import fire_kernels as fk
+from fire_kernels import _extension
+from fire_kernels import int8_reference as q8
+from fire_kernels.testing import make_fire
+
+pytestmark = pytest.mark.skipif(_extension.C is None, reason="C++ extension unavailable")
+
+
+def _model(make, seed=0):
+    torch.manual_seed(seed)
+    return make(num_classes=10).eval()
+
+
+def _calibration(seed=1, n=2, size=64):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(2, 3, size, size, generator=g) for _ in range(n)]
+
+
+@pytest.mark.parametrize("make", [fk.squeezenet1_0, fk.squeezenet1_1])
+@pytest.mark.parametrize("weight_bits", [8, 7])
+def test_quantized_network_is_close_to_the_float_one(make, weight_bits):
+    model = _model(make)
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+    fk.quantize_network(model, _calibration(), weight_bits=weight_bits)
+    fires = [m for m in model.modules() if isinstance(m, fk.QuantizedFire)]
+    assert len(fires) == 8 and not any(isinstance(m, fk.FusedFire) for m in model.modules())
+    # Only the last Fire of the run hands float32 on (to the classifier).
+    assert [m.float_output for m in fires] == [False] * 7 + [True]
+    with torch.no_grad():
+        out = model(x)
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    err = float((out - ref).abs().max() / ref.abs().max())
+    assert err < (0.03 if weight_bits == 8 else 0.06), err
+
+
+def test_kernels_equal_the_reference_arithmetic_layer_by_layer(monkeypatch):
+    model = fk.quantize_network(_model(fk.squeezenet1_1), _calibration())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        out = model(x)
+        monkeypatch.setattr(_extension, "C", None)  # every QuantizedFire runs the reference
+        ref = model(x)
+    assert torch.equal(out, ref)
+
+
+def test_state_dict_round_trip_keeps_weights_and_scales():
+    a = fk.quantize_network(_model(fk.squeezenet1_1), _calibration(seed=1))
+    b = fk.quantize_network(_model(fk.squeezenet1_1), _calibration(seed=2, size=48))
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        before = b(x)
+        b.load_state_dict(a.state_dict())
+        after, expected = b(x), a(x)
+    assert not torch.equal(before, expected)  # the calibrations differed
+    assert torch.equal(after, expected)  # b repacked what it loaded
+    state = a.state_dict()
+    assert state["features.3.squeeze.weight"].dtype == torch.int8
+    assert state["features.3.input_scale"].dtype == torch.float64
+    assert torch.equal(copy.deepcopy(a)(x), expected)
+
+
+def test_dequantize_network_gives_the_float_model_back():
+    model = fk.quantize_network(_model(fk.squeezenet1_1), _calibration())
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        quantized = model(x)
+        fk.dequantize_network(model)
+        assert not any(isinstance(m, fk.QuantizedFire) for m in model.modules())
+        fused = [m for m in model.modules() if isinstance(m, fk.FusedFire)]
+        assert [f.pool for f in fused[:5]] == [None, None, (3, 2, True), None, (3, 2, True)]
+        back = model(x)
+    assert float((back - quantized).abs().max() / back.abs().max()) < 0.03
+
+
+def test_a_single_fire_quantizes_float_in_and_out():
+    torch.manual_seed(0)
+    fire = make_fire(16, 8, 12, 20, seed=3).eval()
+    x = torch.rand(2, 16, 9, 7)
+    model = torch.nn.Sequential(fk.FusedFire.from_fire(fire))
+    fk.quantize_network(model, [x])
+    qfire = model[0]
+    arithmetic = qfire.arithmetic()
+    with torch.no_grad():
+        out = model(x)
+        xq = q8.quantize_activation(x, arithmetic.input_scale)
+        expected = q8.dequantize(q8.fire_int8_reference(xq, arithmetic), arithmetic.output_scale)
+        uint8_in = qfire(xq)
+        empty = model(x[:0])
+    assert torch.equal(out, expected) and torch.equal(uint8_in, expected)
+    assert empty.shape == (0, 32, 9, 7)
+    with pytest.raises(TypeError, match="float or uint8 input"):
+        qfire(xq.int())
+
+
+def test_quantize_uint8_matches_the_reference():
+    x = torch.cat([torch.arange(0, 600).float() * 0.5, torch.tensor([-3.0, 1e9])])
+    for t in (x.reshape(1, 1, 2, -1), torch.randn(2, 8, 5, 5).abs() * 4):
+        for scale in (1.0, 0.5, 0.013):
+            assert torch.equal(torch.ops.fire_kernels.quantize_uint8(t, scale),
+                               q8.quantize_activation(t, scale))
+    with pytest.raises(ValueError, match="positive finite scale"):
+        torch.ops.fire_kernels.quantize_uint8(x, 0.0)
+
+
+def test_bad_models_and_calibrations_raise():
+    with pytest.raises(ValueError, match="no Fire module"):
+        fk.quantize_network(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1)), _calibration())
+    with pytest.raises(ValueError, match="gave no input"):
+        fk.quantize_network(_model(fk.squeezenet1_1), [])
