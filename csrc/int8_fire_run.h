@@ -164,14 +164,16 @@ struct Int8FireRun {
   }
 
   // dst[c] = max of the pooled input pixel q's window (c < C4).
-  static void pool_pixel(const Int8FireArgs& a, const uint8_t* x_img, int64_t q, uint8_t* dst) {
+  static void pool_pixel(const Int8FireArgs& a, const uint8_t* x_img, int64_t q,
+                         uint8_t* __restrict dst) {
     const int64_t y0 = q / a.W * a.pool_stride, x0 = q % a.W * a.pool_stride;
     const int64_t y1 = imin(y0 + a.pool_kernel, a.in_h), x1 = imin(x0 + a.pool_kernel, a.in_w);
-    memcpy(dst, x_img + (y0 * a.in_w + x0) * a.C4, a.C4);
+    const int n = static_cast<int>(a.C4);
+    memcpy(dst, x_img + (y0 * a.in_w + x0) * a.C4, n);
     for (int64_t y = y0; y < y1; ++y)
       for (int64_t x = y == y0 ? x0 + 1 : x0; x < x1; ++x) {
-        const uint8_t* src = x_img + (y * a.in_w + x) * a.C4;
-        for (int64_t c = 0; c < a.C4; ++c) dst[c] = dst[c] > src[c] ? dst[c] : src[c];
+        const uint8_t* __restrict src = x_img + (y * a.in_w + x) * a.C4;
+        for (int c = 0; c < n; ++c) dst[c] = dst[c] > src[c] ? dst[c] : src[c];
       }
   }
 

@@ -8,6 +8,8 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <emmintrin.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -72,6 +74,28 @@ bool small_pairs(const at::Tensor& packed) {
     fits &= magnitude <= kMaxPairMagnitude;
   }
   return fits;
+}
+
+// dst[i] = int8_reference.quantize_activation(src[i], scale): src / scale,
+// rounded half to even (cvtps2dq in the default rounding mode), clamped to
+// [0, 255], NaN to 0 (maxps returns its second operand, 0, for a NaN). SSE2,
+// which every x86-64 CPU has: GCC does not vectorize the plain loop (it cannot
+// turn NaN-aware comparisons into maxps/minps).
+void quantize_range(const float* src, uint8_t* dst, int64_t n, float scale) {
+  const __m128 s = _mm_set1_ps(scale), lo = _mm_setzero_ps(), hi = _mm_set1_ps(255.f);
+  const auto quads = [&](const float* p) {
+    return _mm_cvtps_epi32(_mm_min_ps(_mm_max_ps(_mm_div_ps(_mm_loadu_ps(p), s), lo), hi));
+  };
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m128i a = _mm_packs_epi32(quads(src + i), quads(src + i + 4));
+    const __m128i b = _mm_packs_epi32(quads(src + i + 8), quads(src + i + 12));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm_packus_epi16(a, b));
+  }
+  for (; i < n; ++i) {
+    const __m128 f = _mm_div_ss(_mm_set_ss(src[i]), s);
+    dst[i] = static_cast<uint8_t>(_mm_cvtss_si32(_mm_min_ss(_mm_max_ss(f, lo), hi)));
+  }
 }
 
 }  // namespace
@@ -196,17 +220,9 @@ at::Tensor quantize_uint8_cpu(const at::Tensor& x, double scale) {
   at::Tensor out = at::empty(x.sizes(), x.options().dtype(at::kByte), format);
   const float* src = xc.data_ptr<float>();
   uint8_t* dst = out.data_ptr<uint8_t>();
-  // As int8_reference.quantize_activation: x / float32(scale), rounded half to
-  // even, clamped to [0, 255] (NaN to 0). Adding and subtracting 1.5 * 2**23
-  // rounds a float in [0, 255] to the nearest integer, ties to even, in plain
-  // float arithmetic that vectorizes on any x86-64 (rintf would be a call).
-  const float s = static_cast<float>(scale), magic = 12582912.f;
+  const float s = static_cast<float>(scale);
   at::parallel_for(0, xc.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      float f = src[i] / s;
-      f = f > 0.f ? (f < 255.f ? f : 255.f) : 0.f;
-      dst[i] = static_cast<uint8_t>(static_cast<int32_t>((f + magic) - magic));
-    }
+    quantize_range(src + begin, dst + begin, end - begin, s);
   });
   return out;
 }

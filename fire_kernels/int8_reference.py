@@ -70,8 +70,8 @@ def activation_scale(max_value: float) -> float:
 
 
 def quantize_activation(x: Tensor, scale: float, zero_point: int = 0) -> Tensor:
-    """uint8 ``clamp(round_half_even(x / scale) + zero_point, 0, 255)``."""
-    q = torch.round(x.float() / scale) + zero_point
+    """uint8 ``clamp(round_half_even(x / scale) + zero_point, 0, 255)``, NaN to 0."""
+    q = torch.round(x.float() / scale).nan_to_num_(nan=-float(zero_point)) + zero_point
     return q.clamp_(0, QMAX_ACTIVATION).to(torch.uint8)
 
 

@@ -21,6 +21,7 @@ and the classifier.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -51,6 +52,18 @@ class Int8Conv2d(nn.Module):
         return f"{c}, {o}, kernel_size={k}, int8"
 
 
+class _Prepared(NamedTuple):
+    """A QuantizedFire's kernel arguments after the input, and what they were made from."""
+
+    sources: list[tuple[Tensor, int]]  # each buffer and its version
+    args: list
+    input_scale: float
+    output_scale: float
+
+    def holds(self, sources: list[Tensor]) -> bool:
+        return all(t is kept and t._version == v for t, (kept, v) in zip(sources, self.sources))
+
+
 class QuantizedFire(nn.Module):
     """A Fire computed in int8 by one fused kernel (``torch.ops.fire_kernels.fire_int8``).
 
@@ -70,9 +83,19 @@ class QuantizedFire(nn.Module):
         self.expand3x3 = Int8Conv2d(fire.expand3x3)
         for name in ("input_scale", "squeeze_scale", "output_scale"):
             self.register_buffer(name, torch.tensor(getattr(fire, name), dtype=torch.float64))
+        self._packed: _Prepared | None = None
         self.pool = pool
         self.float_output = float_output
-        self._packed: tuple | None = None
+
+    @property
+    def pool(self):
+        """A max pool fused into the input's read, ``(kernel, stride, ceil_mode)``, or None."""
+        return self._pool
+
+    @pool.setter
+    def pool(self, value) -> None:
+        self._pool = None if value is None else (int(value[0]), int(value[1]), bool(value[2]))
+        self._packed = None
 
     @classmethod
     def from_fused(cls, fire: FusedFire, input_scale: float, squeeze_scale: float,
@@ -98,31 +121,49 @@ class QuantizedFire(nn.Module):
                                 conv(self.expand1x1, s_sq, s_out),
                                 conv(self.expand3x3, s_sq, s_out))
 
-    def _packs(self) -> list:
-        key = tuple((b.data_ptr(), b._version) for b in self.buffers())
-        if self._packed is None or self._packed[0] != key:
+    def _sources(self) -> list[Tensor]:
+        """The buffers the packs are made from (plain dict reads: this runs every call)."""
+        convs = self._modules
+        return [self._buffers["input_scale"], self._buffers["squeeze_scale"],
+                self._buffers["output_scale"],
+                *(convs[c]._buffers[n] for c in ("squeeze", "expand1x1", "expand3x3")
+                  for n in ("weight", "weight_scale", "bias"))]
+
+    def _prepared(self) -> _Prepared:
+        """The kernel's arguments, made afresh when a buffer was replaced or changed."""
+        prepared = self._packed
+        sources = self._sources()
+        if prepared is None or not prepared.holds(sources):
             fire = self.arithmetic()
             packs = [torch.ops.fire_kernels.pack_int8(c.weight, c.bias, c.multiplier)
                      for c in (fire.squeeze, fire.expand1x1, fire.expand3x3)]
-            self._packed = (key, [t for p in packs for t in p])
-        return self._packed[1]
+            channels = [c.weight.shape[0] for c in (fire.squeeze, fire.expand1x1, fire.expand3x3)]
+            pool = (1, 1, False) if self.pool is None else self.pool
+            prepared = _Prepared([(t, t._version) for t in sources],
+                                 [t for p in packs for t in p] + channels + list(pool),
+                                 fire.input_scale, fire.output_scale)
+            self._packed = prepared
+        return prepared
 
     def forward(self, x: Tensor) -> Tensor:
+        on_cpu = _extension.C is not None and x.device.type == "cpu"
+        prepared = self._prepared() if on_cpu else None
         if x.is_floating_point():
-            xq = quantize_activation(x, float(self.input_scale))
+            xq = quantize_activation(
+                x, prepared.input_scale if prepared else float(self.input_scale))
         elif x.dtype == torch.uint8:
             xq = x
         else:
             raise TypeError(f"QuantizedFire expected a float or uint8 input, got {x.dtype}")
-        pool = (1, 1, False) if self.pool is None else self.pool
-        if _extension.C is not None and xq.device.type == "cpu":
-            s, e1, e3 = (m.weight.shape[0] for m in (self.squeeze, self.expand1x1, self.expand3x3))
-            out = torch.ops.fire_kernels.fire_int8(xq, *self._packs(), s, e1, e3, *pool)
+        if prepared is not None:
+            out = torch.ops.fire_kernels.fire_int8(xq, *prepared.args)
         else:
-            pooled = _max_pool(xq, pool) if self.pool is not None else xq
+            pooled = _max_pool(xq, self.pool) if self.pool is not None else xq
             out = q8.fire_int8_reference(pooled, self.arithmetic())
         if self.float_output:
-            return q8.dequantize(out, float(self.output_scale))
+            # One pass (uint8 times a Python float is float32): the reference's
+            # (q - 0) * scale, with the same float32 product.
+            return out * (prepared.output_scale if prepared else float(self.output_scale))
         return out
 
     def to_fused(self) -> FusedFire:

@@ -106,8 +106,9 @@ def test_a_single_fire_quantizes_float_in_and_out():
 
 
 def test_quantize_uint8_matches_the_reference():
-    x = torch.cat([torch.arange(0, 600).float() * 0.5, torch.tensor([-3.0, 1e9])])
-    for t in (x.reshape(1, 1, 2, -1), torch.randn(2, 8, 5, 5).abs() * 4):
+    x = torch.cat([torch.arange(0, 600).float() * 0.5,
+                   torch.tensor([-3.0, 1e9, float("nan"), float("inf"), -float("inf")])])
+    for t in (x.reshape(1, 1, 5, -1), torch.randn(2, 8, 5, 5).abs() * 4):
         for scale in (1.0, 0.5, 0.013):
             assert torch.equal(torch.ops.fire_kernels.quantize_uint8(t, scale),
                                q8.quantize_activation(t, scale))
