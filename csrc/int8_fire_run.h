@@ -3,7 +3,7 @@
 // instantiated by int8_kernel_<path>.cpp under that path's `#pragma GCC
 // target`; in an anonymous namespace for the reason kernel_band.h gives.
 //
-// Math (int8_fire.h; per image, channels last, zero points 0):
+// Math (int8_kernel.h; per image, channels last, zero points 0):
 //   s[q][c]  = requant_s(b_s[c] + sum_k w_s[c][k] * x[q][k])                      squeeze
 //   o1[q][e] = requant_o(b_1[e] + sum_c w_1[e][c] * s[q][c])                       expand 1x1
 //   o3[q][e] = requant_o(b_3[e] + sum_{c,dy,dx} w_3[e][dy][dx][c] * s[q + (dy-1, dx-1)][c])
@@ -31,62 +31,16 @@
 
 #include <string.h>
 
-#include "inline.h"
-#include "int8_fire.h"
+#include "int8_tiles.h"
 
 namespace fire_kernels {
 namespace {
 
 template <class Q>
-struct Int8FireRun {
-  static constexpr int VW = Q::W;
-  static constexpr int MR = Q::MR;
-  static constexpr int NRV = Q::NRV;
-  static constexpr int NR = VW * NRV;
-  using acc_t = typename Q::acc;
-  static_assert(kInt8Panel % VW == 0, "a vector of weights must lie within one panel");
-  static_assert(MR <= kInt8MaxTile, "the scratch layout holds tiles of kInt8MaxTile pixels");
-
-  FK_INLINE static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-  FK_INLINE static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
-
-  // acc[i][r] = sum_{t < NT} sum_{cq < quads} <rows[i] + off(t) + 4*cq, w_r[r]'s quad (t, cq)>,
-  // off(t) = (t/3 - 1)*row + (t%3 - 1)*pixel bytes for the 3x3 (NT == 9), 0
-  // for the 1x1s; vector r holds output channels j0 + r*VW of the packed
-  // weights w, `w_panel` bytes from one panel of kInt8Panel channels to the next.
-  template <int NRB, int NT>
-  FK_INLINE static void conv_tile(const uint8_t* const (&rows)[MR], int64_t row, int64_t pixel,
-                                  int64_t quads, const int8_t* w, int64_t w_panel, int64_t j0,
-                                  acc_t (&acc)[MR][NRB]) {
-    const int8_t* w_r[NRB];
-#pragma GCC unroll 4
-    for (int r = 0; r < NRB; ++r) {
-      const int64_t j = j0 + r * VW;
-      w_r[r] = w + j / kInt8Panel * w_panel + j % kInt8Panel * kInt8Quad;
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-      for (int r = 0; r < NRB; ++r) Q::zero(acc[i][r]);
-    for (int t = 0; t < NT; ++t) {
-      const int64_t off = NT == 1 ? 0 : (t / 3 - 1) * row + (t % 3 - 1) * pixel;
-      const uint8_t* p[MR];
-#pragma GCC unroll 8
-      for (int i = 0; i < MR; ++i) p[i] = rows[i] + off;
-      int64_t wo = t * quads * kInt8Panel * kInt8Quad;
-      for (int64_t cq = 0; cq < quads; ++cq, wo += kInt8Panel * kInt8Quad) {
-        typename Q::wt wv[NRB];
-#pragma GCC unroll 4
-        for (int r = 0; r < NRB; ++r) wv[r] = Q::load_weights(w_r[r] + wo);
-#pragma GCC unroll 8
-        for (int i = 0; i < MR; ++i) {
-          const typename Q::act b = Q::broadcast(p[i] + cq * kInt8Quad);
-#pragma GCC unroll 4
-          for (int r = 0; r < NRB; ++r) Q::dot(acc[i][r], b, wv[r]);
-        }
-      }
-    }
-  }
+struct Int8FireRun : Int8Tiles<Q> {
+  using T = Int8Tiles<Q>;
+  using T::MR, T::NR, T::NRV, T::VW, T::imax, T::imin, T::vectors_for;
+  using acc_t = typename T::acc_t;
 
   // Squeeze channels [cs0, cs0 + NRB*VW) of the `valid` <= MR input pixels
   // `rows`, requantized into the band buffer's pixels `dst`.
@@ -95,7 +49,7 @@ struct Int8FireRun {
     static void run(const Int8FireArgs& a, const uint8_t* const (&rows)[MR],
                     uint8_t* const (&dst)[MR], int64_t valid, int64_t cs0) {
       acc_t acc[MR][NRB];
-      conv_tile<NRB, 1>(rows, 0, 0, a.C4 / kInt8Quad, a.squeeze.w, kInt8Panel * a.C4, cs0,
+      T::template conv_tile<NRB, 1>(rows, 0, 0, a.C4 / kInt8Quad, a.squeeze.w, kInt8Panel * a.C4, cs0,
                         acc);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
@@ -103,8 +57,8 @@ struct Int8FireRun {
 #pragma GCC unroll 4
         for (int r = 0; r < NRB; ++r) {
           const int64_t c = cs0 + r * VW;
-          Q::requant_store(dst[i] + c, acc[i][r], a.squeeze.bias + c, a.squeeze.multiplier + c,
-                           VW);
+          Q::store_bytes(dst[i] + c,
+                         Q::requant(acc[i][r], a.squeeze.bias + c, a.squeeze.multiplier + c), VW);
         }
       }
     }
@@ -125,7 +79,7 @@ struct Int8FireRun {
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i) rows[i] = buf + (p0 + i) * a.Sp;
         acc_t acc[MR][NRB];
-        conv_tile<NRB, NT>(rows, Wp * a.Sp, a.Sp, S4 / kInt8Quad, conv.w, kInt8Panel * NT * S4,
+        T::template conv_tile<NRB, NT>(rows, Wp * a.Sp, a.Sp, S4 / kInt8Quad, conv.w, kInt8Panel * NT * S4,
                            j0, acc);
         const int64_t channels = a.E1 + a.E3;
 #pragma GCC unroll 8
@@ -138,30 +92,13 @@ struct Int8FireRun {
 #pragma GCC unroll 4
           for (int r = 0; r < NRB; ++r) {
             const int64_t j = j0 + r * VW;
-            Q::requant_store(dst + j, acc[i][r], conv.bias + j, conv.multiplier + j,
-                             static_cast<int>(imin(VW, E - j)));
+            Q::store_bytes(dst + j, Q::requant(acc[i][r], conv.bias + j, conv.multiplier + j),
+                           static_cast<int>(imin(VW, E - j)));
           }
         }
       }
     };
   };
-
-  // Runs F<nrb>::run(args...) for run-time 1 <= nrb <= NRV.
-  template <template <int> class F, typename... Args>
-  FK_INLINE static void dispatch_tile(int64_t nrb, const Args&... args) {
-    static_assert(NRV <= 4, "extend dispatch_tile");
-    if constexpr (NRV >= 4)
-      if (nrb == 4) return F<4>::run(args...);
-    if constexpr (NRV >= 3)
-      if (nrb == 3) return F<3>::run(args...);
-    if constexpr (NRV >= 2)
-      if (nrb == 2) return F<2>::run(args...);
-    F<1>::run(args...);
-  }
-
-  FK_INLINE static int64_t vectors_for(int64_t channels) {
-    return imin(NRV, (channels + VW - 1) / VW);
-  }
 
   // dst[c] = max of the pooled input pixel q's window (c < C4).
   static void pool_pixel(const Int8FireArgs& a, const uint8_t* x_img, int64_t q,
@@ -198,7 +135,7 @@ struct Int8FireRun {
         dst[i] = buf + ((qi / a.W - y0 + 1) * Wp + qi % a.W + 1) * a.Sp;
       }
       for (int64_t cs0 = 0; cs0 < a.Sp; cs0 += NR)
-        dispatch_tile<SqueezeTile>(vectors_for(a.Sp - cs0), a, rows, dst, valid, cs0);
+        T::template dispatch_tile<SqueezeTile>(vectors_for(a.Sp - cs0), a, rows, dst, valid, cs0);
     }
   }
 
@@ -211,7 +148,7 @@ struct Int8FireRun {
     for (int64_t j0 = 0; j0 < E; j0 += NR) {
       const int64_t nrb = vectors_for(E - j0);
       for (int64_t p0 = p_begin; p0 < p_end; p0 += MR)
-        dispatch_tile<Expand<NT>::template Tile>(nrb, a, conv, buf, out_img, y0, p0, p_end, j0,
+        T::template dispatch_tile<Expand<NT>::template Tile>(nrb, a, conv, buf, out_img, y0, p0, p_end, j0,
                                                  E, co0);
     }
   }
@@ -242,12 +179,6 @@ struct Int8FireRun {
     }
   }
 };
-
-// The Int8FireKernel (int8_fire.h) of quantized vector type Q.
-template <class Q>
-constexpr Int8FireKernel int8_fire_kernel(bool small_pairs = false) {
-  return {&Int8FireRun<Q>::run, small_pairs};
-}
 
 }  // namespace
 }  // namespace fire_kernels

@@ -1,7 +1,7 @@
-// The int8 fused Fire kernel compiled for AVX-512 VNNI (see int8_fire_run.h).
-// int8_fire.h comes first, before the target pragma (fire_kernel_avx512.cpp
+// The int8 kernels (fused Fire, head) compiled for AVX-512 VNNI (see int8_kernel_run.h).
+// int8_kernel.h comes first, before the target pragma (fire_kernel_avx512.cpp
 // says why).
-#include "int8_fire.h"
+#include "int8_kernel.h"
 
 #ifdef FK_EMULATE_AVX512
 // The emulated test build (fire_kernel_avx512.cpp): SIMDe's AVX-512 on AVX2 + FMA.
@@ -14,9 +14,9 @@
 // (fire_kernel_avx512.cpp).
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include "int8_fire_run.h"
+#include "int8_kernel_run.h"
 #include "qvec_avx512.h"
 
 namespace fire_kernels {
-const Int8FireKernel kInt8FireAvx512Vnni = int8_fire_kernel<QVecAvx512Vnni>();
+const Int8Kernel kInt8Avx512Vnni = int8_kernel<QVecAvx512Vnni>();
 }  // namespace fire_kernels

@@ -1,7 +1,8 @@
 // The CPU kernels of the int8 operators (schemas in fire_kernels/int8_ops.py):
 // pack_int8 (a conv's int8 weights, int32 bias and float32 multipliers in the
-// kernels' layout, int8_fire.h), fire_int8 (the fused int8 Fire) and
-// quantize_uint8 (a float tensor to uint8, zero point 0).
+// kernels' layout, int8_kernel.h), fire_int8 (the fused int8 Fire), head_int8
+// (the classifier: conv 1x1, ReLU, global average pool) and quantize_uint8 (a
+// float tensor to uint8, zero point 0).
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -12,12 +13,13 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <vector>
 
 #include "fire_checks.h"
 #include "fire_kernel.h"
-#include "int8_fire.h"
+#include "int8_kernel.h"
 #include "int8_paths.h"
 
 namespace fire_kernels {
@@ -32,22 +34,22 @@ constexpr int64_t kMaxReduction = 33000;
 constexpr int64_t kBandBytes = 512 * 1024;
 
 void check_packed(const at::Tensor& w, const at::Tensor& bias, const at::Tensor& multiplier,
-                  int64_t O, int64_t K4, int64_t taps, const char* name) {
+                  int64_t O, int64_t K4, int64_t taps, const char* who, const char* name) {
   const int64_t Op = round_up(O, kInt8Panel);
   TORCH_CHECK_VALUE(w.scalar_type() == at::kChar && w.dim() == 1 && w.numel() == Op * taps * K4 &&
                         w.is_contiguous(),
-                    "fire_int8: ", name, " expected packed int8 weights of ", Op * taps * K4,
+                    who, ": ", name, " expected packed int8 weights of ", Op * taps * K4,
                     " elements (pack_int8), got ", w.scalar_type(), " ", w.sizes());
   TORCH_CHECK_VALUE(bias.scalar_type() == at::kInt && bias.dim() == 1 && bias.numel() == Op &&
                         bias.is_contiguous(),
-                    "fire_int8: ", name, " expected a packed int32 bias of ", Op,
+                    who, ": ", name, " expected a packed int32 bias of ", Op,
                     " elements, got ", bias.scalar_type(), " ", bias.sizes());
   TORCH_CHECK_VALUE(multiplier.scalar_type() == at::kFloat && multiplier.dim() == 1 &&
                         multiplier.numel() == Op && multiplier.is_contiguous(),
-                    "fire_int8: ", name, " expected packed float32 multipliers of ", Op,
+                    who, ": ", name, " expected packed float32 multipliers of ", Op,
                     " elements, got ", multiplier.scalar_type(), " ", multiplier.sizes());
   TORCH_CHECK_VALUE(w.device().is_cpu() && bias.device().is_cpu() && multiplier.device().is_cpu(),
-                    "fire_int8: ", name, " expected CPU tensors");
+                    who, ": ", name, " expected CPU tensors");
 }
 
 Int8Conv bind(const at::Tensor& w, const at::Tensor& bias, const at::Tensor& multiplier) {
@@ -96,6 +98,16 @@ void quantize_range(const float* src, uint8_t* dst, int64_t n, float scale) {
     const __m128 f = _mm_div_ss(_mm_set_ss(src[i]), s);
     dst[i] = static_cast<uint8_t>(_mm_cvtss_si32(_mm_min_ss(_mm_max_ss(f, lo), hi)));
   }
+}
+
+// The current path's kernels, or the exact AVX2 ones where they would saturate
+// on these packed weights.
+const Int8Kernel& kernel_for(std::initializer_list<const at::Tensor*> weights) {
+  const Int8Kernel& chosen = current_int8_kernel();
+  if (!chosen.small_pairs) return chosen;
+  for (const at::Tensor* w : weights)
+    if (!small_pairs(*w)) return kInt8Avx2Wide;
+  return chosen;
 }
 
 }  // namespace
@@ -169,9 +181,11 @@ at::Tensor fire_int8_cpu(const at::Tensor& x, const at::Tensor& squeeze,
   TORCH_CHECK_VALUE(C4 <= kMaxReduction && 9 * S4 <= kMaxReduction,
                     "fire_int8: reductions of more than ", kMaxReduction,
                     " products could overflow the int32 accumulators (C=", C, ", S=", S, ")");
-  check_packed(squeeze, squeeze_bias, squeeze_multiplier, S, C4, 1, "squeeze");
-  check_packed(expand1x1, expand1x1_bias, expand1x1_multiplier, E1, S4, 1, "expand1x1");
-  check_packed(expand3x3, expand3x3_bias, expand3x3_multiplier, E3, S4, 9, "expand3x3");
+  check_packed(squeeze, squeeze_bias, squeeze_multiplier, S, C4, 1, "fire_int8", "squeeze");
+  check_packed(expand1x1, expand1x1_bias, expand1x1_multiplier, E1, S4, 1, "fire_int8",
+               "expand1x1");
+  check_packed(expand3x3, expand3x3_bias, expand3x3_multiplier, E3, S4, 9, "fire_int8",
+               "expand3x3");
   at::Tensor out = at::empty({N, E1 + E3, H, W}, x.options(), at::MemoryFormat::ChannelsLast);
   if (out.numel() == 0) return out;
   const at::Tensor xk = kernel_input(x, C4);
@@ -194,18 +208,49 @@ at::Tensor fire_int8_cpu(const at::Tensor& x, const at::Tensor& squeeze,
   bands = std::max(bands, (H + 2) * row_bytes / kBandBytes + 1);
   a.band_rows = (H + std::min(bands, H) - 1) / std::min(bands, H);
   a.bands = (H + a.band_rows - 1) / a.band_rows;
-  const Int8FireKernel& chosen = current_int8_fire_kernel();
-  const Int8FireKernel& kernel =
-      chosen.small_pairs && !(small_pairs(squeeze) && small_pairs(expand1x1) &&
-                              small_pairs(expand3x3))
-          ? kInt8FireAvx2Wide
-          : chosen;
+  const Int8Kernel& kernel = kernel_for({&squeeze, &expand1x1, &expand3x3});
   const int64_t scratch_bytes = int8_scratch_bytes(a);
   at::parallel_for(0, N * a.bands, 1, [&](int64_t begin, int64_t end) {
     thread_local std::vector<uint8_t> scratch;
     if (static_cast<int64_t>(scratch.size()) < scratch_bytes) scratch.resize(scratch_bytes);
-    kernel.run(a, begin, end, scratch.data());
+    kernel.fire(a, begin, end, scratch.data());
   });
+  return out;
+}
+
+at::Tensor head_int8_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                         const at::Tensor& multiplier, int64_t out_channels,
+                         double output_scale) {
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kByte, "head_int8: expected a uint8 input, got ",
+                   x.scalar_type());
+  TORCH_CHECK_VALUE(x.dim() == 4, "head_int8: expected a 4-D input (N, C, H, W), got ", x.dim(),
+                    "-D");
+  TORCH_CHECK_VALUE(x.device().is_cpu(), "head_int8: expected a CPU input");
+  const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), O = out_channels;
+  TORCH_CHECK_VALUE(C >= 1 && O >= 1, "head_int8: expected positive channel counts, got C=", C,
+                    " O=", O);
+  TORCH_CHECK_VALUE(HW >= 1, "head_int8: expected a non-empty image, got ", x.size(2), "x",
+                    x.size(3));
+  TORCH_CHECK_VALUE(output_scale > 0.0, "head_int8: expected a positive output scale, got ",
+                    output_scale);
+  const int64_t C4 = round_up(C, kInt8Quad);
+  TORCH_CHECK_VALUE(C4 <= kMaxReduction && 255 * HW < (int64_t{1} << 24),
+                    "head_int8: too many input channels (", C, ") or pixels (", HW,
+                    ") for exact int32 accumulators and float32 sums");
+  check_packed(weight, bias, multiplier, O, C4, 1, "head_int8", "weight");
+  at::Tensor out = at::empty({N, O, 1, 1}, x.options().dtype(at::kFloat));
+  if (N == 0) return out;
+  const at::Tensor xk = kernel_input(x, C4);
+  Int8HeadArgs a{};
+  a.N = N, a.C4 = C4, a.HW = HW, a.O = O;
+  a.x = xk.data_ptr<uint8_t>();
+  a.conv = bind(weight, bias, multiplier);
+  a.scale = static_cast<float>(output_scale / static_cast<double>(HW));
+  a.out = out.data_ptr<float>();
+  a.blocks = (O + kInt8HeadBlock - 1) / kInt8HeadBlock;
+  const Int8Kernel& kernel = kernel_for({&weight});
+  at::parallel_for(0, N * a.blocks, 1,
+                   [&](int64_t begin, int64_t end) { kernel.head(a, begin, end); });
   return out;
 }
 
@@ -230,6 +275,7 @@ at::Tensor quantize_uint8_cpu(const at::Tensor& x, double scale) {
 TORCH_LIBRARY_IMPL(fire_kernels, CPU, m) {
   m.impl("pack_int8", &pack_int8_cpu);
   m.impl("fire_int8", &fire_int8_cpu);
+  m.impl("head_int8", &head_int8_cpu);
   m.impl("quantize_uint8", &quantize_uint8_cpu);
 }
 

@@ -107,18 +107,18 @@ void set_int8_path(const std::string& name) {
               "'; expected 'auto' or one of: ", c10::Join(", ", available_int8_paths()));
 }
 
-const Int8FireKernel& current_int8_fire_kernel() {
+const Int8Kernel& current_int8_kernel() {
   switch (current_int8_path()) {
     case Int8Path::kAvx512Vnni:
-      return kInt8FireAvx512Vnni;
+      return kInt8Avx512Vnni;
     case Int8Path::kAvxVnni:
-      return kInt8FireAvxVnni;
+      return kInt8AvxVnni;
     case Int8Path::kAvx2:
-      return kInt8FireAvx2;
+      return kInt8Avx2;
     case Int8Path::kPortable:
-      return kInt8FirePortable;
+      return kInt8Portable;
   }
-  return kInt8FirePortable;
+  return kInt8Portable;
 }
 
 }  // namespace fire_kernels

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "int8_fire.h"
+#include "int8_kernel.h"
 
 namespace fire_kernels {
 
@@ -18,6 +18,6 @@ Int8Path current_int8_path();
 // "auto": follow the ISA in use; else one of available_int8_paths() (throws a
 // c10::Error naming them otherwise).
 void set_int8_path(const std::string& name);
-const Int8FireKernel& current_int8_fire_kernel();
+const Int8Kernel& current_int8_kernel();
 
 }  // namespace fire_kernels

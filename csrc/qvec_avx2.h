@@ -32,14 +32,17 @@ struct QVec256 {
     return _mm256_set1_epi32(v);
   }
 
-  // dst[o] = clamp(rint(float(s[o] + bias[o]) * m[o]), 0, 255) for o < n.
-  FK_INLINE static void requant_store8(uint8_t* dst, __m256i s, const int32_t* bias,
-                                       const float* m, int n) {
+  using ivec = __m256i;
+  // clamp(rint(float(s[o] + bias[o]) * m[o]), 0, 255) as int32 lanes.
+  FK_INLINE static ivec requant8(__m256i s, const int32_t* bias, const float* m) {
     s = _mm256_add_epi32(s, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias)));
     __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_loadu_ps(m));
     // Clamped before the conversion, which turns out-of-range values into INT_MIN.
     f = _mm256_min_ps(_mm256_max_ps(f, _mm256_setzero_ps()), _mm256_set1_ps(255.f));
-    const __m256i q = _mm256_cvtps_epi32(f);  // round half to even
+    return _mm256_cvtps_epi32(f);  // round half to even
+  }
+  // The first n lanes of q (each in [0, 255]) as bytes at dst.
+  FK_INLINE static void store_bytes(uint8_t* dst, ivec q, int n) {
     const __m128i words =
         _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
     const __m128i bytes = _mm_packus_epi16(words, words);  // lanes 0-7: the 8 channels
@@ -50,6 +53,11 @@ struct QVec256 {
     alignas(16) uint8_t lanes[16];
     _mm_store_si128(reinterpret_cast<__m128i*>(lanes), bytes);
     memcpy(dst, lanes, n);
+  }
+  // sum[o] += q[o], o < W.
+  FK_INLINE static void add_to(int32_t* sum, ivec q) {
+    __m256i* p = reinterpret_cast<__m256i*>(sum);
+    _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), q));
   }
 };
 
@@ -73,9 +81,8 @@ struct QVecAvx2 : QVec256 {
     const __m256i pairs = _mm256_maddubs_epi16(x, w);
     a = _mm256_add_epi32(a, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
-  FK_INLINE static void requant_store(uint8_t* dst, acc a, const int32_t* bias, const float* m,
-                                      int n) {
-    requant_store8(dst, a, bias, m, n);
+  FK_INLINE static ivec requant(acc a, const int32_t* bias, const float* m) {
+    return requant8(a, bias, m);
   }
 };
 
@@ -105,11 +112,9 @@ struct QVecAvx2Wide : QVec256 {
     a.lo = _mm256_add_epi32(a.lo, _mm256_madd_epi16(x, w.lo));
     a.hi = _mm256_add_epi32(a.hi, _mm256_madd_epi16(x, w.hi));
   }
-  FK_INLINE static void requant_store(uint8_t* dst, const acc& a, const int32_t* bias,
-                                      const float* m, int n) {
+  FK_INLINE static ivec requant(const acc& a, const int32_t* bias, const float* m) {
     // hadd: [o0 o1 o4 o5 | o2 o3 o6 o7]; the permute puts the 64-bit pairs in order.
-    const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a.lo, a.hi), 0xD8);
-    requant_store8(dst, s, bias, m, n);
+    return requant8(_mm256_permute4x64_epi64(_mm256_hadd_epi32(a.lo, a.hi), 0xD8), bias, m);
   }
 };
 
@@ -129,8 +134,7 @@ struct QVecAvxVnni : QVec256 {
   }
   // acc[o] += sum_k x[k] * w[o][k], k < 4: one VEX vpdpbusd.
   FK_INLINE static void dot(acc& a, act x, wt w) { a = _mm256_dpbusd_avx_epi32(a, x, w); }
-  FK_INLINE static void requant_store(uint8_t* dst, acc a, const int32_t* bias, const float* m,
-                                      int n) {
-    requant_store8(dst, a, bias, m, n);
+  FK_INLINE static ivec requant(acc a, const int32_t* bias, const float* m) {
+    return requant8(a, bias, m);
   }
 };

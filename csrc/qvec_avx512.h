@@ -31,14 +31,17 @@ struct QVecAvx512Vnni {
   // acc[o] += sum_k x[k] * w[o][k], k < 4: one vpdpbusd (u8 x s8, no saturation).
   FK_INLINE static void dot(acc& a, act x, wt w) { a = _mm512_dpbusd_epi32(a, x, w); }
 
-  // dst[o] = clamp(rint(float(acc[o] + bias[o]) * m[o]), 0, 255) for o < n.
-  FK_INLINE static void requant_store(uint8_t* dst, acc a, const int32_t* bias, const float* m,
-                                      int n) {
+  // clamp(rint(float(acc[o] + bias[o]) * m[o]), 0, 255) as int32 lanes.
+  using ivec = __m512i;
+  FK_INLINE static ivec requant(acc a, const int32_t* bias, const float* m) {
     const __m512i s = _mm512_add_epi32(a, _mm512_loadu_si512(bias));
     __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_loadu_ps(m));
     // Clamped before the conversion, which turns out-of-range values into INT_MIN.
     f = _mm512_min_ps(_mm512_max_ps(f, _mm512_setzero_ps()), _mm512_set1_ps(255.f));
-    const __m512i q = _mm512_cvtps_epi32(f);  // round half to even
+    return _mm512_cvtps_epi32(f);  // round half to even
+  }
+  // The first n lanes of q (each in [0, 255]) as bytes at dst.
+  FK_INLINE static void store_bytes(uint8_t* dst, ivec q, int n) {
     alignas(64) uint8_t bytes[W];
 #ifdef FK_EMULATE_AVX512
     // SIMDe 0.8.2 has no _mm512_cvtepi32_epi8 (vpmovdb): narrow through memory.
@@ -53,5 +56,9 @@ struct QVecAvx512Vnni {
     _mm_store_si128(reinterpret_cast<__m128i*>(bytes), _mm512_cvtepi32_epi8(q));
 #endif
     memcpy(dst, bytes, n);
+  }
+  // sum[o] += q[o], o < W.
+  FK_INLINE static void add_to(int32_t* sum, ivec q) {
+    _mm512_storeu_si512(sum, _mm512_add_epi32(_mm512_loadu_si512(sum), q));
   }
 };

@@ -28,12 +28,24 @@ struct QVecPortable {
       a.v[o] += x.x[0] * w[4 * o] + x.x[1] * w[4 * o + 1] + x.x[2] * w[4 * o + 2] +
                 x.x[3] * w[4 * o + 3];
   }
-  FK_INLINE static void requant_store(uint8_t* dst, const acc& a, const int32_t* bias,
-                                      const float* m, int n) {
-    for (int o = 0; o < n; ++o) {
+
+  // clamp(rint(float(acc[o] + bias[o]) * m[o]), 0, 255).
+  using ivec = acc;
+  FK_INLINE static ivec requant(const acc& a, const int32_t* bias, const float* m) {
+    ivec q;
+    for (int o = 0; o < W; ++o) {
       float f = static_cast<float>(a.v[o] + bias[o]) * m[o];
       f = f > 0.f ? (f < 255.f ? f : 255.f) : 0.f;
-      dst[o] = static_cast<uint8_t>(__builtin_rintf(f));  // round half to even
+      q.v[o] = static_cast<int32_t>(__builtin_rintf(f));  // round half to even
     }
+    return q;
+  }
+  // The first n lanes of q (each in [0, 255]) as bytes at dst.
+  FK_INLINE static void store_bytes(uint8_t* dst, const ivec& q, int n) {
+    for (int o = 0; o < n; ++o) dst[o] = static_cast<uint8_t>(q.v[o]);
+  }
+  // sum[o] += q[o], o < W.
+  FK_INLINE static void add_to(int32_t* sum, const ivec& q) {
+    for (int o = 0; o < W; ++o) sum[o] += q.v[o];
   }
 };

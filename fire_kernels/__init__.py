@@ -31,7 +31,7 @@ from .pruning import (
     prune_network,
     sparsity_report,
 )
-from .quantized import QuantizedFire, dequantize_network, quantize_network
+from .quantized import QuantizedFire, QuantizedHead, dequantize_network, quantize_network
 from .reference import Fire, fire_reference
 from .weight_plan import WeightPlan, invalidate_plans
 
@@ -56,6 +56,7 @@ __all__ = [
     "FusedFire",
     "FusedSequential",
     "QuantizedFire",
+    "QuantizedHead",
     "SqueezeNet",
     "cpu_isa",
     "empty_cache",

@@ -3,12 +3,16 @@
 * ``pack_int8``: a conv's int8 weights ``(O, C, k, k)`` (k = 1 or 3), int32 bias and
   float32 requantization multipliers ``(O,)`` in the int8 kernels' layout: weights
   ``[Op/16][k*k][C4/4][16][4]`` (``Op``, ``C4``: O and C rounded up to 16 and 4), bias
-  and multipliers zero-padded to ``Op`` (``csrc/int8_fire.h``).
+  and multipliers zero-padded to ``Op`` (``csrc/int8_kernel.h``).
 * ``fire_int8``: the fused int8 Fire on a uint8 input (zero point 0) from packed
   convs: squeeze requantized to uint8, both expands to the one output scale, a uint8
   channels-last concat; optionally of the max-pooled input (``nn.MaxPool2d(kernel,
   stride, ceil_mode)``, no padding), the pool fused into the squeeze's read. Bit for bit :func:`fire_kernels.int8_reference.fire_int8_reference`
   (CPU; inference only).
+* ``head_int8``: the int8 classifier head, conv 1x1 (packed) + ReLU + global average
+  pool, uint8 in, float32 ``(N, O, 1, 1)`` out: each pixel's output requantized to
+  uint8 at ``output_scale``, summed exactly, scaled once; bit for bit
+  :func:`fire_kernels.int8_reference.head_int8_reference` (CPU; inference only).
 * ``quantize_uint8``: a float32 tensor as uint8 with zero point 0, in its memory
   format: :func:`fire_kernels.int8_reference.quantize_activation` bit for bit.
 """
@@ -21,7 +25,7 @@ from torch import Tensor
 from .ops import inference_only
 from .validation import check_pool_args, pooled_size
 
-__all__ = ["fire_int8", "pack_int8", "packed_int8_size"]
+__all__ = ["fire_int8", "head_int8", "pack_int8", "packed_int8_size"]
 
 _lib = torch.library.Library("fire_kernels", "FRAGMENT")
 _lib.define("pack_int8(Tensor weight, Tensor bias, Tensor multiplier) -> (Tensor, Tensor, Tensor)")
@@ -32,6 +36,8 @@ _lib.define(
     "int expand1x1_channels, int expand3x3_channels, int pool_kernel=1, int pool_stride=1, "
     "bool pool_ceil_mode=False) -> Tensor"
 )
+_lib.define("head_int8(Tensor x, Tensor weight, Tensor bias, Tensor multiplier, "
+            "int out_channels, float output_scale) -> Tensor")
 _lib.define("quantize_uint8(Tensor x, float scale) -> Tensor")
 
 
@@ -75,6 +81,18 @@ def _fire_int8_fake(x, squeeze, squeeze_bias, squeeze_multiplier, expand1x1, exp
 inference_only("fire_int8")
 
 
+@torch.library.register_fake("fire_kernels::head_int8")
+def _head_int8_fake(x, weight, bias, multiplier, out_channels, output_scale):
+    if x.dtype != torch.uint8:
+        raise TypeError(f"head_int8: expected a uint8 input, got {x.dtype}")
+    if x.dim() != 4:
+        raise ValueError(f"head_int8: expected a 4-D input (N, C, H, W), got {x.dim()}-D")
+    return x.new_empty((x.shape[0], out_channels, 1, 1), dtype=torch.float32)
+
+
+inference_only("head_int8")
+
+
 @torch.library.register_fake("fire_kernels::quantize_uint8")
 def _quantize_uint8_fake(x: Tensor, scale: float) -> Tensor:
     if x.dtype != torch.float32:
@@ -99,3 +117,12 @@ def fire_int8(xq: Tensor, fire, pool: tuple[int, int, bool] = (1, 1, False)) -> 
     return torch.ops.fire_kernels.fire_int8(
         xq, *convs[0], *convs[1], *convs[2], fire.squeeze.weight.shape[0],
         fire.expand1x1.weight.shape[0], fire.expand3x3.weight.shape[0], *pool)
+
+
+def head_int8(xq: Tensor, head) -> Tensor:
+    """The int8 head of a :class:`~fire_kernels.int8_reference.QuantizedHead` on the
+    uint8 input ``xq`` (packs its conv on every call, as :func:`fire_int8`)."""
+    c = head.conv
+    return torch.ops.fire_kernels.head_int8(xq, *pack_int8(c.weight, c.bias, c.multiplier),
+                                            c.weight.shape[0], head.output_scale)
+

@@ -43,15 +43,18 @@ from torch import Tensor
 __all__ = [
     "QuantizedConv",
     "QuantizedFire",
+    "QuantizedHead",
     "accumulate",
     "activation_scale",
     "conv_int8_reference",
     "dequantize",
     "fire_int8_reference",
+    "head_int8_reference",
     "quantize_activation",
     "quantize_bias",
     "quantize_conv",
     "quantize_fire",
+    "quantize_head",
     "quantize_weight",
     "requant_multiplier",
     "requantize",
@@ -191,3 +194,31 @@ def fire_int8_reference(xq: Tensor, fire: QuantizedFire) -> Tensor:
     s = conv_int8_reference(xq, 0, fire.squeeze)
     return torch.cat([conv_int8_reference(s, 0, fire.expand1x1),
                       conv_int8_reference(s, 0, fire.expand3x3, padding=1)], 1)
+
+
+class QuantizedHead(NamedTuple):
+    """A classifier head's int8 form (conv 1x1, ReLU, global average pool): its conv
+    and the scales of its input and of the conv's (post-ReLU) output map."""
+
+    input_scale: float
+    output_scale: float
+    conv: QuantizedConv
+
+
+def quantize_head(weight: Tensor, bias: Tensor | None, input_scale: float, output_scale: float,
+                  weight_bits: int = 8) -> QuantizedHead:
+    """The int8 form of a head whose 1x1 conv has float ``weight`` and ``bias``."""
+    return QuantizedHead(input_scale, output_scale,
+                         quantize_conv(weight, bias, input_scale, output_scale, weight_bits))
+
+
+def head_int8_reference(xq: Tensor, head: QuantizedHead) -> Tensor:
+    """The int8 head on a uint8 NCHW input, float32 ``(N, O, 1, 1)``: each pixel's conv
+    output requantized to uint8 (the ReLU is the clamp at 0), summed exactly over the
+    pixels, and the sums scaled once, ``float32(sum) * float32(s_out / (H*W))``."""
+    q = conv_int8_reference(xq, 0, head.conv)
+    pixels = xq.shape[2] * xq.shape[3]
+    factor = torch.tensor(head.output_scale / pixels, dtype=torch.float64).float()
+    sums = q.sum((2, 3), dtype=torch.int64)
+    return (sums.float() * factor).reshape(*sums.shape, 1, 1)
+

@@ -1,21 +1,22 @@
-"""int8 networks (issue 21): :func:`quantize_network` turns the Fires of a model into
-:class:`QuantizedFire` modules, statically quantized from calibration inputs, and
-:func:`dequantize_network` turns them back into float :class:`FusedFire` modules.
+"""int8 networks (issue 21): :func:`quantize_network` turns the Fires and the classifier
+head of a model into :class:`QuantizedFire` and :class:`QuantizedHead` modules,
+statically quantized from calibration inputs; :func:`dequantize_network` turns them
+back into float fused modules.
 
 The arithmetic is :mod:`fire_kernels.int8_reference`'s: int8 weights per output channel
-(symmetric), uint8 activations per tensor (zero point 0: a Fire's input, squeeze and
-output all follow a ReLU) with ``scale = max / 255`` of what calibration saw, int32
+(symmetric), uint8 activations per tensor (zero point 0: every tensor they read or
+write follows a ReLU) with ``scale = max / 255`` of what calibration saw, int32
 accumulation and one requantization per output. A Fire's squeeze stays uint8 in the
-cache and its concat is written once, uint8.
+cache and its concat is written once, uint8; the head never writes its conv's map.
 
-Where tensors change type: a QuantizedFire quantizes a float input itself (from the
-stem, say) and hands uint8 straight to a QuantizedFire that follows it (through the
-pools ``fuse_network`` fused into it, which commute with a monotonic quantization); the
-last of a run of them dequantizes its output for the float layers after it. So a
-quantized model takes and returns float32, like the float model.
+Where tensors change type: a quantized module quantizes a float input itself (from the
+stem, say). A QuantizedFire whose output the next module called consumes, that module
+being quantized too (through identities such as an eval ``Dropout`` or what
+``fuse_network`` fused away), hands it uint8 as it is; otherwise it dequantizes its
+output. So a quantized model takes and returns float32, like the float model; code that
+reads a Fire's output between two quantized modules (a hook, say) sees uint8.
 
-Not yet quantized (they run float, fused as ``fuse_network`` fuses them): the stem
-and the classifier.
+Not yet quantized (it runs float, fused as ``fuse_network`` fuses it): the stem.
 """
 
 from __future__ import annotations
@@ -31,13 +32,16 @@ from torch import Tensor
 from . import _extension
 from . import int8_reference as q8
 from .module import FusedFire
-from .network import FusedAway, fuse_network
+from .network import FusedAway, FusedConvReluAvgPool, fuse_network
 
-__all__ = ["QuantizedFire", "dequantize_network", "quantize_network"]
+__all__ = ["QuantizedFire", "QuantizedHead", "dequantize_network", "quantize_network"]
+
+# Modules that hand their input on as the same tensor (in eval mode).
+_IDENTITIES = (FusedAway, nn.Identity, nn.Dropout)
 
 
 class Int8Conv2d(nn.Module):
-    """What a QuantizedFire keeps of one convolution: the int8 weight, its float32
+    """What a quantized module keeps of one convolution: the int8 weight, its float32
     per-output-channel scales and the int32 bias (buffers, so they are in
     ``state_dict``)."""
 
@@ -47,13 +51,31 @@ class Int8Conv2d(nn.Module):
         self.register_buffer("weight_scale", conv.weight_scale)
         self.register_buffer("bias", conv.bias)
 
+    def arithmetic(self, input_scale: float, output_scale: float) -> q8.QuantizedConv:
+        """The reference's description, multipliers derived as
+        :func:`~fire_kernels.int8_reference.quantize_conv` derives them."""
+        return q8.QuantizedConv(self.weight, self.weight_scale, self.bias,
+                                q8.requant_multiplier(input_scale, self.weight_scale,
+                                                      output_scale))
+
+    def float_weights(self, input_scale: float) -> tuple[Tensor, Tensor]:
+        """The dequantized float32 weight ``q * scale`` and bias ``q * s_in * scale``."""
+        scale = self.weight_scale.double()
+        weight = self.weight.double() * scale.reshape(-1, 1, 1, 1)
+        return weight.float(), (self.bias.double() * input_scale * scale).float()
+
+    def _sources(self) -> list[Tensor]:
+        b = self._buffers
+        return [b["weight"], b["weight_scale"], b["bias"]]
+
     def extra_repr(self) -> str:
         o, c, k, _ = self.weight.shape
         return f"{c}, {o}, kernel_size={k}, int8"
 
 
 class _Prepared(NamedTuple):
-    """A QuantizedFire's kernel arguments after the input, and what they were made from."""
+    """A quantized module's kernel arguments after the input, and what they were made
+    from."""
 
     sources: list[tuple[Tensor, int]]  # each buffer and its version
     args: list
@@ -64,26 +86,81 @@ class _Prepared(NamedTuple):
         return all(t is kept and t._version == v for t, (kept, v) in zip(sources, self.sources))
 
 
-class QuantizedFire(nn.Module):
+class _Int8Module(nn.Module):
+    """What QuantizedFire and QuantizedHead share: float64 scale buffers ``input_scale``
+    and ``output_scale``, the kernel's arguments derived from the buffers (packed
+    weights, Python scalars), made afresh whenever a buffer is replaced or changed, and
+    the input's quantization."""
+
+    _CONVS: tuple[str, ...] = ()
+
+    def __init__(self, input_scale: float, output_scale: float) -> None:
+        super().__init__()
+        self.register_buffer("input_scale", torch.tensor(input_scale, dtype=torch.float64))
+        self.register_buffer("output_scale", torch.tensor(output_scale, dtype=torch.float64))
+        self._packed: _Prepared | None = None
+
+    def _sources(self) -> list[Tensor]:
+        """The buffers the kernel's arguments come from (plain dict reads: every call)."""
+        b = self._buffers
+        sources = [b["input_scale"], b["output_scale"]]
+        for name in self._CONVS:
+            sources += self._modules[name]._sources()
+        return sources
+
+    def _kernel_args(self) -> list:
+        raise NotImplementedError
+
+    def _prepared(self) -> _Prepared:
+        prepared = self._packed
+        sources = self._sources()
+        if prepared is None or not prepared.holds(sources):
+            prepared = _Prepared([(t, t._version) for t in sources], self._kernel_args(),
+                                 float(self.input_scale), float(self.output_scale))
+            self._packed = prepared
+        return prepared
+
+    def _quantized_input(self, x: Tensor, prepared: _Prepared | None) -> Tensor:
+        if x.is_floating_point():
+            return quantize_activation(
+                x, prepared.input_scale if prepared else float(self.input_scale))
+        if x.dtype != torch.uint8:
+            raise TypeError(f"{type(self).__name__} expected a float or uint8 input, got {x.dtype}")
+        return x
+
+    def _runs_kernel(self, x: Tensor) -> bool:
+        return _extension.C is not None and x.device.type == "cpu"
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_packed"] = None  # derived: copies pack their own
+        return state
+
+
+def _pack(conv: q8.QuantizedConv) -> list[Tensor]:
+    return list(torch.ops.fire_kernels.pack_int8(conv.weight, conv.bias, conv.multiplier))
+
+
+class QuantizedFire(_Int8Module):
     """A Fire computed in int8 by one fused kernel (``torch.ops.fire_kernels.fire_int8``).
 
     Children ``squeeze``, ``expand1x1``, ``expand3x3`` (:class:`Int8Conv2d`) and the
     activation scales (float64 buffers ``input_scale``, ``squeeze_scale``,
-    ``output_scale``) are its ``state_dict``; the kernels' packed weights are derived
-    from them and made afresh whenever they change. Input: float32 (quantized here) or
-    uint8 at ``input_scale``; output: uint8 at ``output_scale``, or float32 where
-    ``float_output`` (set by :func:`quantize_network` for the last Fire of a run).
-    ``pool``: a max pool fused into the input's read, as :attr:`FusedFire.pool`.
+    ``output_scale``) are its ``state_dict``. Input: float32 (quantized here) or uint8 at
+    ``input_scale``; output: uint8 at ``output_scale``, or float32 where
+    ``float_output`` (:func:`quantize_network` clears it where a quantized module
+    consumes the output). ``pool``: a max pool fused into the input's read, as
+    :attr:`FusedFire.pool`.
     """
 
+    _CONVS = ("squeeze", "expand1x1", "expand3x3")
+
     def __init__(self, fire: q8.QuantizedFire, pool=None, float_output: bool = True) -> None:
-        super().__init__()
+        super().__init__(fire.input_scale, fire.output_scale)
         self.squeeze = Int8Conv2d(fire.squeeze)
         self.expand1x1 = Int8Conv2d(fire.expand1x1)
         self.expand3x3 = Int8Conv2d(fire.expand3x3)
-        for name in ("input_scale", "squeeze_scale", "output_scale"):
-            self.register_buffer(name, torch.tensor(getattr(fire, name), dtype=torch.float64))
-        self._packed: _Prepared | None = None
+        self.register_buffer("squeeze_scale", torch.tensor(fire.squeeze_scale, dtype=torch.float64))
         self.pool = pool
         self.float_output = float_output
 
@@ -107,54 +184,26 @@ class QuantizedFire(nn.Module):
                                      weight_bits)
         return cls(quantized, fire.pool).train(fire.training)
 
+    def _sources(self) -> list[Tensor]:
+        return [*super()._sources(), self._buffers["squeeze_scale"]]
+
     def arithmetic(self) -> q8.QuantizedFire:
-        """The int8 reference's description of this Fire (multipliers derived from the
-        scales as :func:`~fire_kernels.int8_reference.quantize_conv` derives them)."""
+        """The int8 reference's description of this Fire."""
         s_in, s_sq, s_out = (float(getattr(self, n))
                              for n in ("input_scale", "squeeze_scale", "output_scale"))
+        return q8.QuantizedFire(s_in, s_sq, s_out, self.squeeze.arithmetic(s_in, s_sq),
+                                self.expand1x1.arithmetic(s_sq, s_out),
+                                self.expand3x3.arithmetic(s_sq, s_out))
 
-        def conv(m: Int8Conv2d, s_from: float, s_to: float) -> q8.QuantizedConv:
-            return q8.QuantizedConv(m.weight, m.weight_scale, m.bias,
-                                    q8.requant_multiplier(s_from, m.weight_scale, s_to))
-
-        return q8.QuantizedFire(s_in, s_sq, s_out, conv(self.squeeze, s_in, s_sq),
-                                conv(self.expand1x1, s_sq, s_out),
-                                conv(self.expand3x3, s_sq, s_out))
-
-    def _sources(self) -> list[Tensor]:
-        """The buffers the packs are made from (plain dict reads: this runs every call)."""
-        convs = self._modules
-        return [self._buffers["input_scale"], self._buffers["squeeze_scale"],
-                self._buffers["output_scale"],
-                *(convs[c]._buffers[n] for c in ("squeeze", "expand1x1", "expand3x3")
-                  for n in ("weight", "weight_scale", "bias"))]
-
-    def _prepared(self) -> _Prepared:
-        """The kernel's arguments, made afresh when a buffer was replaced or changed."""
-        prepared = self._packed
-        sources = self._sources()
-        if prepared is None or not prepared.holds(sources):
-            fire = self.arithmetic()
-            packs = [torch.ops.fire_kernels.pack_int8(c.weight, c.bias, c.multiplier)
-                     for c in (fire.squeeze, fire.expand1x1, fire.expand3x3)]
-            channels = [c.weight.shape[0] for c in (fire.squeeze, fire.expand1x1, fire.expand3x3)]
-            pool = (1, 1, False) if self.pool is None else self.pool
-            prepared = _Prepared([(t, t._version) for t in sources],
-                                 [t for p in packs for t in p] + channels + list(pool),
-                                 fire.input_scale, fire.output_scale)
-            self._packed = prepared
-        return prepared
+    def _kernel_args(self) -> list:
+        fire = self.arithmetic()
+        convs = (fire.squeeze, fire.expand1x1, fire.expand3x3)
+        pool = (1, 1, False) if self.pool is None else self.pool
+        return [t for c in convs for t in _pack(c)] + [c.weight.shape[0] for c in convs] + [*pool]
 
     def forward(self, x: Tensor) -> Tensor:
-        on_cpu = _extension.C is not None and x.device.type == "cpu"
-        prepared = self._prepared() if on_cpu else None
-        if x.is_floating_point():
-            xq = quantize_activation(
-                x, prepared.input_scale if prepared else float(self.input_scale))
-        elif x.dtype == torch.uint8:
-            xq = x
-        else:
-            raise TypeError(f"QuantizedFire expected a float or uint8 input, got {x.dtype}")
+        prepared = self._prepared() if self._runs_kernel(x) else None
+        xq = self._quantized_input(x, prepared)
         if prepared is not None:
             out = torch.ops.fire_kernels.fire_int8(xq, *prepared.args)
         else:
@@ -167,8 +216,8 @@ class QuantizedFire(nn.Module):
         return out
 
     def to_fused(self) -> FusedFire:
-        """The float FusedFire of the dequantized weights (``w = q * scale``, ``b = q *
-        s_in * scale``): the float model this one computes, up to rounding."""
+        """The float FusedFire of the dequantized weights: the float model this one
+        computes, up to rounding."""
         s_in, s_sq = float(self.input_scale), float(self.squeeze_scale)
         fused = FusedFire(self.squeeze.weight.shape[1], self.squeeze.weight.shape[0],
                           self.expand1x1.weight.shape[0], self.expand3x3.weight.shape[0])
@@ -176,21 +225,67 @@ class QuantizedFire(nn.Module):
             for conv, m, s in ((fused.squeeze, self.squeeze, s_in),
                                (fused.expand1x1, self.expand1x1, s_sq),
                                (fused.expand3x3, self.expand3x3, s_sq)):
-                scale = m.weight_scale.double()
-                conv.weight.copy_(m.weight.double() * scale.reshape(-1, 1, 1, 1))
-                conv.bias.copy_(m.bias.double() * s * scale)
+                weight, bias = m.float_weights(s)
+                conv.weight.copy_(weight)
+                conv.bias.copy_(bias)
         fused.pool = self.pool
         return fused.train(self.training)
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_packed"] = None  # derived: copies pack their own
-        return state
 
     def extra_repr(self) -> str:
         pool = "" if self.pool is None else f", pool={self.pool}"
         return (f"scales=({float(self.input_scale):.4g}, {float(self.squeeze_scale):.4g}, "
                 f"{float(self.output_scale):.4g}), float_output={self.float_output}{pool}")
+
+
+class QuantizedHead(_Int8Module):
+    """A classifier head, ``AdaptiveAvgPool2d(1)(ReLU(Conv2d 1x1(x)))``, in int8 by one
+    kernel (``torch.ops.fire_kernels.head_int8``): float32 ``(N, O, 1, 1)`` out, the
+    conv's map never written. Buffers ``weight`` (int8), ``weight_scale``, ``bias``
+    (int32), ``input_scale`` and ``output_scale`` (the conv's post-ReLU map's, to which
+    each pixel's outputs are requantized before the average)."""
+
+    def __init__(self, head: q8.QuantizedHead) -> None:
+        super().__init__(head.input_scale, head.output_scale)
+        self.conv = Int8Conv2d(head.conv)
+
+    _CONVS = ("conv",)
+
+    @classmethod
+    def from_fused(cls, head: FusedConvReluAvgPool, input_scale: float, output_scale: float,
+                   weight_bits: int = 8) -> QuantizedHead:
+        bias = None if head.bias is None else head.bias.detach()
+        quantized = q8.quantize_head(head.weight.detach(), bias, input_scale, output_scale,
+                                     weight_bits)
+        return cls(quantized).train(head.training)
+
+    def arithmetic(self) -> q8.QuantizedHead:
+        s_in, s_out = float(self.input_scale), float(self.output_scale)
+        return q8.QuantizedHead(s_in, s_out, self.conv.arithmetic(s_in, s_out))
+
+    def _kernel_args(self) -> list:
+        head = self.arithmetic()
+        return _pack(head.conv) + [head.conv.weight.shape[0], head.output_scale]
+
+    def forward(self, x: Tensor) -> Tensor:
+        prepared = self._prepared() if self._runs_kernel(x) else None
+        xq = self._quantized_input(x, prepared)
+        if prepared is not None:
+            return torch.ops.fire_kernels.head_int8(xq, *prepared.args)
+        return q8.head_int8_reference(xq, self.arithmetic())
+
+    def to_fused(self) -> FusedConvReluAvgPool:
+        """The float head of the dequantized weights."""
+        o, c = self.conv.weight.shape[:2]
+        fused = FusedConvReluAvgPool.from_conv(nn.Conv2d(c, o, 1))
+        weight, bias = self.conv.float_weights(float(self.input_scale))
+        with torch.no_grad():
+            fused.weight.copy_(weight)
+            fused.bias.copy_(bias)
+        return fused.train(self.training)
+
+    def extra_repr(self) -> str:
+        return (f"scales=({float(self.input_scale):.4g}, {float(self.output_scale):.4g}), "
+                "relu, global_avg_pool")
 
 
 def quantize_activation(x: Tensor, scale: float) -> Tensor:
@@ -208,47 +303,81 @@ def _max_pool(x: Tensor, pool) -> Tensor:
     return F.max_pool2d(x.float(), kernel, stride, ceil_mode=ceil_mode).to(x.dtype)
 
 
-class _RangeObserver:
-    """The largest value seen of a Fire's input (before its fused pool), its squeeze
-    (after ReLU) and its output, over the calibration forwards."""
+class _Calibration:
+    """Forward hooks over one model while calibration batches run through it: the
+    maxima each quantized module's scales come from (a Fire's input before its fused
+    pool, squeeze and output; a head's input and conv map after ReLU), and, from the
+    first batch, which module consumed each Fire's output next (the tensors' identity
+    through the identities between)."""
 
-    def __init__(self, fire: FusedFire) -> None:
-        self.fire = fire
-        self.maxima = [0.0, 0.0, 0.0]
-        self.handle = fire.register_forward_hook(self)
+    def __init__(self, model: nn.Module) -> None:
+        self.units = [m for m in model.modules() if isinstance(m, (FusedFire, FusedConvReluAvgPool))]
+        self.maxima = {id(m): [0.0, 0.0, 0.0] for m in self.units}
+        self.calls: list[tuple[nn.Module, int]] | None = []  # (module, id of its input)
+        self.outputs: dict[int, int] = {}  # id(Fire) -> id of its output, first batch
+        watched = [m for m in model.modules()
+                   if isinstance(m, (FusedFire, FusedConvReluAvgPool)) or not any(m.children())]
+        self.handles = [m.register_forward_pre_hook(self._called) for m in watched]
+        self.handles += [m.register_forward_hook(self._observe) for m in self.units]
 
-    def __call__(self, fire: FusedFire, inputs, output: Tensor) -> None:
+    def _called(self, module: nn.Module, inputs) -> None:
+        if self.calls is not None and inputs and isinstance(inputs[0], Tensor):
+            self.calls.append((module, id(inputs[0])))
+
+    def _observe(self, module: nn.Module, inputs, output: Tensor) -> None:
         x = inputs[0]
-        pooled = x if fire.pool is None else _max_pool(x, fire.pool)
-        squeeze = torch.relu(F.conv2d(pooled, fire.squeeze.weight, fire.squeeze.bias))
-        for k, t in enumerate((x, squeeze, output)):
+        if isinstance(module, FusedFire):
+            pooled = x if module.pool is None else _max_pool(x, module.pool)
+            inner = torch.relu(F.conv2d(pooled, module.squeeze.weight, module.squeeze.bias))
+            if self.calls is not None:
+                self.outputs[id(module)] = id(output)
+        else:
+            inner = torch.relu(F.conv2d(x, module.weight, module.bias))
+            output = inner  # the head's requantized map is the conv's
+        maxima = self.maxima[id(module)]
+        for k, t in enumerate((x, inner, output)):
             if t.numel():
-                self.maxima[k] = max(self.maxima[k], float(t.max()))
+                maxima[k] = max(maxima[k], float(t.max()))
 
+    def batch_done(self) -> None:
+        if self.calls is not None:
+            self.handoffs = self._consumed_quantized()
+            self.calls = None
 
-def _run_successors(model: nn.Module) -> None:
-    """Sets each QuantizedFire's ``float_output``: False where the next module of its
-    ``nn.Sequential`` (past the identities ``fuse_network`` left) is a QuantizedFire,
-    which takes its uint8 output as is."""
-    for seq in model.modules():
-        if not isinstance(seq, nn.Sequential):
-            continue
-        children = [m for m in seq.children() if not isinstance(m, (FusedAway, nn.Identity))]
-        for m, after in zip(children, children[1:] + [None]):
-            if isinstance(m, QuantizedFire):
-                m.float_output = not isinstance(after, QuantizedFire)
+    def _consumed_quantized(self) -> set[int]:
+        """The Fires whose output the next module called takes as it is, that module a
+        Fire or a head, only identities between."""
+        handoffs = set()
+        for k, (module, _) in enumerate(self.calls):
+            out = self.outputs.get(id(module))
+            if out is None:
+                continue
+            for later, seen in self.calls[k + 1:]:
+                if seen != out:
+                    break
+                if isinstance(later, (FusedFire, FusedConvReluAvgPool)):
+                    handoffs.add(id(module))
+                    break
+                if not isinstance(later, _IDENTITIES):
+                    break
+        return handoffs
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
 
 
 def quantize_network(model: nn.Module, calibration: Iterable[Tensor], *,
                      weight_bits: int = 8) -> nn.Module:
-    """Quantizes, in place, every Fire of ``model`` to int8 and returns ``model``.
+    """Quantizes, in place, every Fire and classifier head of ``model`` to int8 and
+    returns ``model``.
 
     The model is first fused with :func:`fuse_network` (unless it already holds fused
-    Fires); then each input of ``calibration`` (an iterable of input batches, float32)
-    runs through it once, in eval mode without gradients, while each Fire's input,
-    squeeze and output maxima are recorded; each Fire is then replaced by a
-    :class:`QuantizedFire` with those scales. The model still takes and returns
-    float32.
+    modules); then each input of ``calibration`` (an iterable of input batches, float32)
+    runs through it once, in eval mode without gradients, while the maxima of what
+    each Fire and head reads and writes are recorded; each is then replaced by a
+    :class:`QuantizedFire` or :class:`QuantizedHead` with those scales. The model
+    still takes and returns float32.
 
     Args:
         weight_bits: 8 (int8 weights in [-127, 127]), or 7 ([-63, 63]): on CPUs without
@@ -256,46 +385,51 @@ def quantize_network(model: nn.Module, calibration: Iterable[Tensor], *,
             with 8-bit weights (``csrc/qvec_avx2.h``); ONNX Runtime's ``reduce_range``.
 
     Raises:
-        ValueError: the model has no Fire, or ``calibration`` gave no input.
+        ValueError: the model has no Fire or head, or ``calibration`` gave no input.
     """
-    if not any(isinstance(m, FusedFire) for m in model.modules()):
+    if not any(isinstance(m, (FusedFire, FusedConvReluAvgPool)) for m in model.modules()):
         fuse_network(model)
-    observers = [_RangeObserver(m) for m in model.modules() if isinstance(m, FusedFire)]
-    if not observers:
-        raise ValueError("quantize_network: the model has no Fire module to quantize")
+    calib = _Calibration(model)
+    if not calib.units:
+        calib.remove()
+        raise ValueError("quantize_network: the model has no Fire module or classifier head "
+                         "to quantize")
     training = model.training
     model.eval()
-    seen = 0
     try:
         with torch.no_grad():
             for batch in calibration:
                 model(batch)
-                seen += 1
+                calib.batch_done()
     finally:
-        for obs in observers:
-            obs.handle.remove()
+        calib.remove()
         model.train(training)
-    if seen == 0:
+    if calib.calls is not None:
         raise ValueError("quantize_network: the calibration iterable gave no input")
-    replacements = {
-        id(obs.fire): QuantizedFire.from_fused(
-            obs.fire, *(q8.activation_scale(v) for v in obs.maxima), weight_bits=weight_bits)
-        for obs in observers
-    }
+    replacements = {}
+    for m in calib.units:
+        scales = [q8.activation_scale(v) for v in calib.maxima[id(m)]]
+        if isinstance(m, FusedFire):
+            q = QuantizedFire.from_fused(m, *scales, weight_bits=weight_bits)
+            q.float_output = id(m) not in calib.handoffs
+        else:
+            q = QuantizedHead.from_fused(m, scales[0], scales[1], weight_bits=weight_bits)
+        replacements[id(m)] = q
+    _replace(model, replacements)
+    return model
+
+
+def _replace(model: nn.Module, replacements: dict[int, nn.Module]) -> None:
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if id(child) in replacements:
                 setattr(parent, name, replacements[id(child)])
-    _run_successors(model)
-    return model
 
 
 def dequantize_network(model: nn.Module) -> nn.Module:
-    """Replaces, in place, every :class:`QuantizedFire` of ``model`` by the float
-    :class:`FusedFire` of its dequantized weights (:meth:`QuantizedFire.to_fused`) and
-    returns ``model``."""
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, QuantizedFire):
-                setattr(parent, name, child.to_fused())
+    """Replaces, in place, every quantized module of ``model`` by the float fused module
+    of its dequantized weights (:meth:`QuantizedFire.to_fused`,
+    :meth:`QuantizedHead.to_fused`) and returns ``model``."""
+    _replace(model, {id(m): m.to_fused() for m in model.modules()
+                     if isinstance(m, (QuantizedFire, QuantizedHead))})
     return model

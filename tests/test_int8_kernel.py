@@ -11,7 +11,7 @@ import torch
 
 import fire_kernels as fk
 from fire_kernels import int8_reference as q8
-from fire_kernels.int8_ops import fire_int8, pack_int8
+from fire_kernels.int8_ops import fire_int8, head_int8, pack_int8
 from fire_kernels.reference import fire_reference
 from fire_kernels.testing import FireSample, fire_weights, odd_samples, squeezenet_samples
 
@@ -136,6 +136,23 @@ def test_products_that_would_saturate_16_bits_are_exact(int8_path, w):
     assert int(out[0, 16, 2, 2]) == 255 and int(out[0, 16, 0, 0]) == 113  # 4 of 9 taps
 
 
+@pytest.mark.parametrize("weight_bits", [8, 7])
+@pytest.mark.parametrize("shape", [(1, 512, 13, 13, 1000), (3, 7, 5, 3, 10), (2, 64, 1, 1, 17),
+                                   (16, 96, 4, 4, 130), (0, 8, 3, 3, 5)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_head_matches_the_reference(int8_path, shape, weight_bits):
+    n, c, h, w, o = shape
+    g = torch.Generator().manual_seed(sum(shape))
+    xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g)
+    head = q8.quantize_head(torch.randn(o, c, 1, 1, generator=g), torch.randn(o, generator=g),
+                            0.02, 0.3, weight_bits)
+    for x in (xq, xq.contiguous(memory_format=torch.channels_last)):
+        out = head_int8(x, head)
+        ref = q8.head_int8_reference(x, head)
+        assert out.dtype == torch.float32 and out.shape == (n, o, 1, 1)
+        assert torch.equal(out, ref)
+
+
 def test_paths_are_listed_and_forced():
     C = fk._extension.C
     paths = C.available_int8_paths()
@@ -169,6 +186,11 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="1x1 or 3x3 conv weight"):
         pack_int8(torch.zeros(4, 4, 5, 5, dtype=torch.int8), fire.squeeze.bias,
                   fire.squeeze.multiplier)
+    head_packs = pack_int8(fire.squeeze.weight, fire.squeeze.bias, fire.squeeze.multiplier)
+    with pytest.raises(ValueError, match="head_int8: weight expected packed int8 weights"):
+        torch.ops.fire_kernels.head_int8(xq, *head_packs, 20, 0.1)
+    with pytest.raises(ValueError, match="positive output scale"):
+        torch.ops.fire_kernels.head_int8(xq, *head_packs, 4, 0.0)
     with pytest.raises(ValueError, match="fire_int8"):
         op(xq, *packs[0], *packs[1], *packs[2], 4, 8, 8, 5, 1, False)  # window larger than 3x3
     with pytest.raises(ValueError, match="overflow the int32 accumulators"):
@@ -187,6 +209,10 @@ def test_opcheck():
         torch.library.opcheck(torch.ops.fire_kernels.fire_int8.default,
                               (xq, *packs[0], *packs[1], *packs[2], 6, 7, 9, 3, 2, True))
         torch.library.opcheck(torch.ops.fire_kernels.quantize_uint8.default, (sample.input(), 0.1))
+        head = q8.quantize_head(torch.randn(5, 10, 1, 1), None, 0.1, 0.2)
+        torch.library.opcheck(torch.ops.fire_kernels.head_int8.default,
+                              (xq, *pack_int8(head.conv.weight, head.conv.bias,
+                                              head.conv.multiplier), 5, 0.2))
         for conv in (fire.squeeze, fire.expand3x3):
             torch.library.opcheck(torch.ops.fire_kernels.pack_int8.default,
                                   (conv.weight, conv.bias, conv.multiplier))

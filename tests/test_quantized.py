@@ -37,13 +37,15 @@ def test_quantized_network_is_close_to_the_float_one(make, weight_bits):
     fk.quantize_network(model, _calibration(), weight_bits=weight_bits)
     fires = [m for m in model.modules() if isinstance(m, fk.QuantizedFire)]
     assert len(fires) == 8 and not any(isinstance(m, fk.FusedFire) for m in model.modules())
-    # Only the last Fire of the run hands float32 on (to the classifier).
-    assert [m.float_output for m in fires] == [False] * 7 + [True]
+    assert isinstance(model.classifier[1], fk.QuantizedHead)
+    # Every Fire hands uint8 on: to the next Fire, the last one (through the
+    # classifier's Dropout) to the head.
+    assert [m.float_output for m in fires] == [False] * 8
     with torch.no_grad():
         out = model(x)
     assert out.dtype == torch.float32 and out.shape == ref.shape
     err = float((out - ref).abs().max() / ref.abs().max())
-    assert err < (0.03 if weight_bits == 8 else 0.06), err
+    assert err < (0.03 if weight_bits == 8 else 0.1), err
 
 
 def test_kernels_equal_the_reference_arithmetic_layer_by_layer(monkeypatch):
@@ -78,7 +80,9 @@ def test_dequantize_network_gives_the_float_model_back():
     with torch.no_grad():
         quantized = model(x)
         fk.dequantize_network(model)
-        assert not any(isinstance(m, fk.QuantizedFire) for m in model.modules())
+        assert not any(isinstance(m, (fk.QuantizedFire, fk.QuantizedHead))
+                       for m in model.modules())
+        assert isinstance(model.classifier[1], fk.FusedConvReluAvgPool)
         fused = [m for m in model.modules() if isinstance(m, fk.FusedFire)]
         assert [f.pool for f in fused[:5]] == [None, None, (3, 2, True), None, (3, 2, True)]
         back = model(x)

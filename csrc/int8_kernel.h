@@ -1,5 +1,6 @@
-// The int8 fused Fire (issue 21): the data the operator (int8_ops.cpp) and
-// the per-path kernels (int8_kernel_<path>.cpp) share.
+// The int8 kernels (issue 21), the fused Fire and the classifier head: the data
+// the operators (int8_ops.cpp) and the per-path kernels
+// (int8_kernel_<path>.cpp) share.
 //
 // Like fire_kernel.h, only plain data and declarations: every kernel
 // translation unit includes it before its `#pragma GCC target`.
@@ -11,6 +12,9 @@
 //   out = clamp(round_half_even(float32(acc) * M[o]), 0, 255)   (uint8).
 // The squeeze's output is requantized to uint8 and feeds both expands; both
 // expands requantize to the Fire's one output scale, so the concat is uint8.
+// The head (1x1 conv, ReLU, global average pool) requantizes each pixel's
+// outputs to uint8 too, sums them exactly in int32 and scales the sums once:
+//   out[o] = float32(sum_p q[p][o]) * float32(s_out / (H*W)).
 #pragma once
 
 #include <cstdint>
@@ -66,18 +70,32 @@ int64_t int8_scratch_bytes(const Int8FireArgs& a);
 // has |w0| + |w1| <= 128, so that no uint8 input can saturate it.
 constexpr int kMaxPairMagnitude = 128;
 
-// One path's kernel: run does work items [begin, end) with `scratch`,
-// int8_scratch_bytes(a) bytes exclusive to the calling thread. small_pairs: it
-// is exact only for weights whose pairs are within kMaxPairMagnitude
-// (kInt8FireAvx2Wide runs the others).
-struct Int8FireKernel {
-  void (*run)(const Int8FireArgs& a, int64_t begin, int64_t end, uint8_t* scratch);
+// The classifier head of an int8 network: conv 1x1 (packed, C4 input channels),
+// ReLU and global average pool of uint8 channels-last images [N][HW][C4], into
+// float32 out[N][O]. Work item = (image, block of kInt8HeadBlock outputs).
+constexpr int64_t kInt8HeadBlock = 64;
+struct Int8HeadArgs {
+  int64_t N, C4, HW, O;
+  const uint8_t* x;
+  Int8Conv conv;
+  float scale;  // float32(s_out / HW)
+  float* out;
+  int64_t blocks;  // per image: ceil(O / kInt8HeadBlock)
+};
+
+// One path's kernels. fire does work items [begin, end) with `scratch`,
+// int8_scratch_bytes(a) bytes exclusive to the calling thread; head its work
+// items [begin, end). small_pairs: they are exact only for weights whose
+// pairs are within kMaxPairMagnitude (kInt8Avx2Wide runs the others).
+struct Int8Kernel {
+  void (*fire)(const Int8FireArgs& a, int64_t begin, int64_t end, uint8_t* scratch);
+  void (*head)(const Int8HeadArgs& a, int64_t begin, int64_t end);
   bool small_pairs;
 };
-extern const Int8FireKernel kInt8FireAvx512Vnni;
-extern const Int8FireKernel kInt8FireAvxVnni;
-extern const Int8FireKernel kInt8FireAvx2;
-extern const Int8FireKernel kInt8FireAvx2Wide;
-extern const Int8FireKernel kInt8FirePortable;
+extern const Int8Kernel kInt8Avx512Vnni;
+extern const Int8Kernel kInt8AvxVnni;
+extern const Int8Kernel kInt8Avx2;
+extern const Int8Kernel kInt8Avx2Wide;
+extern const Int8Kernel kInt8Portable;
 
 }  // namespace fire_kernels

@@ -1,0 +1,85 @@
+// The register tiles every int8 kernel is made of (int8_fire_run.h,
+// int8_head_run.h), over a quantized vector type Q (qvec_<path>.h): MR pixels
+// x NRV vectors of Q::W output channels, int32 accumulators, 4-way dot
+// products per channel quad. In an anonymous namespace for the reason
+// kernel_band.h gives.
+#pragma once
+
+#include "inline.h"
+#include "int8_kernel.h"
+
+namespace fire_kernels {
+namespace {
+
+template <class Q>
+struct Int8Tiles {
+  static constexpr int VW = Q::W;
+  static constexpr int MR = Q::MR;
+  static constexpr int NRV = Q::NRV;
+  static constexpr int NR = VW * NRV;
+  using acc_t = typename Q::acc;
+  static_assert(kInt8Panel % VW == 0, "a vector of weights must lie within one panel");
+  static_assert(MR <= kInt8MaxTile, "the scratch layout holds tiles of kInt8MaxTile pixels");
+
+  FK_INLINE static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+  FK_INLINE static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+  // acc[i][r] = sum_{t < NT} sum_{cq < quads} <rows[i] + off(t) + 4*cq, w_r[r]'s quad (t, cq)>,
+  // off(t) = (t/3 - 1)*row + (t%3 - 1)*pixel bytes for the 3x3 (NT == 9), 0
+  // for the 1x1s; vector r holds output channels j0 + r*VW of the packed
+  // weights w, `w_panel` bytes from one panel of kInt8Panel channels to the next.
+  template <int NRB, int NT>
+  FK_INLINE static void conv_tile(const uint8_t* const (&rows)[MR], int64_t row, int64_t pixel,
+                                  int64_t quads, const int8_t* w, int64_t w_panel, int64_t j0,
+                                  acc_t (&acc)[MR][NRB]) {
+    const int8_t* w_r[NRB];
+#pragma GCC unroll 4
+    for (int r = 0; r < NRB; ++r) {
+      const int64_t j = j0 + r * VW;
+      w_r[r] = w + j / kInt8Panel * w_panel + j % kInt8Panel * kInt8Quad;
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (int r = 0; r < NRB; ++r) Q::zero(acc[i][r]);
+    for (int t = 0; t < NT; ++t) {
+      const int64_t off = NT == 1 ? 0 : (t / 3 - 1) * row + (t % 3 - 1) * pixel;
+      const uint8_t* p[MR];
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) p[i] = rows[i] + off;
+      int64_t wo = t * quads * kInt8Panel * kInt8Quad;
+      for (int64_t cq = 0; cq < quads; ++cq, wo += kInt8Panel * kInt8Quad) {
+        typename Q::wt wv[NRB];
+#pragma GCC unroll 4
+        for (int r = 0; r < NRB; ++r) wv[r] = Q::load_weights(w_r[r] + wo);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) {
+          const typename Q::act b = Q::broadcast(p[i] + cq * kInt8Quad);
+#pragma GCC unroll 4
+          for (int r = 0; r < NRB; ++r) Q::dot(acc[i][r], b, wv[r]);
+        }
+      }
+    }
+  }
+
+  // Runs F<nrb>::run(args...) for run-time 1 <= nrb <= NRV.
+  template <template <int> class F, typename... Args>
+  FK_INLINE static void dispatch_tile(int64_t nrb, const Args&... args) {
+    static_assert(NRV <= 4, "extend dispatch_tile");
+    if constexpr (NRV >= 4)
+      if (nrb == 4) return F<4>::run(args...);
+    if constexpr (NRV >= 3)
+      if (nrb == 3) return F<3>::run(args...);
+    if constexpr (NRV >= 2)
+      if (nrb == 2) return F<2>::run(args...);
+    F<1>::run(args...);
+  }
+
+  FK_INLINE static int64_t vectors_for(int64_t channels) {
+    return imin(NRV, (channels + VW - 1) / VW);
+  }
+
+};
+
+}  // namespace
+}  // namespace fire_kernels
