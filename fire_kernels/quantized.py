@@ -372,8 +372,8 @@ def quantize_network(model: nn.Module, calibration: Iterable[Tensor], *,
     """Quantizes, in place, every Fire and classifier head of ``model`` to int8 and
     returns ``model``.
 
-    The model is first fused with :func:`fuse_network` (unless it already holds fused
-    modules); then each input of ``calibration`` (an iterable of input batches, float32)
+    The model is first fused with :func:`fuse_network` (what it already fused stays);
+    then each input of ``calibration`` (an iterable of input batches, float32)
     runs through it once, in eval mode without gradients, while the maxima of what
     each Fire and head reads and writes are recorded; each is then replaced by a
     :class:`QuantizedFire` or :class:`QuantizedHead` with those scales. The model
@@ -387,8 +387,7 @@ def quantize_network(model: nn.Module, calibration: Iterable[Tensor], *,
     Raises:
         ValueError: the model has no Fire or head, or ``calibration`` gave no input.
     """
-    if not any(isinstance(m, (FusedFire, FusedConvReluAvgPool)) for m in model.modules()):
-        fuse_network(model)
+    fuse_network(model)  # idempotent: fuses what is not yet (pools into Fires, the head)
     calib = _Calibration(model)
     if not calib.units:
         calib.remove()

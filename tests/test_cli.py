@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -285,3 +286,9 @@ def test_examples_run(script, expected):
         # The pruned model must still work: at least 90 % of digits right.
         final = [line for line in proc.stdout.splitlines() if line.startswith("pruned 90%")][0]
         assert float(final.split()[-1].rstrip("%")) >= 90.0
+        # Quantized, each stays within a point of its float model (same test images).
+        acc = {m[1]: float(m[2]) for m in re.finditer(
+            r"^ *([a-z0-9 ]+): test accuracy ([0-9.]+)%, batch 64", proc.stdout, re.M)}
+        assert set(acc) == {"dense", "pruned", "dense int8", "pruned int8"}, proc.stdout
+        assert abs(acc["dense int8"] - acc["dense"]) <= 1.0
+        assert abs(acc["pruned int8"] - acc["pruned"]) <= 1.0
