@@ -49,8 +49,9 @@ struct Int8FireRun : Int8Tiles<Q> {
     static void run(const Int8FireArgs& a, const uint8_t* const (&rows)[MR],
                     uint8_t* const (&dst)[MR], int64_t valid, int64_t cs0) {
       acc_t acc[MR][NRB];
-      T::template conv_tile<NRB, 1>(rows, 0, 0, a.C4 / kInt8Quad, a.squeeze.w, kInt8Panel * a.C4, cs0,
-                        acc);
+      const int64_t centre = 0;
+      T::template conv_tile<NRB>(rows, &centre, 1, a.C4 / kInt8Quad, a.squeeze.w,
+                                 kInt8Panel * a.C4, cs0, acc);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
         if (i >= valid) break;
@@ -71,16 +72,16 @@ struct Int8FireRun : Int8Tiles<Q> {
   struct Expand {
     template <int NRB>
     struct Tile {
-      static void run(const Int8FireArgs& a, const Int8Conv& conv, const uint8_t* buf,
-                      uint8_t* out_img, int64_t y0, int64_t p0, int64_t p_end, int64_t j0,
-                      int64_t E, int64_t co0) {
+      static void run(const Int8FireArgs& a, const Int8Conv& conv, const int64_t* off,
+                      const uint8_t* buf, uint8_t* out_img, int64_t y0, int64_t p0,
+                      int64_t p_end, int64_t j0, int64_t E, int64_t co0) {
         const int64_t Wp = a.W + 2, S4 = (a.S + kInt8Quad - 1) / kInt8Quad * kInt8Quad;
         const uint8_t* rows[MR];
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i) rows[i] = buf + (p0 + i) * a.Sp;
         acc_t acc[MR][NRB];
-        T::template conv_tile<NRB, NT>(rows, Wp * a.Sp, a.Sp, S4 / kInt8Quad, conv.w, kInt8Panel * NT * S4,
-                           j0, acc);
+        T::template conv_tile<NRB>(rows, off, NT, S4 / kInt8Quad, conv.w, kInt8Panel * NT * S4,
+                                   j0, acc);
         const int64_t channels = a.E1 + a.E3;
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i) {
@@ -145,11 +146,14 @@ struct Int8FireRun : Int8Tiles<Q> {
     const int64_t Wp = a.W + 2;
     // The band's first and one past its last image pixel, padded.
     const int64_t p_begin = Wp + 1, p_end = rows * Wp + a.W + 1;
+    // Tap t = 3*dy + dx of the 3x3 reads padded pixel (dy - 1, dx - 1) away.
+    int64_t off[NT];
+    for (int t = 0; t < NT; ++t) off[t] = NT == 1 ? 0 : ((t / 3 - 1) * Wp + t % 3 - 1) * a.Sp;
     for (int64_t j0 = 0; j0 < E; j0 += NR) {
       const int64_t nrb = vectors_for(E - j0);
       for (int64_t p0 = p_begin; p0 < p_end; p0 += MR)
-        T::template dispatch_tile<Expand<NT>::template Tile>(nrb, a, conv, buf, out_img, y0, p0, p_end, j0,
-                                                 E, co0);
+        T::template dispatch_tile<Expand<NT>::template Tile>(nrb, a, conv, off, buf, out_img, y0,
+                                                             p0, p_end, j0, E, co0);
     }
   }
 

@@ -31,8 +31,9 @@ struct Int8HeadRun : Int8Tiles<Q> {
     static void run(const Int8HeadArgs& a, const uint8_t* const (&rows)[MR], int64_t valid,
                     int64_t j0, int32_t* sum) {
       acc_t acc[MR][NRB];
-      T::template conv_tile<NRB, 1>(rows, 0, 0, a.C4 / kInt8Quad, a.conv.w, kInt8Panel * a.C4,
-                                    j0, acc);
+      const int64_t centre = 0;
+      T::template conv_tile<NRB>(rows, &centre, 1, a.C4 / kInt8Quad, a.conv.w, kInt8Panel * a.C4,
+                                 j0, acc);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
         if (i >= valid) break;

@@ -1,4 +1,4 @@
-// The int8 kernels (issue 21), the fused Fire and the classifier head: the data
+// The int8 kernels (issue 21), the fused Fire, the stem and the classifier head: the data
 // the operators (int8_ops.cpp) and the per-path kernels
 // (int8_kernel_<path>.cpp) share.
 //
@@ -12,6 +12,7 @@
 //   out = clamp(round_half_even(float32(acc) * M[o]), 0, 255)   (uint8).
 // The squeeze's output is requantized to uint8 and feeds both expands; both
 // expands requantize to the Fire's one output scale, so the concat is uint8.
+// The stem (conv k x k stride s, ReLU, max pool) requantizes to uint8, then pools.
 // The head (1x1 conv, ReLU, global average pool) requantizes each pixel's
 // outputs to uint8 too, sums them exactly in int32 and scales the sums once:
 //   out[o] = float32(sum_p q[p][o]) * float32(s_out / (H*W)).
@@ -83,13 +84,37 @@ struct Int8HeadArgs {
   int64_t blocks;  // per image: ceil(O / kInt8HeadBlock)
 };
 
-// One path's kernels. fire does work items [begin, end) with `scratch`,
-// int8_scratch_bytes(a) bytes exclusive to the calling thread; head its work
-// items [begin, end). small_pairs: they are exact only for weights whose
-// pairs are within kMaxPairMagnitude (kInt8Avx2Wide runs the others).
+// A network's first layer in int8: conv k x k, stride s, no padding, from
+// uint8 channels-last images [N][in_h][in_w][C4] (their zero point folded
+// into the bias by the operator), ReLU (the requantization's clamp), then a
+// max pool (pool_kernel 1: none) into uint8 [N][out_h][out_w][O]. Work item =
+// (image, band of `band_rows` output rows): its conv rows go to per-thread
+// scratch, [rows][conv_w][Op] bytes (int8_stem_scratch_bytes), then pooled.
+struct Int8StemArgs {
+  int64_t N, C4, in_h, in_w;
+  int64_t k, stride, conv_h, conv_w;
+  int64_t O, Op;
+  int64_t pool_kernel, pool_stride, out_h, out_w;
+  const uint8_t* x;
+  Int8Conv conv;  // packed [Op/16][k*k][C4/4][16][4]
+  uint8_t* out;
+  int64_t band_rows, bands;
+};
+// The conv rows a band of `band_rows` output rows pools from.
+inline int64_t int8_stem_conv_rows(const Int8StemArgs& a, int64_t band_rows) {
+  return (band_rows - 1) * a.pool_stride + a.pool_kernel;
+}
+constexpr int64_t kInt8MaxStemTaps = 121;  // 11 x 11
+
+// One path's kernels. fire and stem do work items [begin, end) with `scratch`
+// (int8_scratch_bytes(a), (int8_stem_conv_rows * conv_w + kInt8MaxTile) * Op
+// bytes) exclusive to the calling thread; head its work items [begin, end).
+// small_pairs: they are exact only for weights whose pairs are within
+// kMaxPairMagnitude (kInt8Avx2Wide runs the others).
 struct Int8Kernel {
   void (*fire)(const Int8FireArgs& a, int64_t begin, int64_t end, uint8_t* scratch);
   void (*head)(const Int8HeadArgs& a, int64_t begin, int64_t end);
+  void (*stem)(const Int8StemArgs& a, int64_t begin, int64_t end, uint8_t* scratch);
   bool small_pairs;
 };
 extern const Int8Kernel kInt8Avx512Vnni;

@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
+#include <ATen/ops/sum.h>
 #include <torch/library.h>
 
 #include <emmintrin.h>
@@ -78,15 +79,20 @@ bool small_pairs(const at::Tensor& packed) {
   return fits;
 }
 
-// dst[i] = int8_reference.quantize_activation(src[i], scale): src / scale,
-// rounded half to even (cvtps2dq in the default rounding mode), clamped to
-// [0, 255], NaN to 0 (maxps returns its second operand, 0, for a NaN). SSE2,
-// which every x86-64 CPU has: GCC does not vectorize the plain loop (it cannot
-// turn NaN-aware comparisons into maxps/minps).
-void quantize_range(const float* src, uint8_t* dst, int64_t n, float scale) {
-  const __m128 s = _mm_set1_ps(scale), lo = _mm_setzero_ps(), hi = _mm_set1_ps(255.f);
+// dst[i] = int8_reference.quantize_activation(src[i], scale, zp): src / scale,
+// rounded half to even (cvtps2dq in the default rounding mode), plus zp,
+// clamped to [0, 255], NaN to 0. The clamp is taken on the float, to
+// [-zp, 255 - zp], before the conversion (which turns out-of-range values
+// into INT_MIN); maxps returns its second operand, -zp, for a NaN. SSE2,
+// which every x86-64 CPU has: GCC does not vectorize the plain loop (it
+// cannot turn NaN-aware comparisons into maxps/minps).
+void quantize_range(const float* src, uint8_t* dst, int64_t n, float scale, int zp) {
+  const __m128 s = _mm_set1_ps(scale), lo = _mm_set1_ps(static_cast<float>(-zp));
+  const __m128 hi = _mm_set1_ps(static_cast<float>(255 - zp));
+  const __m128i z = _mm_set1_epi32(zp);
   const auto quads = [&](const float* p) {
-    return _mm_cvtps_epi32(_mm_min_ps(_mm_max_ps(_mm_div_ps(_mm_loadu_ps(p), s), lo), hi));
+    const __m128 f = _mm_min_ps(_mm_max_ps(_mm_div_ps(_mm_loadu_ps(p), s), lo), hi);
+    return _mm_add_epi32(_mm_cvtps_epi32(f), z);
   };
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -96,7 +102,7 @@ void quantize_range(const float* src, uint8_t* dst, int64_t n, float scale) {
   }
   for (; i < n; ++i) {
     const __m128 f = _mm_div_ss(_mm_set_ss(src[i]), s);
-    dst[i] = static_cast<uint8_t>(_mm_cvtss_si32(_mm_min_ss(_mm_max_ss(f, lo), hi)));
+    dst[i] = static_cast<uint8_t>(_mm_cvtss_si32(_mm_min_ss(_mm_max_ss(f, lo), hi)) + zp);
   }
 }
 
@@ -108,6 +114,13 @@ const Int8Kernel& kernel_for(std::initializer_list<const at::Tensor*> weights) {
   for (const at::Tensor* w : weights)
     if (!small_pairs(*w)) return kInt8Avx2Wide;
   return chosen;
+}
+
+// This thread's scratch of at least `bytes` bytes, kept between calls.
+uint8_t* thread_scratch(int64_t bytes) {
+  thread_local std::vector<uint8_t> scratch;
+  if (static_cast<int64_t>(scratch.size()) < bytes) scratch.resize(bytes);
+  return scratch.data();
 }
 
 }  // namespace
@@ -124,8 +137,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pack_int8_cpu(const at::Tensor& w
                                                              const at::Tensor& bias,
                                                              const at::Tensor& multiplier) {
   TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(2) == weight.size(3) &&
-                        (weight.size(2) == 1 || weight.size(2) == 3),
-                    "pack_int8: expected a 1x1 or 3x3 conv weight (O, C, k, k), got ",
+                        weight.size(2) >= 1 && weight.size(2) * weight.size(3) <= kInt8MaxStemTaps,
+                    "pack_int8: expected a square conv weight (O, C, k, k), k <= 11, got ",
                     weight.sizes());
   TORCH_CHECK_TYPE(weight.scalar_type() == at::kChar, "pack_int8: expected int8 weights, got ",
                    weight.scalar_type());
@@ -211,9 +224,7 @@ at::Tensor fire_int8_cpu(const at::Tensor& x, const at::Tensor& squeeze,
   const Int8Kernel& kernel = kernel_for({&squeeze, &expand1x1, &expand3x3});
   const int64_t scratch_bytes = int8_scratch_bytes(a);
   at::parallel_for(0, N * a.bands, 1, [&](int64_t begin, int64_t end) {
-    thread_local std::vector<uint8_t> scratch;
-    if (static_cast<int64_t>(scratch.size()) < scratch_bytes) scratch.resize(scratch_bytes);
-    kernel.fire(a, begin, end, scratch.data());
+    kernel.fire(a, begin, end, thread_scratch(scratch_bytes));
   });
   return out;
 }
@@ -254,12 +265,80 @@ at::Tensor head_int8_cpu(const at::Tensor& x, const at::Tensor& weight, const at
   return out;
 }
 
-at::Tensor quantize_uint8_cpu(const at::Tensor& x, double scale) {
+at::Tensor stem_int8_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                         const at::Tensor& multiplier, int64_t out_channels, int64_t kernel,
+                         int64_t stride, int64_t input_zero_point, int64_t pool_kernel,
+                         int64_t pool_stride, bool pool_ceil_mode) {
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kByte, "stem_int8: expected a uint8 input, got ",
+                   x.scalar_type());
+  TORCH_CHECK_VALUE(x.dim() == 4, "stem_int8: expected a 4-D input (N, C, H, W), got ", x.dim(),
+                    "-D");
+  TORCH_CHECK_VALUE(x.device().is_cpu(), "stem_int8: expected a CPU input");
+  const int64_t N = x.size(0), C = x.size(1), O = out_channels, k = kernel;
+  TORCH_CHECK_VALUE(C >= 1 && O >= 1, "stem_int8: expected positive channel counts, got C=", C,
+                    " O=", O);
+  TORCH_CHECK_VALUE(k >= 1 && k * k <= kInt8MaxStemTaps && stride >= 1,
+                    "stem_int8: expected a kernel of 1 to 11 and a positive stride, got ", k,
+                    " and ", stride);
+  TORCH_CHECK_VALUE(x.size(2) >= k && x.size(3) >= k, "stem_int8: the ", k, "x", k,
+                    " kernel does not fit the ", x.size(2), "x", x.size(3), " input");
+  TORCH_CHECK_VALUE(input_zero_point >= 0 && input_zero_point <= 255,
+                    "stem_int8: expected a zero point in [0, 255], got ", input_zero_point);
+  const int64_t C4 = round_up(C, kInt8Quad), Op = round_up(O, kInt8Panel);
+  TORCH_CHECK_VALUE(k * k * C4 <= kMaxReduction, "stem_int8: reductions of more than ",
+                    kMaxReduction, " products could overflow the int32 accumulators");
+  check_packed(weight, bias, multiplier, O, C4, k * k, "stem_int8", "weight");
+  Int8StemArgs a{};
+  a.N = N, a.C4 = C4, a.in_h = x.size(2), a.in_w = x.size(3);
+  a.k = k, a.stride = stride;
+  a.conv_h = (a.in_h - k) / stride + 1, a.conv_w = (a.in_w - k) / stride + 1;
+  a.O = O, a.Op = Op;
+  const PoolSpec pool{pool_kernel, pool_stride, pool_ceil_mode};
+  TORCH_CHECK_VALUE(pool_kernel >= 1 && pool_stride >= 1 && pool_kernel <= a.conv_h &&
+                        pool_kernel <= a.conv_w,
+                    "stem_int8: the ", pool_kernel, "x", pool_kernel, " pool does not fit the ",
+                    a.conv_h, "x", a.conv_w, " conv output");
+  a.pool_kernel = pool_kernel, a.pool_stride = pool_stride;
+  a.out_h = pooled_size(a.conv_h, pool), a.out_w = pooled_size(a.conv_w, pool);
+  at::Tensor out =
+      at::empty({N, O, a.out_h, a.out_w}, x.options(), at::MemoryFormat::ChannelsLast);
+  if (N == 0) return out;
+  const at::Tensor xk = kernel_input(x, C4);
+  // The input's zero point folded into the bias: sum_k w (x - zp) = sum_k w x - zp sum_k w,
+  // exact without padding.
+  const at::Tensor weight_sums =
+      weight.view({Op / kInt8Panel, k * k * C4 / kInt8Quad, kInt8Panel, kInt8Quad})
+          .to(at::kLong)
+          .sum({1, 3})
+          .reshape({Op});
+  const at::Tensor folded32 = bias.to(at::kLong).sub(weight_sums.mul(input_zero_point)).to(at::kInt);
+  a.x = xk.data_ptr<uint8_t>();
+  a.conv = {weight.data_ptr<int8_t>(), folded32.data_ptr<int32_t>(), multiplier.data_ptr<float>()};
+  a.out = out.data_ptr<uint8_t>();
+  // Bands of output rows: enough for every thread when the images are fewer
+  // than the threads, and small enough that a band's conv rows stay in L2.
+  const int64_t threads = at::get_num_threads();
+  const int64_t per_thread = N >= threads ? 1 : (threads + N - 1) / N;
+  const int64_t fit = std::max<int64_t>(
+      1, (kBandBytes / (a.conv_w * Op) - pool_kernel) / pool_stride + 1);
+  a.band_rows = std::min(fit, (a.out_h + per_thread - 1) / per_thread);
+  a.bands = (a.out_h + a.band_rows - 1) / a.band_rows;
+  const Int8Kernel& kernels = kernel_for({&weight});
+  const int64_t scratch_bytes = int8_stem_conv_rows(a, a.band_rows) * a.conv_w * Op;
+  at::parallel_for(0, N * a.bands, 1, [&](int64_t begin, int64_t end) {
+    kernels.stem(a, begin, end, thread_scratch(scratch_bytes));
+  });
+  return out;
+}
+
+at::Tensor quantize_uint8_cpu(const at::Tensor& x, double scale, int64_t zero_point) {
   TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat, "quantize_uint8: expected a float32 input, got ",
                    x.scalar_type());
   TORCH_CHECK_VALUE(x.device().is_cpu(), "quantize_uint8: expected a CPU input");
   TORCH_CHECK_VALUE(scale > 0.0 && scale < std::numeric_limits<float>::infinity(),
                     "quantize_uint8: expected a positive finite scale, got ", scale);
+  TORCH_CHECK_VALUE(zero_point >= 0 && zero_point <= 255,
+                    "quantize_uint8: expected a zero point in [0, 255], got ", zero_point);
   const at::MemoryFormat format = x.suggest_memory_format();
   const at::Tensor xc = x.contiguous(format);
   at::Tensor out = at::empty(x.sizes(), x.options().dtype(at::kByte), format);
@@ -267,7 +346,7 @@ at::Tensor quantize_uint8_cpu(const at::Tensor& x, double scale) {
   uint8_t* dst = out.data_ptr<uint8_t>();
   const float s = static_cast<float>(scale);
   at::parallel_for(0, xc.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
-    quantize_range(src + begin, dst + begin, end - begin, s);
+    quantize_range(src + begin, dst + begin, end - begin, s, static_cast<int>(zero_point));
   });
   return out;
 }
@@ -276,6 +355,7 @@ TORCH_LIBRARY_IMPL(fire_kernels, CPU, m) {
   m.impl("pack_int8", &pack_int8_cpu);
   m.impl("fire_int8", &fire_int8_cpu);
   m.impl("head_int8", &head_int8_cpu);
+  m.impl("stem_int8", &stem_int8_cpu);
   m.impl("quantize_uint8", &quantize_uint8_cpu);
 }
 

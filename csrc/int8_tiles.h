@@ -24,14 +24,14 @@ struct Int8Tiles {
   FK_INLINE static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
   FK_INLINE static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 
-  // acc[i][r] = sum_{t < NT} sum_{cq < quads} <rows[i] + off(t) + 4*cq, w_r[r]'s quad (t, cq)>,
-  // off(t) = (t/3 - 1)*row + (t%3 - 1)*pixel bytes for the 3x3 (NT == 9), 0
-  // for the 1x1s; vector r holds output channels j0 + r*VW of the packed
-  // weights w, `w_panel` bytes from one panel of kInt8Panel channels to the next.
-  template <int NRB, int NT>
-  FK_INLINE static void conv_tile(const uint8_t* const (&rows)[MR], int64_t row, int64_t pixel,
-                                  int64_t quads, const int8_t* w, int64_t w_panel, int64_t j0,
-                                  acc_t (&acc)[MR][NRB]) {
+  // acc[i][r] = sum_{t < taps} sum_{cq < quads} <rows[i] + off[t] + 4*cq, w_r[r]'s quad (t, cq)>:
+  // tap t reads each pixel's bytes `off[t]` from its row pointer; vector r holds
+  // output channels j0 + r*VW of the packed weights w ([taps][quads][16][4] per
+  // panel), `w_panel` bytes from one panel of kInt8Panel channels to the next.
+  template <int NRB>
+  FK_INLINE static void conv_tile(const uint8_t* const (&rows)[MR], const int64_t* off,
+                                  int64_t taps, int64_t quads, const int8_t* w, int64_t w_panel,
+                                  int64_t j0, acc_t (&acc)[MR][NRB]) {
     const int8_t* w_r[NRB];
 #pragma GCC unroll 4
     for (int r = 0; r < NRB; ++r) {
@@ -42,12 +42,11 @@ struct Int8Tiles {
     for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 4
       for (int r = 0; r < NRB; ++r) Q::zero(acc[i][r]);
-    for (int t = 0; t < NT; ++t) {
-      const int64_t off = NT == 1 ? 0 : (t / 3 - 1) * row + (t % 3 - 1) * pixel;
+    int64_t wo = 0;
+    for (int64_t t = 0; t < taps; ++t) {
       const uint8_t* p[MR];
 #pragma GCC unroll 8
-      for (int i = 0; i < MR; ++i) p[i] = rows[i] + off;
-      int64_t wo = t * quads * kInt8Panel * kInt8Quad;
+      for (int i = 0; i < MR; ++i) p[i] = rows[i] + off[t];
       for (int64_t cq = 0; cq < quads; ++cq, wo += kInt8Panel * kInt8Quad) {
         typename Q::wt wv[NRB];
 #pragma GCC unroll 4

@@ -31,7 +31,13 @@ from .pruning import (
     prune_network,
     sparsity_report,
 )
-from .quantized import QuantizedFire, QuantizedHead, dequantize_network, quantize_network
+from .quantized import (
+    QuantizedFire,
+    QuantizedHead,
+    QuantizedStem,
+    dequantize_network,
+    quantize_network,
+)
 from .reference import Fire, fire_reference
 from .weight_plan import WeightPlan, invalidate_plans
 
@@ -57,6 +63,7 @@ __all__ = [
     "FusedSequential",
     "QuantizedFire",
     "QuantizedHead",
+    "QuantizedStem",
     "SqueezeNet",
     "cpu_isa",
     "empty_cache",

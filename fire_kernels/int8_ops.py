@@ -13,7 +13,11 @@
   pool, uint8 in, float32 ``(N, O, 1, 1)`` out: each pixel's output requantized to
   uint8 at ``output_scale``, summed exactly, scaled once; bit for bit
   :func:`fire_kernels.int8_reference.head_int8_reference` (CPU; inference only).
-* ``quantize_uint8``: a float32 tensor as uint8 with zero point 0, in its memory
+* ``stem_int8``: a network's first layer in int8, conv k x k stride s (no padding) +
+  ReLU + max pool, on a uint8 input with a zero point (an image need not follow a
+  ReLU), uint8 channels-last out; bit for bit
+  :func:`fire_kernels.int8_reference.stem_int8_reference` (CPU; inference only).
+* ``quantize_uint8``: a float32 tensor as uint8 with a zero point, in its memory
   format: :func:`fire_kernels.int8_reference.quantize_activation` bit for bit.
 """
 
@@ -25,7 +29,7 @@ from torch import Tensor
 from .ops import inference_only
 from .validation import check_pool_args, pooled_size
 
-__all__ = ["fire_int8", "head_int8", "pack_int8", "packed_int8_size"]
+__all__ = ["fire_int8", "head_int8", "pack_int8", "packed_int8_size", "stem_int8"]
 
 _lib = torch.library.Library("fire_kernels", "FRAGMENT")
 _lib.define("pack_int8(Tensor weight, Tensor bias, Tensor multiplier) -> (Tensor, Tensor, Tensor)")
@@ -38,7 +42,10 @@ _lib.define(
 )
 _lib.define("head_int8(Tensor x, Tensor weight, Tensor bias, Tensor multiplier, "
             "int out_channels, float output_scale) -> Tensor")
-_lib.define("quantize_uint8(Tensor x, float scale) -> Tensor")
+_lib.define("stem_int8(Tensor x, Tensor weight, Tensor bias, Tensor multiplier, "
+            "int out_channels, int kernel, int stride, int input_zero_point, int pool_kernel=1, "
+            "int pool_stride=1, bool pool_ceil_mode=False) -> Tensor")
+_lib.define("quantize_uint8(Tensor x, float scale, int zero_point=0) -> Tensor")
 
 
 def _round_up(n: int, m: int) -> int:
@@ -53,8 +60,9 @@ def packed_int8_size(out_channels: int, in_channels: int, taps: int) -> tuple[in
 
 @torch.library.register_fake("fire_kernels::pack_int8")
 def _pack_int8_fake(weight: Tensor, bias: Tensor, multiplier: Tensor):
-    if weight.dim() != 4 or weight.shape[2] != weight.shape[3] or weight.shape[2] not in (1, 3):
-        raise ValueError(f"pack_int8: expected a 1x1 or 3x3 conv weight (O, C, k, k), got "
+    if (weight.dim() != 4 or weight.shape[2] != weight.shape[3]
+            or not 1 <= weight.shape[2] <= 11):
+        raise ValueError(f"pack_int8: expected a square conv weight (O, C, k, k), k <= 11, got "
                          f"{tuple(weight.shape)}")
     o, c, k, _ = weight.shape
     n_weights, n_bias = packed_int8_size(o, c, k * k)
@@ -93,8 +101,25 @@ def _head_int8_fake(x, weight, bias, multiplier, out_channels, output_scale):
 inference_only("head_int8")
 
 
+@torch.library.register_fake("fire_kernels::stem_int8")
+def _stem_int8_fake(x, weight, bias, multiplier, out_channels, kernel, stride, input_zero_point,
+                    pool_kernel=1, pool_stride=1, pool_ceil_mode=False):
+    if x.dtype != torch.uint8:
+        raise TypeError(f"stem_int8: expected a uint8 input, got {x.dtype}")
+    if x.dim() != 4:
+        raise ValueError(f"stem_int8: expected a 4-D input (N, C, H, W), got {x.dim()}-D")
+    conv_h, conv_w = ((size - kernel) // stride + 1 for size in x.shape[2:])
+    pool = (pool_kernel, pool_stride, pool_ceil_mode)
+    return torch.empty((x.shape[0], out_channels, pooled_size(conv_h, *pool),
+                        pooled_size(conv_w, *pool)), dtype=x.dtype, device=x.device,
+                       memory_format=torch.channels_last)
+
+
+inference_only("stem_int8")
+
+
 @torch.library.register_fake("fire_kernels::quantize_uint8")
-def _quantize_uint8_fake(x: Tensor, scale: float) -> Tensor:
+def _quantize_uint8_fake(x: Tensor, scale: float, zero_point: int = 0) -> Tensor:
     if x.dtype != torch.float32:
         raise TypeError(f"quantize_uint8: expected a float32 input, got {x.dtype}")
     return torch.empty_like(x, dtype=torch.uint8)
@@ -125,4 +150,13 @@ def head_int8(xq: Tensor, head) -> Tensor:
     c = head.conv
     return torch.ops.fire_kernels.head_int8(xq, *pack_int8(c.weight, c.bias, c.multiplier),
                                             c.weight.shape[0], head.output_scale)
+
+
+def stem_int8(xq: Tensor, stem) -> Tensor:
+    """The int8 stem of a :class:`~fire_kernels.int8_reference.QuantizedStem` on the
+    uint8 input ``xq`` (packs its conv on every call, as :func:`fire_int8`)."""
+    c = stem.conv
+    return torch.ops.fire_kernels.stem_int8(
+        xq, *pack_int8(c.weight, c.bias, c.multiplier), c.weight.shape[0], c.weight.shape[2],
+        stem.stride, stem.input_zero_point, *stem.pool)
 

@@ -44,20 +44,24 @@ __all__ = [
     "QuantizedConv",
     "QuantizedFire",
     "QuantizedHead",
+    "QuantizedStem",
     "accumulate",
     "activation_scale",
     "conv_int8_reference",
     "dequantize",
     "fire_int8_reference",
     "head_int8_reference",
+    "input_qparams",
     "quantize_activation",
     "quantize_bias",
     "quantize_conv",
     "quantize_fire",
     "quantize_head",
+    "quantize_stem",
     "quantize_weight",
     "requant_multiplier",
     "requantize",
+    "stem_int8_reference",
 ]
 
 QMAX_ACTIVATION = 255
@@ -70,6 +74,18 @@ def activation_scale(max_value: float) -> float:
     if not max_value > 0.0:  # also NaN
         return 1.0
     return float(max_value) / QMAX_ACTIVATION
+
+
+def input_qparams(min_value: float, max_value: float) -> tuple[float, int]:
+    """The uint8 scale and zero point of a network's input, seen within ``[min_value,
+    max_value]`` (an image need not follow a ReLU): the range widened to hold 0,
+    ``scale = (max - min) / 255``, ``zero_point = round(-min / scale)``; (1.0, 0) for
+    a range of zeros."""
+    lo, hi = min(0.0, float(min_value)), max(0.0, float(max_value))
+    if not hi - lo > 0.0:  # also NaN
+        return 1.0, 0
+    scale = (hi - lo) / QMAX_ACTIVATION
+    return scale, min(QMAX_ACTIVATION, max(0, round(-lo / scale)))
 
 
 def quantize_activation(x: Tensor, scale: float, zero_point: int = 0) -> Tensor:
@@ -221,4 +237,38 @@ def head_int8_reference(xq: Tensor, head: QuantizedHead) -> Tensor:
     factor = torch.tensor(head.output_scale / pixels, dtype=torch.float64).float()
     sums = q.sum((2, 3), dtype=torch.int64)
     return (sums.float() * factor).reshape(*sums.shape, 1, 1)
+
+
+class QuantizedStem(NamedTuple):
+    """A network's first layer in int8, ``MaxPool2d(ReLU(Conv2d(x)))`` (no padding; pool
+    ``(1, 1, False)`` for none): its input's scale and zero point, its (post-ReLU)
+    output's scale, its conv and the geometry."""
+
+    input_scale: float
+    input_zero_point: int
+    output_scale: float
+    conv: QuantizedConv
+    stride: int
+    pool: tuple[int, int, bool]
+
+
+def quantize_stem(weight: Tensor, bias: Tensor | None, input_scale: float,
+                  input_zero_point: int, output_scale: float, stride: int,
+                  pool: tuple[int, int, bool] = (1, 1, False),
+                  weight_bits: int = 8) -> QuantizedStem:
+    """The int8 form of a stem whose conv has float ``weight`` and ``bias``."""
+    conv = quantize_conv(weight, bias, input_scale, output_scale, weight_bits)
+    return QuantizedStem(input_scale, int(input_zero_point), output_scale, conv, int(stride),
+                         tuple(pool))
+
+
+def stem_int8_reference(xq: Tensor, stem: QuantizedStem) -> Tensor:
+    """The int8 stem on a uint8 NCHW input (zero point ``stem.input_zero_point``): the
+    conv accumulated exactly, requantized to uint8 (the ReLU is the clamp at 0), then
+    max-pooled (uint8 max commutes with the monotonic requantization)."""
+    y = conv_int8_reference(xq, stem.input_zero_point, stem.conv, stride=stem.stride)
+    kernel, stride, ceil_mode = stem.pool
+    if kernel == 1 and stride == 1:
+        return y
+    return F.max_pool2d(y.float(), kernel, stride, ceil_mode=ceil_mode).to(torch.uint8)
 

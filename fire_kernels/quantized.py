@@ -1,22 +1,24 @@
-"""int8 networks (issue 21): :func:`quantize_network` turns the Fires and the classifier
-head of a model into :class:`QuantizedFire` and :class:`QuantizedHead` modules,
-statically quantized from calibration inputs; :func:`dequantize_network` turns them
-back into float fused modules.
+"""int8 networks (issue 21): :func:`quantize_network` turns the stem, the Fires and the
+classifier head of a model into :class:`QuantizedStem`, :class:`QuantizedFire` and
+:class:`QuantizedHead` modules, statically quantized from calibration inputs;
+:func:`dequantize_network` turns them back into float fused modules.
 
 The arithmetic is :mod:`fire_kernels.int8_reference`'s: int8 weights per output channel
-(symmetric), uint8 activations per tensor (zero point 0: every tensor they read or
-write follows a ReLU) with ``scale = max / 255`` of what calibration saw, int32
+(symmetric), uint8 activations per tensor with ``scale = max / 255`` of what
+calibration saw (zero point 0: every tensor they read or write follows a ReLU, but the
+stem's input, an image, which gets the zero point of its range), int32
 accumulation and one requantization per output. A Fire's squeeze stays uint8 in the
 cache and its concat is written once, uint8; the head never writes its conv's map.
 
-Where tensors change type: a quantized module quantizes a float input itself (from the
-stem, say). A QuantizedFire whose output the next module called consumes, that module
-being quantized too (through identities such as an eval ``Dropout`` or what
+Where tensors change type: a quantized module quantizes a float input itself. A
+QuantizedStem or QuantizedFire whose output the next module called consumes, that
+module being quantized too (through identities such as an eval ``Dropout`` or what
 ``fuse_network`` fused away), hands it uint8 as it is; otherwise it dequantizes its
 output. So a quantized model takes and returns float32, like the float model; code that
-reads a Fire's output between two quantized modules (a hook, say) sees uint8.
+reads an output between two quantized modules (a hook, say) sees uint8.
 
-Not yet quantized (it runs float, fused as ``fuse_network`` fuses it): the stem.
+A stem with padding stays float (its input's zero point could not be folded into the
+bias exactly at the border).
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from torch import Tensor
 from . import _extension
 from . import int8_reference as q8
 from .module import FusedFire
-from .network import FusedAway, FusedConvReluAvgPool, fuse_network
+from .network import FusedAway, FusedConvReluAvgPool, FusedConvReluMaxPool, fuse_network
 
-__all__ = ["QuantizedFire", "QuantizedHead", "dequantize_network", "quantize_network"]
+__all__ = ["QuantizedFire", "QuantizedHead", "QuantizedStem", "dequantize_network",
+           "quantize_network"]
 
 # Modules that hand their input on as the same tensor (in eval mode).
 _IDENTITIES = (FusedAway, nn.Identity, nn.Dropout)
@@ -131,6 +134,14 @@ class _Int8Module(nn.Module):
     def _runs_kernel(self, x: Tensor) -> bool:
         return _extension.C is not None and x.device.type == "cpu"
 
+    def _handed_on(self, out: Tensor, prepared: _Prepared | None) -> Tensor:
+        """``out`` (uint8) as it is, or dequantized where ``float_output``: in one pass
+        (uint8 times a Python float is float32), the reference's ``(q - 0) * scale``
+        with the same float32 product."""
+        if not self.float_output:
+            return out
+        return out * (prepared.output_scale if prepared else float(self.output_scale))
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_packed"] = None  # derived: copies pack their own
@@ -209,11 +220,7 @@ class QuantizedFire(_Int8Module):
         else:
             pooled = _max_pool(xq, self.pool) if self.pool is not None else xq
             out = q8.fire_int8_reference(pooled, self.arithmetic())
-        if self.float_output:
-            # One pass (uint8 times a Python float is float32): the reference's
-            # (q - 0) * scale, with the same float32 product.
-            return out * (prepared.output_scale if prepared else float(self.output_scale))
-        return out
+        return self._handed_on(out, prepared)
 
     def to_fused(self) -> FusedFire:
         """The float FusedFire of the dequantized weights: the float model this one
@@ -288,12 +295,91 @@ class QuantizedHead(_Int8Module):
                 "relu, global_avg_pool")
 
 
-def quantize_activation(x: Tensor, scale: float) -> Tensor:
-    """uint8 ``clamp(round_half_even(x / scale), 0, 255)`` in ``x``'s memory format
-    (the C++ operator where it can run, else the reference)."""
+class QuantizedStem(_Int8Module):
+    """A network's first layer, ``MaxPool2d(ReLU(Conv2d(x)))`` without padding, in int8
+    by one kernel (``torch.ops.fire_kernels.stem_int8``). Buffers: the conv's (``conv``,
+    :class:`Int8Conv2d`), ``input_scale`` and ``input_zero_point`` (the image's range
+    need not start at 0) and ``output_scale``. Input: float32, quantized here; output as
+    :class:`QuantizedFire`'s (``float_output``)."""
+
+    _CONVS = ("conv",)
+
+    def __init__(self, stem: q8.QuantizedStem, float_output: bool = True) -> None:
+        super().__init__(stem.input_scale, stem.output_scale)
+        self.conv = Int8Conv2d(stem.conv)
+        self.register_buffer("input_zero_point", torch.tensor(stem.input_zero_point))
+        self.stride = stem.stride
+        self.pool = stem.pool
+        self.float_output = float_output
+
+    @classmethod
+    def from_fused(cls, stem: FusedConvReluMaxPool, input_scale: float, input_zero_point: int,
+                   output_scale: float, weight_bits: int = 8) -> QuantizedStem:
+        bias = None if stem.bias is None else stem.bias.detach()
+        quantized = q8.quantize_stem(stem.weight.detach(), bias, input_scale, input_zero_point,
+                                     output_scale, stem.stride[0], stem.pool, weight_bits)
+        return cls(quantized).train(stem.training)
+
+    @staticmethod
+    def supports(stem: FusedConvReluMaxPool) -> bool:
+        """Whether the int8 kernel can stand for this stem: a square kernel of at most
+        11, equal strides, no padding, dilation or groups."""
+        k = stem.kernel_size
+        return (k[0] == k[1] <= 11 and stem.stride[0] == stem.stride[1]
+                and tuple(stem.padding) == (0, 0) and tuple(stem.dilation) == (1, 1)
+                and stem.groups == 1)
+
+    def _sources(self) -> list[Tensor]:
+        return [*super()._sources(), self._buffers["input_zero_point"]]
+
+    def arithmetic(self) -> q8.QuantizedStem:
+        s_in, s_out = float(self.input_scale), float(self.output_scale)
+        return q8.QuantizedStem(s_in, int(self.input_zero_point), s_out,
+                                self.conv.arithmetic(s_in, s_out), self.stride, self.pool)
+
+    def _kernel_args(self) -> list:
+        stem = self.arithmetic()
+        w = stem.conv.weight
+        return [*_pack(stem.conv), w.shape[0], w.shape[2], stem.stride, stem.input_zero_point,
+                *stem.pool]
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not x.is_floating_point():
+            raise TypeError(f"QuantizedStem expected a float input, got {x.dtype}")
+        prepared = self._prepared() if self._runs_kernel(x) else None
+        zero_point = int(self.input_zero_point)
+        xq = quantize_activation(x, prepared.input_scale if prepared else float(self.input_scale),
+                                 zero_point)
+        if prepared is not None:
+            out = torch.ops.fire_kernels.stem_int8(xq, *prepared.args)
+        else:
+            out = q8.stem_int8_reference(xq, self.arithmetic())
+        return self._handed_on(out, prepared)
+
+    def to_fused(self) -> FusedConvReluMaxPool:
+        """The float stem of the dequantized weights."""
+        o, c, k, _ = self.conv.weight.shape
+        fused = FusedConvReluMaxPool.from_modules(nn.Conv2d(c, o, k, stride=self.stride), None)
+        fused.pool = self.pool
+        weight, bias = self.conv.float_weights(float(self.input_scale))
+        with torch.no_grad():
+            fused.weight.copy_(weight)
+            fused.bias.copy_(bias)
+        return fused.train(self.training)
+
+    def extra_repr(self) -> str:
+        return (f"scales=({float(self.input_scale):.4g}, zero point "
+                f"{int(self.input_zero_point)}, {float(self.output_scale):.4g}), "
+                f"stride={self.stride}, relu, max_pool={self.pool}, "
+                f"float_output={self.float_output}")
+
+
+def quantize_activation(x: Tensor, scale: float, zero_point: int = 0) -> Tensor:
+    """uint8 ``clamp(round_half_even(x / scale) + zero_point, 0, 255)`` in ``x``'s memory
+    format (the C++ operator where it can run, else the reference)."""
     if _extension.C is not None and x.device.type == "cpu" and x.dtype == torch.float32:
-        return torch.ops.fire_kernels.quantize_uint8(x, scale)
-    return q8.quantize_activation(x, scale)
+        return torch.ops.fire_kernels.quantize_uint8(x, scale, zero_point)
+    return q8.quantize_activation(x, scale, zero_point)
 
 
 def _max_pool(x: Tensor, pool) -> Tensor:
@@ -305,18 +391,21 @@ def _max_pool(x: Tensor, pool) -> Tensor:
 
 class _Calibration:
     """Forward hooks over one model while calibration batches run through it: the
-    maxima each quantized module's scales come from (a Fire's input before its fused
-    pool, squeeze and output; a head's input and conv map after ReLU), and, from the
-    first batch, which module consumed each Fire's output next (the tensors' identity
-    through the identities between)."""
+    ranges each quantized module's scales come from (a Fire's input before its fused
+    pool, squeeze and output; a stem's input, both ends, and conv map after ReLU; a
+    head's input and conv map after ReLU), and, from the first batch, which module
+    consumed each stem's and Fire's output next (the tensors' identity through the
+    identities between)."""
 
     def __init__(self, model: nn.Module) -> None:
-        self.units = [m for m in model.modules() if isinstance(m, (FusedFire, FusedConvReluAvgPool))]
+        self.units = [m for m in model.modules() if isinstance(m, (FusedFire, FusedConvReluAvgPool))
+                      or (isinstance(m, FusedConvReluMaxPool) and QuantizedStem.supports(m))]
         self.maxima = {id(m): [0.0, 0.0, 0.0] for m in self.units}
+        self.input_min = {id(m): 0.0 for m in self.units}
         self.calls: list[tuple[nn.Module, int]] | None = []  # (module, id of its input)
-        self.outputs: dict[int, int] = {}  # id(Fire) -> id of its output, first batch
-        watched = [m for m in model.modules()
-                   if isinstance(m, (FusedFire, FusedConvReluAvgPool)) or not any(m.children())]
+        self.outputs: dict[int, int] = {}  # id(stem or Fire) -> id of its output, first batch
+        unit_ids = {id(m) for m in self.units}
+        watched = [m for m in model.modules() if id(m) in unit_ids or not any(m.children())]
         self.handles = [m.register_forward_pre_hook(self._called) for m in watched]
         self.handles += [m.register_forward_hook(self._observe) for m in self.units]
 
@@ -329,15 +418,18 @@ class _Calibration:
         if isinstance(module, FusedFire):
             pooled = x if module.pool is None else _max_pool(x, module.pool)
             inner = torch.relu(F.conv2d(pooled, module.squeeze.weight, module.squeeze.bias))
-            if self.calls is not None:
-                self.outputs[id(module)] = id(output)
-        else:
-            inner = torch.relu(F.conv2d(x, module.weight, module.bias))
-            output = inner  # the head's requantized map is the conv's
+        else:  # a stem or a head: its conv's map, which it requantizes
+            inner = torch.relu(F.conv2d(x, module.weight, module.bias, module.stride))
+        if isinstance(module, FusedConvReluAvgPool):
+            output = inner
+        elif self.calls is not None:
+            self.outputs[id(module)] = id(output)
         maxima = self.maxima[id(module)]
         for k, t in enumerate((x, inner, output)):
             if t.numel():
                 maxima[k] = max(maxima[k], float(t.max()))
+        if x.numel():
+            self.input_min[id(module)] = min(self.input_min[id(module)], float(x.min()))
 
     def batch_done(self) -> None:
         if self.calls is not None:
@@ -345,8 +437,8 @@ class _Calibration:
             self.calls = None
 
     def _consumed_quantized(self) -> set[int]:
-        """The Fires whose output the next module called takes as it is, that module a
-        Fire or a head, only identities between."""
+        """The stems and Fires whose output the next module called takes as it is, that
+        module a Fire or a head, only identities between."""
         handoffs = set()
         for k, (module, _) in enumerate(self.calls):
             out = self.outputs.get(id(module))
@@ -362,6 +454,20 @@ class _Calibration:
                     break
         return handoffs
 
+    def quantized(self, m: nn.Module, weight_bits: int) -> nn.Module:
+        """The quantized module standing for unit ``m``, with the ranges seen."""
+        maxima = self.maxima[id(m)]
+        scales = [q8.activation_scale(v) for v in maxima]
+        if isinstance(m, FusedFire):
+            q = QuantizedFire.from_fused(m, *scales, weight_bits=weight_bits)
+        elif isinstance(m, FusedConvReluMaxPool):
+            s_in, zero_point = q8.input_qparams(self.input_min[id(m)], maxima[0])
+            q = QuantizedStem.from_fused(m, s_in, zero_point, scales[1], weight_bits=weight_bits)
+        else:
+            return QuantizedHead.from_fused(m, scales[0], scales[1], weight_bits=weight_bits)
+        q.float_output = id(m) not in self.handoffs
+        return q
+
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
@@ -369,15 +475,15 @@ class _Calibration:
 
 def quantize_network(model: nn.Module, calibration: Iterable[Tensor], *,
                      weight_bits: int = 8) -> nn.Module:
-    """Quantizes, in place, every Fire and classifier head of ``model`` to int8 and
-    returns ``model``.
+    """Quantizes, in place, the stem, every Fire and the classifier head of ``model`` to
+    int8 and returns ``model``.
 
     The model is first fused with :func:`fuse_network` (what it already fused stays);
     then each input of ``calibration`` (an iterable of input batches, float32)
     runs through it once, in eval mode without gradients, while the maxima of what
-    each Fire and head reads and writes are recorded; each is then replaced by a
-    :class:`QuantizedFire` or :class:`QuantizedHead` with those scales. The model
-    still takes and returns float32.
+    the stem, each Fire and the head read and write are recorded; each is then replaced
+    by a :class:`QuantizedStem`, :class:`QuantizedFire` or :class:`QuantizedHead` with
+    those scales. The model still takes and returns float32.
 
     Args:
         weight_bits: 8 (int8 weights in [-127, 127]), or 7 ([-63, 63]): on CPUs without
@@ -391,8 +497,8 @@ def quantize_network(model: nn.Module, calibration: Iterable[Tensor], *,
     calib = _Calibration(model)
     if not calib.units:
         calib.remove()
-        raise ValueError("quantize_network: the model has no Fire module or classifier head "
-                         "to quantize")
+        raise ValueError("quantize_network: the model has no stem, Fire module or classifier "
+                         "head to quantize")
     training = model.training
     model.eval()
     try:
@@ -405,15 +511,7 @@ def quantize_network(model: nn.Module, calibration: Iterable[Tensor], *,
         model.train(training)
     if calib.calls is not None:
         raise ValueError("quantize_network: the calibration iterable gave no input")
-    replacements = {}
-    for m in calib.units:
-        scales = [q8.activation_scale(v) for v in calib.maxima[id(m)]]
-        if isinstance(m, FusedFire):
-            q = QuantizedFire.from_fused(m, *scales, weight_bits=weight_bits)
-            q.float_output = id(m) not in calib.handoffs
-        else:
-            q = QuantizedHead.from_fused(m, scales[0], scales[1], weight_bits=weight_bits)
-        replacements[id(m)] = q
+    replacements = {id(m): calib.quantized(m, weight_bits) for m in calib.units}
     _replace(model, replacements)
     return model
 
@@ -428,7 +526,7 @@ def _replace(model: nn.Module, replacements: dict[int, nn.Module]) -> None:
 def dequantize_network(model: nn.Module) -> nn.Module:
     """Replaces, in place, every quantized module of ``model`` by the float fused module
     of its dequantized weights (:meth:`QuantizedFire.to_fused`,
-    :meth:`QuantizedHead.to_fused`) and returns ``model``."""
+    :meth:`QuantizedHead.to_fused`, :meth:`QuantizedStem.to_fused`) and returns ``model``."""
     _replace(model, {id(m): m.to_fused() for m in model.modules()
-                     if isinstance(m, (QuantizedFire, QuantizedHead))})
+                     if isinstance(m, (QuantizedStem, QuantizedFire, QuantizedHead))})
     return model

@@ -11,7 +11,7 @@ import torch
 
 import fire_kernels as fk
 from fire_kernels import int8_reference as q8
-from fire_kernels.int8_ops import fire_int8, head_int8, pack_int8
+from fire_kernels.int8_ops import fire_int8, head_int8, pack_int8, stem_int8
 from fire_kernels.reference import fire_reference
 from fire_kernels.testing import FireSample, fire_weights, odd_samples, squeezenet_samples
 
@@ -153,6 +153,30 @@ def test_head_matches_the_reference(int8_path, shape, weight_bits):
         assert torch.equal(out, ref)
 
 
+@pytest.mark.parametrize("weight_bits", [8, 7])
+@pytest.mark.parametrize("case", [
+    (1, 3, 224, 224, 64, 3, 2, (3, 2, True), 76),  # SqueezeNet 1.1's stem
+    (2, 3, 113, 97, 96, 7, 2, (3, 2, True), 128),  # 1.0's, on odd sizes
+    (1, 3, 17, 23, 20, 5, 3, (2, 2, False), 0),
+    (3, 1, 9, 9, 5, 3, 1, (1, 1, False), 255),  # no pool
+    (1, 4, 7, 7, 33, 1, 1, (3, 3, True), 9),  # 1x1, pooled down to 3x3
+    (0, 3, 9, 9, 5, 3, 1, (3, 2, True), 3),
+], ids=lambda c: "x".join(map(str, c[:7])) + f"-pool{c[7][0]}{c[7][1]}-zp{c[8]}")
+def test_stem_matches_the_reference(int8_path, case, weight_bits):
+    n, c, h, w, o, k, stride, pool, zero_point = case
+    g = torch.Generator().manual_seed(h * w + o)
+    xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g)
+    stem = q8.quantize_stem(torch.randn(o, c, k, k, generator=g), torch.randn(o, generator=g),
+                            0.01, zero_point, 0.05, stride, pool, weight_bits)
+    ref = q8.stem_int8_reference(xq, stem)
+    for x in (xq, xq.contiguous(memory_format=torch.channels_last)):
+        out = stem_int8(x, stem)
+        assert out.shape == ref.shape and out.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(out, ref)
+    if n:
+        assert 0 < int(ref.float().mean()) < 255  # neither all clamped nor all zero
+
+
 def test_paths_are_listed_and_forced():
     C = fk._extension.C
     paths = C.available_int8_paths()
@@ -183,9 +207,17 @@ def test_bad_arguments_raise():
         op(xq, *packs[1], *packs[1], *packs[2], 4, 8, 8)
     with pytest.raises(ValueError, match="expand3x3 expected a packed int32 bias"):
         op(xq, *packs[0], *packs[1], packs[2][0], packs[2][2], packs[2][2], 4, 8, 8)
-    with pytest.raises(ValueError, match="1x1 or 3x3 conv weight"):
-        pack_int8(torch.zeros(4, 4, 5, 5, dtype=torch.int8), fire.squeeze.bias,
+    with pytest.raises(ValueError, match="square conv weight"):
+        pack_int8(torch.zeros(4, 4, 5, 3, dtype=torch.int8), fire.squeeze.bias,
                   fire.squeeze.multiplier)
+    stem_packs = pack_int8(torch.zeros(4, 8, 3, 3, dtype=torch.int8), fire.squeeze.bias,
+                           fire.squeeze.multiplier)
+    with pytest.raises(ValueError, match="kernel does not fit"):
+        torch.ops.fire_kernels.stem_int8(xq[..., :2, :], *stem_packs, 4, 3, 1, 0)
+    with pytest.raises(ValueError, match="zero point in"):
+        torch.ops.fire_kernels.stem_int8(xq, *stem_packs, 4, 3, 1, 256)
+    with pytest.raises(ValueError, match="pool does not fit"):
+        torch.ops.fire_kernels.stem_int8(xq, *stem_packs, 4, 3, 1, 0, 3, 2, False)
     head_packs = pack_int8(fire.squeeze.weight, fire.squeeze.bias, fire.squeeze.multiplier)
     with pytest.raises(ValueError, match="head_int8: weight expected packed int8 weights"):
         torch.ops.fire_kernels.head_int8(xq, *head_packs, 20, 0.1)
@@ -209,6 +241,12 @@ def test_opcheck():
         torch.library.opcheck(torch.ops.fire_kernels.fire_int8.default,
                               (xq, *packs[0], *packs[1], *packs[2], 6, 7, 9, 3, 2, True))
         torch.library.opcheck(torch.ops.fire_kernels.quantize_uint8.default, (sample.input(), 0.1))
+        stem = q8.quantize_stem(torch.randn(4, 10, 3, 3), torch.randn(4), 0.1, 7, 0.2, 1,
+                                (2, 2, True))
+        if min(xq.shape[2:]) >= 4:
+            torch.library.opcheck(torch.ops.fire_kernels.stem_int8.default,
+                                  (xq, *pack_int8(stem.conv.weight, stem.conv.bias,
+                                                  stem.conv.multiplier), 4, 3, 1, 7, 2, 2, True))
         head = q8.quantize_head(torch.randn(5, 10, 1, 1), None, 0.1, 0.2)
         torch.library.opcheck(torch.ops.fire_kernels.head_int8.default,
                               (xq, *pack_int8(head.conv.weight, head.conv.bias,
