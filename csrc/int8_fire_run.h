@@ -52,15 +52,13 @@ struct Int8FireRun : Int8Tiles<Q> {
       const int64_t centre = 0;
       T::template conv_tile<NRB>(rows, &centre, 1, a.C4 / kInt8Quad, a.squeeze.w,
                                  kInt8Panel * a.C4, cs0, acc);
+      typename Q::rq p[NRB];
+      T::params(a.squeeze, cs0, p);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
         if (i >= valid) break;
 #pragma GCC unroll 4
-        for (int r = 0; r < NRB; ++r) {
-          const int64_t c = cs0 + r * VW;
-          Q::store_bytes(dst[i] + c,
-                         Q::requant(acc[i][r], a.squeeze.bias + c, a.squeeze.multiplier + c), VW);
-        }
+        for (int r = 0; r < NRB; ++r) Q::store_requant(dst[i] + cs0 + r * VW, acc[i][r], p[r], VW);
       }
     }
   };
@@ -83,6 +81,8 @@ struct Int8FireRun : Int8Tiles<Q> {
         T::template conv_tile<NRB>(rows, off, NT, S4 / kInt8Quad, conv.w, kInt8Panel * NT * S4,
                                    j0, acc);
         const int64_t channels = a.E1 + a.E3;
+        typename Q::rq params[NRB];
+        T::params(conv, j0, params);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i) {
           const int64_t p = p0 + i;
@@ -93,8 +93,7 @@ struct Int8FireRun : Int8Tiles<Q> {
 #pragma GCC unroll 4
           for (int r = 0; r < NRB; ++r) {
             const int64_t j = j0 + r * VW;
-            Q::store_bytes(dst + j, Q::requant(acc[i][r], conv.bias + j, conv.multiplier + j),
-                           static_cast<int>(imin(VW, E - j)));
+            Q::store_requant(dst + j, acc[i][r], params[r], static_cast<int>(imin(VW, E - j)));
           }
         }
       }

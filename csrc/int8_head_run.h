@@ -34,14 +34,13 @@ struct Int8HeadRun : Int8Tiles<Q> {
       const int64_t centre = 0;
       T::template conv_tile<NRB>(rows, &centre, 1, a.C4 / kInt8Quad, a.conv.w, kInt8Panel * a.C4,
                                  j0, acc);
+      typename Q::rq p[NRB];
+      T::params(a.conv, j0, p);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
         if (i >= valid) break;
 #pragma GCC unroll 4
-        for (int r = 0; r < NRB; ++r) {
-          const int64_t j = j0 + r * VW;
-          Q::add_to(sum + r * VW, Q::requant(acc[i][r], a.conv.bias + j, a.conv.multiplier + j));
-        }
+        for (int r = 0; r < NRB; ++r) Q::add_to(sum + r * VW, Q::requant(acc[i][r], p[r]));
       }
     }
   };

@@ -38,15 +38,14 @@ struct Int8StemRun : Int8Tiles<Q> {
       const int64_t taps = a.k * a.k;
       T::template conv_tile<NRB>(rows, off, taps, a.C4 / kInt8Quad, a.conv.w,
                                  kInt8Panel * taps * a.C4, j0, acc);
+      typename Q::rq p[NRB];
+      T::params(a.conv, j0, p);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
         if (i >= valid) break;
 #pragma GCC unroll 4
-        for (int r = 0; r < NRB; ++r) {
-          const int64_t j = j0 + r * VW;
-          Q::store_bytes(dst + i * a.Op + j,
-                         Q::requant(acc[i][r], a.conv.bias + j, a.conv.multiplier + j), VW);
-        }
+        for (int r = 0; r < NRB; ++r)
+          Q::store_requant(dst + i * a.Op + j0 + r * VW, acc[i][r], p[r], VW);
       }
     }
   };

@@ -61,6 +61,17 @@ struct Int8Tiles {
     }
   }
 
+  // The requantization parameters of vectors r < NRB, output channels j0 + r*VW
+  // of `conv`: loaded once per tile (the byte stores that follow may alias them).
+  template <int NRB>
+  FK_INLINE static void params(const Int8Conv& conv, int64_t j0, typename Q::rq (&p)[NRB]) {
+#pragma GCC unroll 4
+    for (int r = 0; r < NRB; ++r) {
+      const int64_t j = j0 + r * VW;
+      p[r] = Q::params(conv.bias + j, conv.multiplier + j);
+    }
+  }
+
   // Runs F<nrb>::run(args...) for run-time 1 <= nrb <= NRV.
   template <template <int> class F, typename... Args>
   FK_INLINE static void dispatch_tile(int64_t nrb, const Args&... args) {

@@ -32,17 +32,30 @@ struct QVec256 {
     return _mm256_set1_epi32(v);
   }
 
+  // A vector's requantization parameters, loaded once per tile.
+  struct rq {
+    __m256i bias;
+    __m256 m;
+  };
+  FK_INLINE static rq params(const int32_t* bias, const float* m) {
+    return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias)), _mm256_loadu_ps(m)};
+  }
+  // rint(min(float(s[o] + bias[o]) * m[o], 255)) as int32 lanes, not yet clamped
+  // at 0. The upper clamp comes before the conversion, which turns
+  // out-of-range values into INT_MIN.
+  FK_INLINE static __m256i below_256(__m256i s, const rq& p) {
+    const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(s, p.bias)), p.m);
+    return _mm256_cvtps_epi32(_mm256_min_ps(f, _mm256_set1_ps(255.f)));  // round half to even
+  }
   using ivec = __m256i;
   // clamp(rint(float(s[o] + bias[o]) * m[o]), 0, 255) as int32 lanes.
-  FK_INLINE static ivec requant8(__m256i s, const int32_t* bias, const float* m) {
-    s = _mm256_add_epi32(s, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias)));
-    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_loadu_ps(m));
-    // Clamped before the conversion, which turns out-of-range values into INT_MIN.
-    f = _mm256_min_ps(_mm256_max_ps(f, _mm256_setzero_ps()), _mm256_set1_ps(255.f));
-    return _mm256_cvtps_epi32(f);  // round half to even
+  FK_INLINE static ivec requant8(__m256i s, const rq& p) {
+    return _mm256_max_epi32(below_256(s, p), _mm256_setzero_si256());
   }
-  // The first n lanes of q (each in [0, 255]) as bytes at dst.
-  FK_INLINE static void store_bytes(uint8_t* dst, ivec q, int n) {
+  // The same as bytes, the first n lanes at dst: packus saturates the negative
+  // lanes to 0.
+  FK_INLINE static void store_requant8(uint8_t* dst, __m256i s, const rq& p, int n) {
+    const __m256i q = below_256(s, p);
     const __m128i words =
         _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
     const __m128i bytes = _mm_packus_epi16(words, words);  // lanes 0-7: the 8 channels
@@ -81,8 +94,9 @@ struct QVecAvx2 : QVec256 {
     const __m256i pairs = _mm256_maddubs_epi16(x, w);
     a = _mm256_add_epi32(a, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
-  FK_INLINE static ivec requant(acc a, const int32_t* bias, const float* m) {
-    return requant8(a, bias, m);
+  FK_INLINE static ivec requant(acc a, const rq& p) { return requant8(a, p); }
+  FK_INLINE static void store_requant(uint8_t* dst, acc a, const rq& p, int n) {
+    store_requant8(dst, a, p, n);
   }
 };
 
@@ -112,9 +126,13 @@ struct QVecAvx2Wide : QVec256 {
     a.lo = _mm256_add_epi32(a.lo, _mm256_madd_epi16(x, w.lo));
     a.hi = _mm256_add_epi32(a.hi, _mm256_madd_epi16(x, w.hi));
   }
-  FK_INLINE static ivec requant(const acc& a, const int32_t* bias, const float* m) {
-    // hadd: [o0 o1 o4 o5 | o2 o3 o6 o7]; the permute puts the 64-bit pairs in order.
-    return requant8(_mm256_permute4x64_epi64(_mm256_hadd_epi32(a.lo, a.hi), 0xD8), bias, m);
+  // hadd: [o0 o1 o4 o5 | o2 o3 o6 o7]; the permute puts the 64-bit pairs in order.
+  FK_INLINE static __m256i sums(const acc& a) {
+    return _mm256_permute4x64_epi64(_mm256_hadd_epi32(a.lo, a.hi), 0xD8);
+  }
+  FK_INLINE static ivec requant(const acc& a, const rq& p) { return requant8(sums(a), p); }
+  FK_INLINE static void store_requant(uint8_t* dst, const acc& a, const rq& p, int n) {
+    store_requant8(dst, sums(a), p, n);
   }
 };
 
@@ -134,7 +152,8 @@ struct QVecAvxVnni : QVec256 {
   }
   // acc[o] += sum_k x[k] * w[o][k], k < 4: one VEX vpdpbusd.
   FK_INLINE static void dot(acc& a, act x, wt w) { a = _mm256_dpbusd_avx_epi32(a, x, w); }
-  FK_INLINE static ivec requant(acc a, const int32_t* bias, const float* m) {
-    return requant8(a, bias, m);
+  FK_INLINE static ivec requant(acc a, const rq& p) { return requant8(a, p); }
+  FK_INLINE static void store_requant(uint8_t* dst, acc a, const rq& p, int n) {
+    store_requant8(dst, a, p, n);
   }
 };

@@ -31,29 +31,41 @@ struct QVecAvx512Vnni {
   // acc[o] += sum_k x[k] * w[o][k], k < 4: one vpdpbusd (u8 x s8, no saturation).
   FK_INLINE static void dot(acc& a, act x, wt w) { a = _mm512_dpbusd_epi32(a, x, w); }
 
-  // clamp(rint(float(acc[o] + bias[o]) * m[o]), 0, 255) as int32 lanes.
-  using ivec = __m512i;
-  FK_INLINE static ivec requant(acc a, const int32_t* bias, const float* m) {
-    const __m512i s = _mm512_add_epi32(a, _mm512_loadu_si512(bias));
-    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_loadu_ps(m));
-    // Clamped before the conversion, which turns out-of-range values into INT_MIN.
-    f = _mm512_min_ps(_mm512_max_ps(f, _mm512_setzero_ps()), _mm512_set1_ps(255.f));
-    return _mm512_cvtps_epi32(f);  // round half to even
+  // A vector's requantization parameters, loaded once per tile.
+  struct rq {
+    __m512i bias;
+    __m512 m;
+  };
+  FK_INLINE static rq params(const int32_t* bias, const float* m) {
+    return {_mm512_loadu_si512(bias), _mm512_loadu_ps(m)};
   }
-  // The first n lanes of q (each in [0, 255]) as bytes at dst.
-  FK_INLINE static void store_bytes(uint8_t* dst, ivec q, int n) {
+  FK_INLINE static __m512 scaled(acc a, const rq& p) {
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, p.bias)), p.m);
+  }
+  // clamp(rint(float(acc[o] + bias[o]) * m[o]), 0, 255) as int32 lanes. Clamped
+  // before the conversion, which turns out-of-range values into INT_MIN.
+  using ivec = __m512i;
+  FK_INLINE static ivec requant(acc a, const rq& p) {
+    const __m512 f = _mm512_max_ps(scaled(a, p), _mm512_setzero_ps());
+    return _mm512_cvtps_epi32(_mm512_min_ps(f, _mm512_set1_ps(255.f)));  // round half to even
+  }
+  // The same as bytes, the first n lanes at dst. Natively the upper clamp is
+  // vpmovusdb's unsigned saturation: a value past 2**31 converts to INT_MIN,
+  // 2**31 unsigned, which saturates to 255 as well.
+  FK_INLINE static void store_requant(uint8_t* dst, acc a, const rq& p, int n) {
     alignas(64) uint8_t bytes[W];
 #ifdef FK_EMULATE_AVX512
-    // SIMDe 0.8.2 has no _mm512_cvtepi32_epi8 (vpmovdb): narrow through memory.
+    // SIMDe 0.8.2 has no _mm512_cvtusepi32_epi8: narrow through memory.
     alignas(64) int32_t lanes[W];
-    _mm512_store_si512(lanes, q);
+    _mm512_store_si512(lanes, requant(a, p));
     for (int i = 0; i < W; ++i) bytes[i] = static_cast<uint8_t>(lanes[i]);
 #else
+    const __m512i q = _mm512_cvtps_epi32(_mm512_max_ps(scaled(a, p), _mm512_setzero_ps()));
     if (n == W) {
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtepi32_epi8(q));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtusepi32_epi8(q));
       return;
     }
-    _mm_store_si128(reinterpret_cast<__m128i*>(bytes), _mm512_cvtepi32_epi8(q));
+    _mm_store_si128(reinterpret_cast<__m128i*>(bytes), _mm512_cvtusepi32_epi8(q));
 #endif
     memcpy(dst, bytes, n);
   }

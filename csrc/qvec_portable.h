@@ -29,19 +29,26 @@ struct QVecPortable {
                 x.x[3] * w[4 * o + 3];
   }
 
+  // A vector's requantization parameters.
+  struct rq {
+    const int32_t* bias;
+    const float* m;
+  };
+  FK_INLINE static rq params(const int32_t* bias, const float* m) { return {bias, m}; }
   // clamp(rint(float(acc[o] + bias[o]) * m[o]), 0, 255).
   using ivec = acc;
-  FK_INLINE static ivec requant(const acc& a, const int32_t* bias, const float* m) {
+  FK_INLINE static ivec requant(const acc& a, const rq& p) {
     ivec q;
     for (int o = 0; o < W; ++o) {
-      float f = static_cast<float>(a.v[o] + bias[o]) * m[o];
+      float f = static_cast<float>(a.v[o] + p.bias[o]) * p.m[o];
       f = f > 0.f ? (f < 255.f ? f : 255.f) : 0.f;
       q.v[o] = static_cast<int32_t>(__builtin_rintf(f));  // round half to even
     }
     return q;
   }
-  // The first n lanes of q (each in [0, 255]) as bytes at dst.
-  FK_INLINE static void store_bytes(uint8_t* dst, const ivec& q, int n) {
+  // The same as bytes, the first n lanes at dst.
+  FK_INLINE static void store_requant(uint8_t* dst, const acc& a, const rq& p, int n) {
+    const ivec q = requant(a, p);
     for (int o = 0; o < n; ++o) dst[o] = static_cast<uint8_t>(q.v[o]);
   }
   // sum[o] += q[o], o < W.
