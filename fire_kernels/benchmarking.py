@@ -181,7 +181,16 @@ CANDIDATES = {
     "fused_network": "fuse_network (Fires, stem, pools, classifier fused), NCHW input",
     "onnxruntime": "ONNX Runtime's CPU execution provider, its default settings (dense)",
     "csr": "torch.sparse CSR: 1x1 convs as CSR @ activations, the 3x3 as CSR @ im2col",
+    "quantized_network": "quantize_network: int8 stem, Fires and classifier (static, "
+                         "calibrated), NCHW float input",
+    "onnxruntime_int8": "ONNX Runtime int8: quantize_static (QOperator, per-channel int8 "
+                        "weights, uint8 activations, same calibration), its default settings",
+    "torch_int8": "PyTorch int8: torch.ao FX static quantization, x86 backend, its default "
+                  "qconfig mapping, same calibration",
 }
+
+#: Candidates whose results are int8 approximations of the float model's.
+INT8_CANDIDATES = ("quantized_network", "onnxruntime_int8", "torch_int8")
 
 
 def onnx_session(model: nn.Module, x: torch.Tensor, threads: int, *,
@@ -241,6 +250,75 @@ class CsrFire:
         return torch.cat([e1, e3]).reshape(-1, n, h, w).transpose(0, 1)
 
 
+def onnx_int8_session(model: nn.Module, x: torch.Tensor, threads: int,
+                      calibration: Sequence[torch.Tensor]) -> Callable[[], object] | None:
+    """``model(x)`` in ONNX Runtime int8, as its users quantize for a CPU: the exported
+    model pre-processed (``quant_pre_process``) and statically quantized from
+    ``calibration`` (QOperator format, per-channel int8 weights, uint8 activations);
+    the session as :func:`onnx_session`'s. None without onnxruntime."""
+    try:
+        import onnxruntime as ort
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        return None
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"x": c.contiguous().numpy()} for c in calibration])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exported, prepared, quantized = (str(Path(tmp, n)) for n in ("f.onnx", "p.onnx", "q.onnx"))
+        torch.onnx.export(model, (x,), exported, dynamo=False, opset_version=17,
+                          input_names=["x"], dynamic_axes={"x": {0: "n"}})
+        quant_pre_process(exported, prepared)
+        quantize_static(prepared, quantized, Reader(), quant_format=QuantFormat.QOperator,
+                        per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(quantized, opts, providers=["CPUExecutionProvider"])
+    feed = {"x": x.contiguous().numpy()}
+    return lambda: session.run(None, feed)
+
+
+def torch_int8_model(model: nn.Module, x: torch.Tensor,
+                     calibration: Sequence[torch.Tensor]) -> nn.Module:
+    """``model`` statically quantized by PyTorch's own tools, as its users do for a
+    CPU: torch.ao FX with the x86 backend's default qconfig mapping, calibrated on
+    ``calibration``."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "x86"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(copy.deepcopy(model).eval(), get_default_qconfig_mapping("x86"),
+                              example_inputs=(x,))
+        with torch.no_grad():
+            for batch in calibration:
+                prepared(batch)
+        return convert_fx(prepared)
+
+
+def calibration_batches(n: int = 4, batch: int = 4, size: int = 224) -> list[torch.Tensor]:
+    """The images every int8 candidate is calibrated on (seeded): ``n`` batches."""
+    g = torch.Generator().manual_seed(1234)
+    return [torch.randn(batch, 3, size, size, generator=g) for _ in range(n)]
+
+
 def fused_copy(model: nn.Module, sparse="auto") -> nn.Module:
     """A copy of `model` (a Fire, or any model with Fires) whose Fires are FusedFire
     with the given ``sparse`` mode."""
@@ -258,10 +336,12 @@ def fused_copy(model: nn.Module, sparse="auto") -> nn.Module:
 
 
 def make_candidates(
-    model: nn.Module, x: torch.Tensor, names: Iterable[str], threads: int
+    model: nn.Module, x: torch.Tensor, names: Iterable[str], threads: int,
+    calibration: Sequence[torch.Tensor] | None = None,
 ) -> dict[str, Callable[[], object]]:
     """name -> zero-argument callable for each of ``names`` (keys of CANDIDATES)
-    that can run here (onnxruntime needs the package, csr a single Fire)."""
+    that can run here (onnxruntime needs the package, csr a single Fire). The int8
+    candidates are calibrated on ``calibration`` (default :func:`calibration_batches`)."""
     from .reference import Fire
 
     cl = torch.channels_last
@@ -299,6 +379,18 @@ def make_candidates(
                 runs[name] = session
         elif name == "csr" and isinstance(model, Fire):
             runs[name] = lambda f=CsrFire(model): f(x)
+        elif name in INT8_CANDIDATES:
+            calibration = calibration_batches() if calibration is None else calibration
+            if name == "quantized_network":
+                from .quantized import quantize_network
+
+                runs[name] = lambda m=quantize_network(copy.deepcopy(model), calibration): m(x)
+            elif name == "torch_int8":
+                runs[name] = lambda m=torch_int8_model(model, x, calibration): m(x)
+            else:
+                session = onnx_int8_session(model, x, threads, calibration)
+                if session is not None:
+                    runs[name] = session
     return runs
 
 
@@ -312,24 +404,35 @@ def _frozen_compile(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
     return lambda: compiled(x)
 
 
-def time_checked(
-    model: nn.Module, x: torch.Tensor, runs: Mapping[str, Callable[[], object]], repeats: int,
-    *, pause: float | None = None,
-) -> dict[str, float]:
-    """Checks every candidate against ``model(x)`` (relative error 1e-3), then times
-    them interleaved: name -> median seconds. ``pause`` (seconds before each timed
-    call) defaults to :data:`SPIN_PAUSE` when ONNX Runtime is a candidate, else none."""
-    if pause is None:
-        pause = SPIN_PAUSE if "onnxruntime" in runs else 0.0
+def relative_errors(model: nn.Module, x: torch.Tensor, runs: Mapping[str, Callable[[], object]],
+                    floor: float = 1.0) -> dict[str, float]:
+    """name -> each candidate's largest deviation from ``model(x)``, relative to the
+    largest output (or to ``floor`` if that is larger)."""
+    errors = {}
     with torch.inference_mode():
         expected = model(x)
-        scale = max(expected.abs().max().item(), 1.0)
+        scale = max(expected.abs().max().item(), floor, torch.finfo(torch.float32).tiny)
         for name, fn in runs.items():
             out = fn()
             out = torch.as_tensor(out[0]) if isinstance(out, list) else out
-            err = (out - expected).abs().max().item() / scale
-            if err > 1e-3:
-                raise AssertionError(f"{name} disagrees with eager PyTorch: rel. error {err:.1e}")
+            errors[name] = (out - expected).abs().max().item() / scale
+    return errors
+
+
+def time_checked(
+    model: nn.Module, x: torch.Tensor, runs: Mapping[str, Callable[[], object]], repeats: int,
+    *, pause: float | None = None, tolerance: float = 1e-3,
+) -> dict[str, float]:
+    """Checks every candidate against ``model(x)`` (relative error ``tolerance``: int8
+    candidates need a looser one), then times them interleaved: name -> median seconds.
+    ``pause`` (seconds before each timed call) defaults to :data:`SPIN_PAUSE` when ONNX
+    Runtime is a candidate, else none."""
+    if pause is None:
+        pause = SPIN_PAUSE if any(name.startswith("onnxruntime") for name in runs) else 0.0
+    for name, err in relative_errors(model, x, runs).items():
+        if err > tolerance:
+            raise AssertionError(f"{name} disagrees with eager PyTorch: rel. error {err:.1e}")
+    with torch.inference_mode():
         times = interleaved_medians(list(runs.values()), repeats=repeats, pause=pause)
     return dict(zip(runs, times))
 
