@@ -79,31 +79,71 @@ bool small_pairs(const at::Tensor& packed) {
   return fits;
 }
 
-// dst[i] = int8_reference.quantize_activation(src[i], scale, zp): src / scale,
-// rounded half to even (cvtps2dq in the default rounding mode), plus zp,
-// clamped to [0, 255], NaN to 0. The clamp is taken on the float, to
-// [-zp, 255 - zp], before the conversion (which turns out-of-range values
-// into INT_MIN); maxps returns its second operand, -zp, for a NaN. SSE2,
-// which every x86-64 CPU has: GCC does not vectorize the plain loop (it
-// cannot turn NaN-aware comparisons into maxps/minps).
-void quantize_range(const float* src, uint8_t* dst, int64_t n, float scale, int zp) {
-  const __m128 s = _mm_set1_ps(scale), lo = _mm_set1_ps(static_cast<float>(-zp));
-  const __m128 hi = _mm_set1_ps(static_cast<float>(255 - zp));
-  const __m128i z = _mm_set1_epi32(zp);
-  const auto quads = [&](const float* p) {
-    const __m128 f = _mm_min_ps(_mm_max_ps(_mm_div_ps(_mm_loadu_ps(p), s), lo), hi);
-    return _mm_add_epi32(_mm_cvtps_epi32(f), z);
-  };
+// int8_reference.quantize_activation(x, scale, zp): x / scale, rounded half to
+// even (cvtps2dq in the default rounding mode), plus zp, clamped to [0, 255],
+// NaN to 0. The clamp is taken on the float, to [-zp, 255 - zp], before the
+// conversion (which turns out-of-range values into INT_MIN); maxps returns its
+// second operand, -zp, for a NaN. SSE2, which every x86-64 CPU has: GCC does
+// not vectorize the plain loop (it cannot turn NaN-aware comparisons into
+// maxps/minps).
+struct Quantizer {
+  __m128 scale, lo, hi;
+  __m128i zp;
+  Quantizer(float s, int z)
+      : scale(_mm_set1_ps(s)),
+        lo(_mm_set1_ps(static_cast<float>(-z))),
+        hi(_mm_set1_ps(static_cast<float>(255 - z))),
+        zp(_mm_set1_epi32(z)) {}
+  // Four floats at p as int32 lanes in [0, 255].
+  __m128i four(const float* p) const {
+    const __m128 f = _mm_min_ps(_mm_max_ps(_mm_div_ps(_mm_loadu_ps(p), scale), lo), hi);
+    return _mm_add_epi32(_mm_cvtps_epi32(f), zp);
+  }
+  uint8_t one(float v) const {
+    const __m128 f = _mm_min_ss(_mm_max_ss(_mm_div_ss(_mm_set_ss(v), scale), lo), hi);
+    return static_cast<uint8_t>(_mm_cvtss_si32(f) + _mm_cvtsi128_si32(zp));
+  }
+};
+
+// dst[i] = the quantized src[i], i < n.
+void quantize_range(const float* src, uint8_t* dst, int64_t n, const Quantizer& q) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const __m128i a = _mm_packs_epi32(quads(src + i), quads(src + i + 4));
-    const __m128i b = _mm_packs_epi32(quads(src + i + 8), quads(src + i + 12));
+    const __m128i a = _mm_packs_epi32(q.four(src + i), q.four(src + i + 4));
+    const __m128i b = _mm_packs_epi32(q.four(src + i + 8), q.four(src + i + 12));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm_packus_epi16(a, b));
   }
-  for (; i < n; ++i) {
-    const __m128 f = _mm_div_ss(_mm_set_ss(src[i]), s);
-    dst[i] = static_cast<uint8_t>(_mm_cvtss_si32(_mm_min_ss(_mm_max_ss(f, lo), hi)) + zp);
-  }
+  for (; i < n; ++i) dst[i] = q.one(src[i]);
+}
+
+// The float image x (N, C, H, W), any strides, quantized straight into the
+// kernels' layout: uint8 [N][H][W][C4], the channels past C zero (their
+// weights are). An RGB(A) image with unit-stride rows goes four pixels a step,
+// a pixel's channels interleaved into its 32-bit lane.
+at::Tensor quantize_image(const at::Tensor& x, const Quantizer& q, int64_t C4) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  at::Tensor out = at::empty({N, H, W, C4}, x.options().dtype(at::kByte));
+  const float* src = x.data_ptr<float>();
+  uint8_t* dst = out.data_ptr<uint8_t>();
+  const int64_t sn = x.stride(0), sc = x.stride(1), sh = x.stride(2), sw = x.stride(3);
+  const bool fours = C4 == kInt8Quad && sw == 1;
+  at::parallel_for(0, N * H, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const float* in = src + row / H * sn + row % H * sh;
+      uint8_t* o = dst + row * W * C4;
+      int64_t px = 0;
+      for (; fours && px + 4 <= W; px += 4) {
+        __m128i pixels = _mm_setzero_si128();
+        for (int64_t c = 0; c < C; ++c)
+          pixels = _mm_or_si128(pixels, _mm_slli_epi32(q.four(in + c * sc + px), 8 * c));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + px * C4), pixels);
+      }
+      for (; px < W; ++px)
+        for (int64_t c = 0; c < C4; ++c)
+          o[px * C4 + c] = c < C ? q.one(in[c * sc + px * sw]) : 0;
+    }
+  });
+  return out;
 }
 
 // The current path's kernels, or the exact AVX2 ones where they would saturate
@@ -114,6 +154,19 @@ const Int8Kernel& kernel_for(std::initializer_list<const at::Tensor*> weights) {
   for (const at::Tensor* w : weights)
     if (!small_pairs(*w)) return kInt8Avx2Wide;
   return chosen;
+}
+
+// Work items of N images of `rows` rows: bands of *band_rows rows, *bands an
+// image. At least `min_bands` (what keeps a band's scratch in L2), and as many
+// items as it takes for every thread to get the same number (a third band on
+// two threads would leave one idle half the time), within one row a band.
+void split_rows(int64_t N, int64_t rows, int64_t min_bands, int64_t* band_rows, int64_t* bands) {
+  const int64_t threads = at::get_num_threads();
+  int64_t b = std::max(min_bands, N >= threads ? 1 : (threads + N - 1) / N);
+  while ((N * b) % threads != 0 && b < rows) ++b;
+  b = std::min(b, std::max<int64_t>(rows, 1));
+  *band_rows = (rows + b - 1) / b;
+  *bands = (rows + *band_rows - 1) / *band_rows;
 }
 
 // This thread's scratch of at least `bytes` bytes, kept between calls.
@@ -213,14 +266,7 @@ at::Tensor fire_int8_cpu(const at::Tensor& x, const at::Tensor& squeeze,
   a.expand1x1 = bind(expand1x1, expand1x1_bias, expand1x1_multiplier);
   a.expand3x3 = bind(expand3x3, expand3x3_bias, expand3x3_multiplier);
   a.out = out.data_ptr<uint8_t>();
-  // Bands of rows: enough for every thread when the images are fewer than the
-  // threads, and small enough that a band's squeeze stays in L2.
-  const int64_t threads = at::get_num_threads();
-  int64_t bands = N >= threads ? 1 : (threads + N - 1) / N;
-  const int64_t row_bytes = (W + 2) * a.Sp;
-  bands = std::max(bands, (H + 2) * row_bytes / kBandBytes + 1);
-  a.band_rows = (H + std::min(bands, H) - 1) / std::min(bands, H);
-  a.bands = (H + a.band_rows - 1) / a.band_rows;
+  split_rows(N, H, (H + 2) * (W + 2) * a.Sp / kBandBytes + 1, &a.band_rows, &a.bands);
   const Int8Kernel& kernel = kernel_for({&squeeze, &expand1x1, &expand3x3});
   const int64_t scratch_bytes = int8_scratch_bytes(a);
   at::parallel_for(0, N * a.bands, 1, [&](int64_t begin, int64_t end) {
@@ -267,10 +313,12 @@ at::Tensor head_int8_cpu(const at::Tensor& x, const at::Tensor& weight, const at
 
 at::Tensor stem_int8_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                          const at::Tensor& multiplier, int64_t out_channels, int64_t kernel,
-                         int64_t stride, int64_t input_zero_point, int64_t pool_kernel,
-                         int64_t pool_stride, bool pool_ceil_mode) {
-  TORCH_CHECK_TYPE(x.scalar_type() == at::kByte, "stem_int8: expected a uint8 input, got ",
-                   x.scalar_type());
+                         int64_t stride, double input_scale, int64_t input_zero_point,
+                         int64_t pool_kernel, int64_t pool_stride, bool pool_ceil_mode) {
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kByte || x.scalar_type() == at::kFloat,
+                   "stem_int8: expected a float32 or uint8 input, got ", x.scalar_type());
+  TORCH_CHECK_VALUE(input_scale > 0.0 && input_scale < std::numeric_limits<float>::infinity(),
+                    "stem_int8: expected a positive finite input scale, got ", input_scale);
   TORCH_CHECK_VALUE(x.dim() == 4, "stem_int8: expected a 4-D input (N, C, H, W), got ", x.dim(),
                     "-D");
   TORCH_CHECK_VALUE(x.device().is_cpu(), "stem_int8: expected a CPU input");
@@ -300,29 +348,30 @@ at::Tensor stem_int8_cpu(const at::Tensor& x, const at::Tensor& weight, const at
                     a.conv_h, "x", a.conv_w, " conv output");
   a.pool_kernel = pool_kernel, a.pool_stride = pool_stride;
   a.out_h = pooled_size(a.conv_h, pool), a.out_w = pooled_size(a.conv_w, pool);
-  at::Tensor out =
-      at::empty({N, O, a.out_h, a.out_w}, x.options(), at::MemoryFormat::ChannelsLast);
+  at::Tensor out = at::empty({N, O, a.out_h, a.out_w}, x.options().dtype(at::kByte),
+                             at::MemoryFormat::ChannelsLast);
   if (N == 0) return out;
-  const at::Tensor xk = kernel_input(x, C4);
+  const at::Tensor xk =
+      x.scalar_type() == at::kFloat
+          ? quantize_image(x, Quantizer(static_cast<float>(input_scale),
+                                        static_cast<int>(input_zero_point)),
+                           C4)
+          : kernel_input(x, C4);
   // The input's zero point folded into the bias: sum_k w (x - zp) = sum_k w x - zp sum_k w,
-  // exact without padding.
-  const at::Tensor weight_sums =
-      weight.view({Op / kInt8Panel, k * k * C4 / kInt8Quad, kInt8Panel, kInt8Quad})
-          .to(at::kLong)
-          .sum({1, 3})
-          .reshape({Op});
-  const at::Tensor folded32 = bias.to(at::kLong).sub(weight_sums.mul(input_zero_point)).to(at::kInt);
+  // exact without padding. Packed weight i belongs to output channel
+  // i / (taps * C4 * 16) * 16 + i / 4 % 16.
+  std::vector<int32_t> folded(bias.data_ptr<int32_t>(), bias.data_ptr<int32_t>() + Op);
+  const int8_t* w = weight.data_ptr<int8_t>();
+  const int64_t panel_bytes = k * k * C4 * kInt8Panel;
+  for (int64_t i = 0; i < weight.numel(); ++i)
+    folded[i / panel_bytes * kInt8Panel + i / kInt8Quad % kInt8Panel] -=
+        static_cast<int32_t>(input_zero_point) * w[i];
   a.x = xk.data_ptr<uint8_t>();
-  a.conv = {weight.data_ptr<int8_t>(), folded32.data_ptr<int32_t>(), multiplier.data_ptr<float>()};
+  a.conv = {w, folded.data(), multiplier.data_ptr<float>()};
   a.out = out.data_ptr<uint8_t>();
-  // Bands of output rows: enough for every thread when the images are fewer
-  // than the threads, and small enough that a band's conv rows stay in L2.
-  const int64_t threads = at::get_num_threads();
-  const int64_t per_thread = N >= threads ? 1 : (threads + N - 1) / N;
   const int64_t fit = std::max<int64_t>(
       1, (kBandBytes / (a.conv_w * Op) - pool_kernel) / pool_stride + 1);
-  a.band_rows = std::min(fit, (a.out_h + per_thread - 1) / per_thread);
-  a.bands = (a.out_h + a.band_rows - 1) / a.band_rows;
+  split_rows(N, a.out_h, (a.out_h + fit - 1) / fit, &a.band_rows, &a.bands);
   const Int8Kernel& kernels = kernel_for({&weight});
   const int64_t scratch_bytes = int8_stem_conv_rows(a, a.band_rows) * a.conv_w * Op;
   at::parallel_for(0, N * a.bands, 1, [&](int64_t begin, int64_t end) {
@@ -344,9 +393,9 @@ at::Tensor quantize_uint8_cpu(const at::Tensor& x, double scale, int64_t zero_po
   at::Tensor out = at::empty(x.sizes(), x.options().dtype(at::kByte), format);
   const float* src = xc.data_ptr<float>();
   uint8_t* dst = out.data_ptr<uint8_t>();
-  const float s = static_cast<float>(scale);
+  const Quantizer q(static_cast<float>(scale), static_cast<int>(zero_point));
   at::parallel_for(0, xc.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
-    quantize_range(src + begin, dst + begin, end - begin, s, static_cast<int>(zero_point));
+    quantize_range(src + begin, dst + begin, end - begin, q);
   });
   return out;
 }

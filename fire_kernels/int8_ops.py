@@ -14,9 +14,11 @@
   uint8 at ``output_scale``, summed exactly, scaled once; bit for bit
   :func:`fire_kernels.int8_reference.head_int8_reference` (CPU; inference only).
 * ``stem_int8``: a network's first layer in int8, conv k x k stride s (no padding) +
-  ReLU + max pool, on a uint8 input with a zero point (an image need not follow a
-  ReLU), uint8 channels-last out; bit for bit
-  :func:`fire_kernels.int8_reference.stem_int8_reference` (CPU; inference only).
+  ReLU + max pool, uint8 channels-last out, on an image: float32, quantized here (as
+  ``quantize_uint8`` with ``input_scale`` and ``input_zero_point``, straight into the
+  kernel's layout), or uint8 quantized with ``input_zero_point`` (an image need not
+  follow a ReLU); bit for bit :func:`fire_kernels.int8_reference.stem_int8_reference`
+  of the quantized image (CPU; inference only).
 * ``quantize_uint8``: a float32 tensor as uint8 with a zero point, in its memory
   format: :func:`fire_kernels.int8_reference.quantize_activation` bit for bit.
 """
@@ -43,8 +45,8 @@ _lib.define(
 _lib.define("head_int8(Tensor x, Tensor weight, Tensor bias, Tensor multiplier, "
             "int out_channels, float output_scale) -> Tensor")
 _lib.define("stem_int8(Tensor x, Tensor weight, Tensor bias, Tensor multiplier, "
-            "int out_channels, int kernel, int stride, int input_zero_point, int pool_kernel=1, "
-            "int pool_stride=1, bool pool_ceil_mode=False) -> Tensor")
+            "int out_channels, int kernel, int stride, float input_scale, int input_zero_point, "
+            "int pool_kernel=1, int pool_stride=1, bool pool_ceil_mode=False) -> Tensor")
 _lib.define("quantize_uint8(Tensor x, float scale, int zero_point=0) -> Tensor")
 
 
@@ -102,16 +104,16 @@ inference_only("head_int8")
 
 
 @torch.library.register_fake("fire_kernels::stem_int8")
-def _stem_int8_fake(x, weight, bias, multiplier, out_channels, kernel, stride, input_zero_point,
-                    pool_kernel=1, pool_stride=1, pool_ceil_mode=False):
-    if x.dtype != torch.uint8:
-        raise TypeError(f"stem_int8: expected a uint8 input, got {x.dtype}")
+def _stem_int8_fake(x, weight, bias, multiplier, out_channels, kernel, stride, input_scale,
+                    input_zero_point, pool_kernel=1, pool_stride=1, pool_ceil_mode=False):
+    if x.dtype not in (torch.float32, torch.uint8):
+        raise TypeError(f"stem_int8: expected a float32 or uint8 input, got {x.dtype}")
     if x.dim() != 4:
         raise ValueError(f"stem_int8: expected a 4-D input (N, C, H, W), got {x.dim()}-D")
     conv_h, conv_w = ((size - kernel) // stride + 1 for size in x.shape[2:])
     pool = (pool_kernel, pool_stride, pool_ceil_mode)
     return torch.empty((x.shape[0], out_channels, pooled_size(conv_h, *pool),
-                        pooled_size(conv_w, *pool)), dtype=x.dtype, device=x.device,
+                        pooled_size(conv_w, *pool)), dtype=torch.uint8, device=x.device,
                        memory_format=torch.channels_last)
 
 
@@ -152,11 +154,12 @@ def head_int8(xq: Tensor, head) -> Tensor:
                                             c.weight.shape[0], head.output_scale)
 
 
-def stem_int8(xq: Tensor, stem) -> Tensor:
+def stem_int8(x: Tensor, stem) -> Tensor:
     """The int8 stem of a :class:`~fire_kernels.int8_reference.QuantizedStem` on the
-    uint8 input ``xq`` (packs its conv on every call, as :func:`fire_int8`)."""
+    image ``x``, float32 or quantized uint8 (packs its conv on every call, as
+    :func:`fire_int8`)."""
     c = stem.conv
     return torch.ops.fire_kernels.stem_int8(
-        xq, *pack_int8(c.weight, c.bias, c.multiplier), c.weight.shape[0], c.weight.shape[2],
-        stem.stride, stem.input_zero_point, *stem.pool)
+        x, *pack_int8(c.weight, c.bias, c.multiplier), c.weight.shape[0], c.weight.shape[2],
+        stem.stride, stem.input_scale, stem.input_zero_point, *stem.pool)
 

@@ -340,21 +340,19 @@ class QuantizedStem(_Int8Module):
     def _kernel_args(self) -> list:
         stem = self.arithmetic()
         w = stem.conv.weight
-        return [*_pack(stem.conv), w.shape[0], w.shape[2], stem.stride, stem.input_zero_point,
-                *stem.pool]
+        return [*_pack(stem.conv), w.shape[0], w.shape[2], stem.stride, stem.input_scale,
+                stem.input_zero_point, *stem.pool]
 
     def forward(self, x: Tensor) -> Tensor:
         if not x.is_floating_point():
             raise TypeError(f"QuantizedStem expected a float input, got {x.dtype}")
-        prepared = self._prepared() if self._runs_kernel(x) else None
-        zero_point = int(self.input_zero_point)
-        xq = quantize_activation(x, prepared.input_scale if prepared else float(self.input_scale),
-                                 zero_point)
-        if prepared is not None:
-            out = torch.ops.fire_kernels.stem_int8(xq, *prepared.args)
-        else:
-            out = q8.stem_int8_reference(xq, self.arithmetic())
-        return self._handed_on(out, prepared)
+        if self._runs_kernel(x) and x.dtype == torch.float32:
+            # The kernel quantizes the image itself, into its own layout.
+            prepared = self._prepared()
+            return self._handed_on(torch.ops.fire_kernels.stem_int8(x, *prepared.args), prepared)
+        stem = self.arithmetic()
+        xq = q8.quantize_activation(x, stem.input_scale, stem.input_zero_point)
+        return self._handed_on(q8.stem_int8_reference(xq, stem), None)
 
     def to_fused(self) -> FusedConvReluMaxPool:
         """The float stem of the dequantized weights."""

@@ -177,6 +177,25 @@ def test_stem_matches_the_reference(int8_path, case, weight_bits):
         assert 0 < int(ref.float().mean()) < 255  # neither all clamped nor all zero
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+@pytest.mark.parametrize("channels", [3, 1, 4, 5])
+def test_stem_quantizes_a_float_image_itself(int8_path, channels, layout):
+    """A float image goes straight into the kernel's layout, quantized as
+    quantize_activation does (four pixels a step for up to four channels with unit-stride
+    rows, one value at a time otherwise): the same bytes as quantizing first."""
+    g = torch.Generator().manual_seed(channels)
+    x = torch.randn(2, channels, 15, 13, generator=g) * 2
+    x[0, 0, 0, :3] = torch.tensor([float("nan"), 1e9, -1e9])
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "strided":
+        x = torch.cat([x, x], 3)[..., ::2]
+    stem = q8.quantize_stem(torch.randn(8, channels, 3, 3, generator=g), torch.randn(8, generator=g),
+                            0.02, 100, 0.05, 2, (3, 2, True))
+    ref = q8.stem_int8_reference(q8.quantize_activation(x, stem.input_scale, 100), stem)
+    assert torch.equal(stem_int8(x, stem), ref)
+
+
 def test_paths_are_listed_and_forced():
     C = fk._extension.C
     paths = C.available_int8_paths()
@@ -213,11 +232,11 @@ def test_bad_arguments_raise():
     stem_packs = pack_int8(torch.zeros(4, 8, 3, 3, dtype=torch.int8), fire.squeeze.bias,
                            fire.squeeze.multiplier)
     with pytest.raises(ValueError, match="kernel does not fit"):
-        torch.ops.fire_kernels.stem_int8(xq[..., :2, :], *stem_packs, 4, 3, 1, 0)
+        torch.ops.fire_kernels.stem_int8(xq[..., :2, :], *stem_packs, 4, 3, 1, 0.1, 0)
     with pytest.raises(ValueError, match="zero point in"):
-        torch.ops.fire_kernels.stem_int8(xq, *stem_packs, 4, 3, 1, 256)
+        torch.ops.fire_kernels.stem_int8(xq, *stem_packs, 4, 3, 1, 0.1, 256)
     with pytest.raises(ValueError, match="pool does not fit"):
-        torch.ops.fire_kernels.stem_int8(xq, *stem_packs, 4, 3, 1, 0, 3, 2, False)
+        torch.ops.fire_kernels.stem_int8(xq, *stem_packs, 4, 3, 1, 0.1, 0, 3, 2, False)
     head_packs = pack_int8(fire.squeeze.weight, fire.squeeze.bias, fire.squeeze.multiplier)
     with pytest.raises(ValueError, match="head_int8: weight expected packed int8 weights"):
         torch.ops.fire_kernels.head_int8(xq, *head_packs, 20, 0.1)
@@ -246,7 +265,8 @@ def test_opcheck():
         if min(xq.shape[2:]) >= 4:
             torch.library.opcheck(torch.ops.fire_kernels.stem_int8.default,
                                   (xq, *pack_int8(stem.conv.weight, stem.conv.bias,
-                                                  stem.conv.multiplier), 4, 3, 1, 7, 2, 2, True))
+                                                  stem.conv.multiplier), 4, 3, 1, 0.1, 7, 2, 2,
+                                   True))
         head = q8.quantize_head(torch.randn(5, 10, 1, 1), None, 0.1, 0.2)
         torch.library.opcheck(torch.ops.fire_kernels.head_int8.default,
                               (xq, *pack_int8(head.conv.weight, head.conv.bias,
