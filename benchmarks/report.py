@@ -9,6 +9,8 @@ the benchmarks printed.
 The rows used are those of one commit (``--commit``; by default the newest commit
 whose rows hold a complete bench_cpu run): a figure is the geomean over the 16 Fire
 layers (or one network's ratio) per run, and a range ``a-b`` spans that commit's runs.
+The int8 tables (between their own markers) come from the newest commit with
+bench_network's int8 rows, named beside them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ RESULTS = Path(__file__).with_name("results.csv")
 README = ROOT / "README.md"
 RESULTS_MD = Path(__file__).with_name("RESULTS.md")
 BEGIN, END = "<!-- results:begin (benchmarks/report.py) -->", "<!-- results:end -->"
+INT8_BEGIN, INT8_END = "<!-- int8:begin (benchmarks/report.py) -->", "<!-- int8:end -->"
+INT8 = ("quantized_network", "onnxruntime_int8", "torch_int8")
+NETWORKS = ("squeezenet1_1", "squeezenet1_0")
 BATCHES = ("1", "16")
 
 
@@ -215,12 +220,74 @@ def result_tables(rows: list[dict[str, str]]) -> str:
     return "\n".join(out).rstrip()
 
 
-def replace_between(text: str, body: str, path: Path) -> str:
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{path} has no {BEGIN} ... {END} section")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{body}\n{END}{tail}"
+def newest_int8_commit(rows: list[dict[str, str]]) -> str | None:
+    """The newest clean commit with bench_network's int8 rows, if any."""
+    runs = sorted({(r["run_id"], r["commit"]) for r in rows
+                   if r["benchmark"] == "bench_network" and r["dtype"] == "int8"
+                   and not r["commit"].endswith("-dirty")}, reverse=True)
+    return runs[0][1] if runs else None
+
+
+def _int8_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [r for r in rows if r["benchmark"] == "bench_network" and r["dtype"] == "int8"]
+
+
+def int8_readme(rows: list[dict[str, str]], commit: str) -> str:
+    runs = Runs(_int8_rows(rows))
+    lines = [f"int8, `quantize_network` (stem, Fires and classifier), commit {commit}, "
+             f"{len(runs.seconds)} run(s) of `bench_network.py`, every peer calibrated on the "
+             "same images; ratios of the peer's time to ours:", "",
+             "| | batch 1 | batch 16 |", "|---|---|---|"]
+    for name, label in zip(NETWORKS, ("SqueezeNet 1.1", "SqueezeNet 1.0")):
+        for sparsity, structure, weights in (("0", "dense", ""),
+                                             ("90", "unstructured", " pruned 90 %")):
+            for base, peer in (("onnxruntime_int8", "ONNX Runtime int8"),
+                               ("torch_int8", "PyTorch int8")):
+                cells = [_span(runs.ratios(base, "quantized_network", b, workloads=(name,),
+                                           sparsity=sparsity, structure=structure))
+                         for b in BATCHES]
+                lines.append(f"| {label}{weights} int8 vs {peer} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def int8_tables(rows: list[dict[str, str]], commit: str) -> str:
+    """RESULTS.md's int8 tables: median ms and ratios per network, batch and pruning,
+    and each candidate's error against the float model."""
+    rows = _int8_rows(rows)
+    runs = Runs(rows)
+    out = [f"Commit {commit}, {len(runs.seconds)} run(s) of `bench_network.py --sections int8`.",
+           ""]
+    for sparsity, structure in (("0", "dense"), ("90", "unstructured")):
+        keys = [(w, b, sparsity, structure) for w in NETWORKS for b in BATCHES]
+        out += _table(
+            f"int8 whole networks, weights {structure}"
+            + ("" if structure == "dense" else " (90 % pruned, every convolution but the stem)")
+            + ": median ms; ratios = peer time / quantize_network's.",
+            keys, _medians(runs, keys), INT8,
+            {"vs ONNX Runtime int8": ("onnxruntime_int8", "quantized_network"),
+             "vs PyTorch int8": ("torch_int8", "quantized_network")})
+    errors: dict = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["metric"] == "rel_error":
+            errors[(r["workload"], r["batch"], r["structure"])][r["candidate"]].append(
+                float(r["value"]))
+    out += ["Largest deviation from the float model's output, relative to its largest output "
+            "(median over the runs):", "",
+            "| workload | batch | weights | " + " | ".join(INT8) + " |",
+            "|---|---|---|" + "---|" * len(INT8)]
+    for key in sorted(errors, key=lambda k: (NETWORKS.index(k[0]), int(k[1]), k[2])):
+        cells = [f"{sorted(v)[len(v) // 2]:.4f}" if (v := errors[key].get(c)) else ""
+                 for c in INT8]
+        out.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + " |")
+    return "\n".join(out).rstrip()
+
+
+def replace_between(text: str, body: str, path: Path, begin: str = BEGIN, end: str = END) -> str:
+    if begin not in text or end not in text:
+        raise SystemExit(f"{path} has no {begin} ... {end} section")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{body}\n{end}{tail}"
 
 
 def main() -> int:
@@ -230,13 +297,20 @@ def main() -> int:
     parser.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 if the README or RESULTS.md differ")
     args = parser.parse_args()
-    rows = read_rows(args.csv)
-    commit = args.commit or newest_complete_commit(rows)
-    rows = [r for r in rows if r["commit"] == commit]
+    all_rows = read_rows(args.csv)
+    commit = args.commit or newest_complete_commit(all_rows)
+    rows = [r for r in all_rows if r["commit"] == commit]
+    int8_commit = newest_int8_commit(all_rows)
+    int8 = [r for r in all_rows if r["commit"] == int8_commit]
     stale = []
-    for path, body in ((README, readme_table(rows, commit)), (RESULTS_MD, result_tables(rows))):
+    for path, body, int8_body in (
+        (README, readme_table(rows, commit), int8_commit and int8_readme(int8, int8_commit)),
+        (RESULTS_MD, result_tables(rows), int8_commit and int8_tables(int8, int8_commit)),
+    ):
         text = path.read_text()
         new = replace_between(text, body, path)
+        if int8_body:
+            new = replace_between(new, int8_body, path, INT8_BEGIN, INT8_END)
         if new != text:
             stale.append(path)
             if not args.check:

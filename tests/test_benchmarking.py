@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import fire_kernels as fk
+from fire_kernels import benchmarking
 from fire_kernels.benchmarking import (
     FIELDS,
     _commit,
@@ -91,3 +92,20 @@ def test_commit_is_dirty_with_changed_code_not_with_new_results(tmp_path):
     assert _commit(tmp_path) == clean
     (tmp_path / "code.py").write_text("x = 2\n")
     assert _commit(tmp_path) == clean + "-dirty"
+
+
+@pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
+def test_int8_candidates_run_and_stay_close_to_the_float_model():
+    """bench_network's int8 section: ours, ONNX Runtime int8 (if installed) and PyTorch
+    int8, each calibrated on the same images, close to the float model; their errors
+    are what relative_errors reports."""
+    torch.manual_seed(0)
+    model = fk.squeezenet1_1(num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    calibration = benchmarking.calibration_batches(n=2, batch=2, size=64)
+    runs = benchmarking.make_candidates(model, x, benchmarking.INT8_CANDIDATES, 2, calibration)
+    assert {"quantized_network", "torch_int8"} <= set(runs)
+    errors = benchmarking.relative_errors(model, x, runs, floor=0.0)
+    assert all(0.0 < e < 0.1 for e in errors.values()), errors
+    times = benchmarking.time_checked(model, x, runs, 2, pause=0.0, tolerance=0.1)
+    assert set(times) == set(runs) and all(t > 0 for t in times.values())
