@@ -37,7 +37,11 @@ bool cpu_has(Int8Path path) {
       return __builtin_cpu_supports("avx512vnni");
 #endif
     case Int8Path::kAvxVnni:
+#ifdef FK_EMULATE_AVX512
+      return true;  // SIMDe's 256-bit vpdpbusd (the emulated test build)
+#else
       return __builtin_cpu_supports("avxvnni");
+#endif
     case Int8Path::kAvx2:
     case Int8Path::kPortable:
       return true;

@@ -136,7 +136,9 @@ struct QVecAvx2Wide : QVec256 {
   }
 };
 
-// Its member functions compile only where used: under int8_kernel_avx_vnni.cpp's target.
+// Only where int8_kernel_avx_vnni.cpp defines FK_DPBUSD256: its 256-bit vpdpbusd
+// (native under its target, or SIMDe's in the emulated test build).
+#ifdef FK_DPBUSD256
 struct QVecAvxVnni : QVec256 {
   // 6 pixels x 2 vectors: 12 accumulators, 2 weight vectors, 1 broadcast.
   static constexpr int MR = 6;
@@ -151,9 +153,10 @@ struct QVecAvxVnni : QVec256 {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
   }
   // acc[o] += sum_k x[k] * w[o][k], k < 4: one VEX vpdpbusd.
-  FK_INLINE static void dot(acc& a, act x, wt w) { a = _mm256_dpbusd_avx_epi32(a, x, w); }
+  FK_INLINE static void dot(acc& a, act x, wt w) { a = FK_DPBUSD256(a, x, w); }
   FK_INLINE static ivec requant(acc a, const rq& p) { return requant8(a, p); }
   FK_INLINE static void store_requant(uint8_t* dst, acc a, const rq& p, int n) {
     store_requant8(dst, a, p, n);
   }
 };
+#endif

@@ -4,6 +4,7 @@ SIMDe's implementation of the AVX-512 intrinsics over AVX2 + FMA, and the kernel
 tests run against it in a child process with the AVX-512 path selected. Where the
 CPU has AVX-512 the native path runs in the rest of the suite as well; without it,
 this is where the AVX-512 path's tile geometry, masked tails and transposes run.
+The int8 kernels' AVX-512 VNNI and AVX-VNNI paths run there too (SIMDe's vpdpbusd).
 Takes a few minutes on 2 cores, most of it compiling."""
 
 from __future__ import annotations
@@ -46,11 +47,13 @@ def _cpu_has_avx2() -> bool:
 def test_avx512_kernels_on_the_emulation():
     probe = subprocess.run(
         [sys.executable, "-c", "import fire_kernels as fk; "
-         "print(fk._extension.HOW_LOADED, fk.cpu_isa())"],
+         "print(fk._extension.HOW_LOADED, fk.cpu_isa(), "
+         "','.join(fk._extension.C.available_int8_paths()))"],
         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1800,
     )
-    assert probe.stdout.split()[-3:] == ["jit", "(emulated_avx512)", "avx512"], (
-        probe.stdout + probe.stderr[-3000:])
+    assert probe.stdout.split()[-4:] == [
+        "jit", "(emulated_avx512)", "avx512", "avx512_vnni,avx_vnni,avx2,portable"
+    ], probe.stdout + probe.stderr[-3000:]
     proc = subprocess.run(
         # The tests of every ISA path, run for AVX-512 only (the emulation is the
         # point), and the tests that take no ISA (they run the forced avx512).
