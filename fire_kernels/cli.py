@@ -307,6 +307,8 @@ def info() -> dict:
             "reason": status.reason,
             "isa": c.current_isa() if c is not None else None,
             "isas_available": list(c.available_isas()) if c is not None else [],
+            "int8_path": c.current_int8_path() if c is not None else None,
+            "int8_paths_available": list(c.available_int8_paths()) if c is not None else [],
         },
         "env": {name: os.environ.get(name) for name in
                 ("FIRE_KERNELS_ISA", "ATEN_CPU_CAPABILITY", _extension.REQUIRE_CPP_ENV)},
@@ -328,6 +330,8 @@ def _info(args: argparse.Namespace) -> int:
             print(f"CPU: {report['cpu']}; ISA in use: {kernel['isa']}; available: "
                   f"{', '.join(kernel['isas_available'])} (FIRE_KERNELS_ISA forces one, "
                   "ATEN_CPU_CAPABILITY caps them)")
+            print(f"int8 kernels: {kernel['int8_path']}; available: "
+                  f"{', '.join(kernel['int8_paths_available'])} (they follow the ISA in use)")
         else:
             print(f"C++ kernels: unavailable ({kernel['reason']}); float32 on CPU runs the "
                   "PyTorch reference")

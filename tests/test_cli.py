@@ -74,6 +74,9 @@ def test_info(capsys):
         assert f"C++ kernels: {status.state} ({status.path}, built with torch" in out
         assert (f"ISA in use: {fk.cpu_isa()}; available: {', '.join(fk.available_cpu_isas())}"
                 in out)
+        c = fk._extension.C
+        assert (f"int8 kernels: {c.current_int8_path()}; available: "
+                f"{', '.join(c.available_int8_paths())}" in out)
     else:
         assert f"C++ kernels: unavailable ({status.reason})" in out
 
@@ -88,6 +91,7 @@ def test_info_json(capsys):
     assert kernel["available"] == fk.cpu_kernel_available()
     if fk.cpu_kernel_available():
         assert kernel["isa"] == fk.cpu_isa() and kernel["isas_available"] == fk.available_cpu_isas()
+        assert kernel["int8_path"] == fk._extension.C.available_int8_paths()[0]
         assert kernel["built_with_torch"] == str(torch.__version__)
     else:
         assert kernel["reason"] and kernel["isa"] is None
