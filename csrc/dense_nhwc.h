@@ -12,6 +12,7 @@
 
 #include "fire_kernel.h"
 #include "kernel_band.h"
+#include "tile_dispatch.h"
 
 namespace fire_kernels {
 namespace {
@@ -146,19 +147,6 @@ struct DenseNhwc {
     }
   };
 
-  // Runs F<nrb>::run(args...) for run-time 1 <= nrb <= NRV.
-  template <template <int> class F, typename... Args>
-  FK_INLINE static void dispatch_tile(int64_t nrb, const Args&... args) {
-    static_assert(NRV <= 4, "extend dispatch_tile");
-    if constexpr (NRV >= 4)
-      if (nrb == 4) return F<4>::run(args...);
-    if constexpr (NRV >= 3)
-      if (nrb == 3) return F<3>::run(args...);
-    if constexpr (NRV >= 2)
-      if (nrb == 2) return F<2>::run(args...);
-    F<1>::run(args...);
-  }
-
   FK_INLINE static int64_t vectors_for(int64_t channels) {
     return imin(NRV, (channels + VW - 1) / VW);
   }
@@ -177,8 +165,8 @@ struct DenseNhwc {
       const float* rows[MR];
       for (int i = 0; i < MR; ++i) rows[i] = src.pixel((pool ? 0 : t0) + imin(i, valid - 1));
       for (int64_t cs0 = 0; cs0 < a.Sp; cs0 += NR)
-        dispatch_tile<SqueezeTile>(vectors_for(a.Sp - cs0), a, bd, rows, src.sc, t0, valid, cs0,
-                                   bias);
+        dispatch_vectors<NRV, SqueezeTile>(vectors_for(a.Sp - cs0), a, bd, rows, src.sc, t0,
+                                           valid, cs0, bias);
     }
   }
 
@@ -191,8 +179,8 @@ struct DenseNhwc {
     for (int64_t j0 = j_begin; j0 < j_end; j0 += NR) {
       const int64_t nrb = vectors_for(j_end - j0);
       for (int64_t p0 = 0; p0 < n_pix; p0 += MR)
-        dispatch_tile<ExpandTile>(nrb, a, bd, out_img, three, j0, co0, j_end, w, bias, p0,
-                                  imin(MR, n_pix - p0));
+        dispatch_vectors<NRV, ExpandTile>(nrb, a, bd, out_img, three, j0, co0, j_end, w, bias,
+                                          p0, imin(MR, n_pix - p0));
     }
   }
 };

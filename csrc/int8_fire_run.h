@@ -135,7 +135,7 @@ struct Int8FireRun : Int8Tiles<Q> {
         dst[i] = buf + ((qi / a.W - y0 + 1) * Wp + qi % a.W + 1) * a.Sp;
       }
       for (int64_t cs0 = 0; cs0 < a.Sp; cs0 += NR)
-        T::template dispatch_tile<SqueezeTile>(vectors_for(a.Sp - cs0), a, rows, dst, valid, cs0);
+        dispatch_vectors<NRV, SqueezeTile>(vectors_for(a.Sp - cs0), a, rows, dst, valid, cs0);
     }
   }
 
@@ -151,8 +151,8 @@ struct Int8FireRun : Int8Tiles<Q> {
     for (int64_t j0 = 0; j0 < E; j0 += NR) {
       const int64_t nrb = vectors_for(E - j0);
       for (int64_t p0 = p_begin; p0 < p_end; p0 += MR)
-        T::template dispatch_tile<Expand<NT>::template Tile>(nrb, a, conv, off, buf, out_img, y0,
-                                                             p0, p_end, j0, E, co0);
+        dispatch_vectors<NRV, Expand<NT>::template Tile>(nrb, a, conv, off, buf, out_img, y0, p0,
+                                                         p_end, j0, E, co0);
     }
   }
 

@@ -57,8 +57,7 @@ struct Int8HeadRun : Int8Tiles<Q> {
           const int64_t valid = imin(MR, a.HW - p);
           const uint8_t* rows[MR];
           for (int i = 0; i < MR; ++i) rows[i] = x_img + (p + imin(i, valid - 1)) * a.C4;
-          T::template dispatch_tile<Tile>(vectors_for(b1 - j0), a, rows, valid, j0,
-                                          sum + (j0 - b0));
+          dispatch_vectors<NRV, Tile>(vectors_for(b1 - j0), a, rows, valid, j0, sum + (j0 - b0));
         }
       }
       for (int64_t j = b0; j < b1; ++j)

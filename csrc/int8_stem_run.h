@@ -25,7 +25,7 @@ namespace {
 template <class Q>
 struct Int8StemRun : Int8Tiles<Q> {
   using T = Int8Tiles<Q>;
-  using T::MR, T::NR, T::VW, T::imin, T::vectors_for;
+  using T::MR, T::NR, T::NRV, T::VW, T::imin, T::vectors_for;
   using acc_t = typename T::acc_t;
 
   // Channels [j0, j0 + NRB*VW) of the `valid` <= MR conv pixels whose windows
@@ -59,8 +59,8 @@ struct Int8StemRun : Int8Tiles<Q> {
       const uint8_t* rows[MR];
       for (int i = 0; i < MR; ++i) rows[i] = top + (cx + imin(i, valid - 1)) * a.stride * a.C4;
       for (int64_t j0 = 0; j0 < a.Op; j0 += NR)
-        T::template dispatch_tile<Tile>(vectors_for(a.Op - j0), a, off, rows, row + cx * a.Op,
-                                        valid, j0);
+        dispatch_vectors<NRV, Tile>(vectors_for(a.Op - j0), a, off, rows, row + cx * a.Op, valid,
+                                    j0);
     }
   }
 

@@ -7,6 +7,7 @@
 
 #include "inline.h"
 #include "int8_kernel.h"
+#include "tile_dispatch.h"
 
 namespace fire_kernels {
 namespace {
@@ -70,19 +71,6 @@ struct Int8Tiles {
       const int64_t j = j0 + r * VW;
       p[r] = Q::params(conv.bias + j, conv.multiplier + j);
     }
-  }
-
-  // Runs F<nrb>::run(args...) for run-time 1 <= nrb <= NRV.
-  template <template <int> class F, typename... Args>
-  FK_INLINE static void dispatch_tile(int64_t nrb, const Args&... args) {
-    static_assert(NRV <= 4, "extend dispatch_tile");
-    if constexpr (NRV >= 4)
-      if (nrb == 4) return F<4>::run(args...);
-    if constexpr (NRV >= 3)
-      if (nrb == 3) return F<3>::run(args...);
-    if constexpr (NRV >= 2)
-      if (nrb == 2) return F<2>::run(args...);
-    F<1>::run(args...);
   }
 
   FK_INLINE static int64_t vectors_for(int64_t channels) {

@@ -103,8 +103,8 @@ struct StemRun {
       const float* pixels[MR];
       for (int i = 0; i < MR; ++i) pixels[i] = input + imin(cx0 + i, a.Wc - 1) * a.stride * a.C;
       for (int64_t o0 = 0; o0 < Op; o0 += NR)
-        Nhwc::template dispatch_tile<Tile>(imin(NRV, (Op - o0) / VW), a, pixels, slot0,
-                                           ring_pitch, o0, Op, cx0, valid, row, bias);
+        dispatch_vectors<NRV, Tile>(imin(NRV, (Op - o0) / VW), a, pixels, slot0, ring_pitch, o0,
+                                    Op, cx0, valid, row, bias);
     }
   }
 
@@ -266,8 +266,8 @@ struct HeadRun {
     }
     const float* x_img = a.x + n * a.x_sn;
     for (int64_t j0 = o0; j0 < o1; j0 += NR)
-      Nhwc::template dispatch_tile<DenseTile>(imin(NRV, (o1 - j0 + VW - 1) / VW), a, x_img, n,
-                                              j0, o1, bias);
+      dispatch_vectors<NRV, DenseTile>(imin(NRV, (o1 - j0 + VW - 1) / VW), a, x_img, n, j0, o1,
+                                       bias);
   }
 };
 

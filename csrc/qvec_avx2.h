@@ -74,11 +74,9 @@ struct QVec256 {
   }
 };
 
-struct QVecAvx2 : QVec256 {
-  // 4 pixels x 2 vectors: 8 accumulators, 2 weight vectors, 1 broadcast, the
-  // ones and a product.
-  static constexpr int MR = 4;
-  static constexpr int NRV = 2;
+// The 256-bit types with one accumulator per vector of 8 channels, the raw
+// broadcast and the raw weights (QVecAvx2, QVecAvxVnni): they differ in the dot.
+struct QVec256Direct : QVec256 {
   using acc = __m256i;
   using act = __m256i;
   using wt = __m256i;
@@ -88,15 +86,23 @@ struct QVecAvx2 : QVec256 {
   FK_INLINE static wt load_weights(const int8_t* w) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
   }
+  FK_INLINE static ivec requant(acc a, const rq& p) { return requant8(a, p); }
+  FK_INLINE static void store_requant(uint8_t* dst, acc a, const rq& p, int n) {
+    store_requant8(dst, a, p, n);
+  }
+};
+
+struct QVecAvx2 : QVec256Direct {
+  // 4 pixels x 2 vectors: 8 accumulators, 2 weight vectors, 1 broadcast, the
+  // ones and a product.
+  static constexpr int MR = 4;
+  static constexpr int NRV = 2;
+
   // acc[o] += sum_k x[k] * w[o][k], k < 4: pairs into int16 (exact for weights
   // whose pairs meet the bound above), then the two pairs into int32.
   FK_INLINE static void dot(acc& a, act x, wt w) {
     const __m256i pairs = _mm256_maddubs_epi16(x, w);
     a = _mm256_add_epi32(a, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
-  }
-  FK_INLINE static ivec requant(acc a, const rq& p) { return requant8(a, p); }
-  FK_INLINE static void store_requant(uint8_t* dst, acc a, const rq& p, int n) {
-    store_requant8(dst, a, p, n);
   }
 };
 
@@ -139,24 +145,12 @@ struct QVecAvx2Wide : QVec256 {
 // Only where int8_kernel_avx_vnni.cpp defines FK_DPBUSD256: its 256-bit vpdpbusd
 // (native under its target, or SIMDe's in the emulated test build).
 #ifdef FK_DPBUSD256
-struct QVecAvxVnni : QVec256 {
+struct QVecAvxVnni : QVec256Direct {
   // 6 pixels x 2 vectors: 12 accumulators, 2 weight vectors, 1 broadcast.
   static constexpr int MR = 6;
   static constexpr int NRV = 2;
-  using acc = __m256i;
-  using act = __m256i;
-  using wt = __m256i;
 
-  FK_INLINE static void zero(acc& a) { a = _mm256_setzero_si256(); }
-  FK_INLINE static act broadcast(const uint8_t* p) { return broadcast32(p); }
-  FK_INLINE static wt load_weights(const int8_t* w) {
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
-  }
   // acc[o] += sum_k x[k] * w[o][k], k < 4: one VEX vpdpbusd.
   FK_INLINE static void dot(acc& a, act x, wt w) { a = FK_DPBUSD256(a, x, w); }
-  FK_INLINE static ivec requant(acc a, const rq& p) { return requant8(a, p); }
-  FK_INLINE static void store_requant(uint8_t* dst, acc a, const rq& p, int n) {
-    store_requant8(dst, a, p, n);
-  }
 };
 #endif

@@ -61,11 +61,13 @@ class Int8Conv2d(nn.Module):
                                 q8.requant_multiplier(input_scale, self.weight_scale,
                                                       output_scale))
 
-    def float_weights(self, input_scale: float) -> tuple[Tensor, Tensor]:
-        """The dequantized float32 weight ``q * scale`` and bias ``q * s_in * scale``."""
+    def dequantize_into(self, conv: nn.Conv2d, input_scale: float) -> None:
+        """Sets the float ``conv``'s weight to ``q * scale`` and its bias to ``q * s_in *
+        scale``: the float conv this one computes, up to rounding."""
         scale = self.weight_scale.double()
-        weight = self.weight.double() * scale.reshape(-1, 1, 1, 1)
-        return weight.float(), (self.bias.double() * input_scale * scale).float()
+        with torch.no_grad():
+            conv.weight.copy_(self.weight.double() * scale.reshape(-1, 1, 1, 1))
+            conv.bias.copy_(self.bias.double() * input_scale * scale)
 
     def _sources(self) -> list[Tensor]:
         b = self._buffers
@@ -228,13 +230,9 @@ class QuantizedFire(_Int8Module):
         s_in, s_sq = float(self.input_scale), float(self.squeeze_scale)
         fused = FusedFire(self.squeeze.weight.shape[1], self.squeeze.weight.shape[0],
                           self.expand1x1.weight.shape[0], self.expand3x3.weight.shape[0])
-        with torch.no_grad():
-            for conv, m, s in ((fused.squeeze, self.squeeze, s_in),
-                               (fused.expand1x1, self.expand1x1, s_sq),
-                               (fused.expand3x3, self.expand3x3, s_sq)):
-                weight, bias = m.float_weights(s)
-                conv.weight.copy_(weight)
-                conv.bias.copy_(bias)
+        self.squeeze.dequantize_into(fused.squeeze, s_in)
+        self.expand1x1.dequantize_into(fused.expand1x1, s_sq)
+        self.expand3x3.dequantize_into(fused.expand3x3, s_sq)
         fused.pool = self.pool
         return fused.train(self.training)
 
@@ -284,10 +282,7 @@ class QuantizedHead(_Int8Module):
         """The float head of the dequantized weights."""
         o, c = self.conv.weight.shape[:2]
         fused = FusedConvReluAvgPool.from_conv(nn.Conv2d(c, o, 1))
-        weight, bias = self.conv.float_weights(float(self.input_scale))
-        with torch.no_grad():
-            fused.weight.copy_(weight)
-            fused.bias.copy_(bias)
+        self.conv.dequantize_into(fused, float(self.input_scale))
         return fused.train(self.training)
 
     def extra_repr(self) -> str:
@@ -359,10 +354,7 @@ class QuantizedStem(_Int8Module):
         o, c, k, _ = self.conv.weight.shape
         fused = FusedConvReluMaxPool.from_modules(nn.Conv2d(c, o, k, stride=self.stride), None)
         fused.pool = self.pool
-        weight, bias = self.conv.float_weights(float(self.input_scale))
-        with torch.no_grad():
-            fused.weight.copy_(weight)
-            fused.bias.copy_(bias)
+        self.conv.dequantize_into(fused, float(self.input_scale))
         return fused.train(self.training)
 
     def extra_repr(self) -> str:
