@@ -155,13 +155,17 @@ def test_demo_checks_and_reports(capsys):
     out = captured.out
     assert "RANDOM weights" in out and ", 1 threads, C++ kernels: " in out
     assert torch.get_num_threads() == 1
-    for name in ("eager PyTorch", "fused network", "fused, pruned 90%"):
+    for name in ("eager PyTorch", "fused network", "fused, pruned 90%", "int8 network",
+                 "int8, pruned 90%"):
         assert len([line for line in out.splitlines() if line.startswith(name)]) == 2  # per batch
     assert out.count("rel. error") == 3 and "weights KB" in out and "top-1" not in out
     kb = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("fused")]
     assert kb[1] < kb[0] / 3  # the pruned network's weights, packed sparse
     rows = [line.split() for line in out.splitlines() if line.startswith("fused")]
     assert all(float(row[-2]) < 1e-4 for row in rows), rows  # the error column
+    int8 = [line.split() for line in out.splitlines() if line.startswith("int8")]
+    assert all(1e-4 < float(row[-2]) < 0.1 for row in int8), int8  # int8 rounding
+    assert all(float(row[-1]) < kb[0] / 3 for row in int8)  # a byte a weight, not four
     assert [line for line in out.splitlines() if line.startswith("rel. error: ")]
     assert "[" not in captured.err  # no progress bar off a terminal
 
