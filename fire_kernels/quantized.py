@@ -426,10 +426,10 @@ class _Calibration:
             self.handoffs = self._consumed_quantized()
             self.calls = None
 
-    def _consumed_quantized(self) -> set[int]:
-        """The stems and Fires whose output the next module called takes as it is, that
-        module a Fire or a head, only identities between."""
-        handoffs = set()
+    def _consumed_quantized(self) -> dict[int, nn.Module]:
+        """id of each stem and Fire whose output the next module called takes as it is,
+        that module (a Fire or a head, only identities between)."""
+        handoffs = {}
         for k, (module, _) in enumerate(self.calls):
             out = self.outputs.get(id(module))
             if out is None:
@@ -438,20 +438,35 @@ class _Calibration:
                 if seen != out:
                     break
                 if isinstance(later, (FusedFire, FusedConvReluAvgPool)):
-                    handoffs.add(id(module))
+                    handoffs[id(module)] = later
                     break
                 if not isinstance(later, _IDENTITIES):
                     break
         return handoffs
 
+    def _scales(self, m: nn.Module) -> list[float]:
+        """The uint8 scales of what unit ``m`` reads, computes inside and writes: a stem
+        writes its conv's map (pooled by a max); a head reads and requantizes its input
+        and conv map."""
+        return [q8.activation_scale(v) for v in self.maxima[id(m)]]
+
+    def _output_scale(self, m: nn.Module) -> float:
+        scales = self._scales(m)
+        return scales[1] if isinstance(m, FusedConvReluMaxPool) else scales[2]
+
     def quantized(self, m: nn.Module, weight_bits: int) -> nn.Module:
-        """The quantized module standing for unit ``m``, with the ranges seen."""
-        maxima = self.maxima[id(m)]
-        scales = [q8.activation_scale(v) for v in maxima]
+        """The quantized module standing for unit ``m``, with the ranges seen. A module
+        handed uint8 reads it at the scale its producer wrote it with (the producer's
+        output is its input, but a floor-mode pool between can drop the producer's
+        largest value from what this module saw)."""
+        scales = self._scales(m)
+        producers = [p for p, consumer in self.handoffs.items() if consumer is m]
+        if producers:
+            scales[0] = self._output_scale(next(u for u in self.units if id(u) == producers[0]))
         if isinstance(m, FusedFire):
             q = QuantizedFire.from_fused(m, *scales, weight_bits=weight_bits)
         elif isinstance(m, FusedConvReluMaxPool):
-            s_in, zero_point = q8.input_qparams(self.input_min[id(m)], maxima[0])
+            s_in, zero_point = q8.input_qparams(self.input_min[id(m)], self.maxima[id(m)][0])
             q = QuantizedStem.from_fused(m, s_in, zero_point, scales[1], weight_bits=weight_bits)
         else:
             return QuantizedHead.from_fused(m, scales[0], scales[1], weight_bits=weight_bits)

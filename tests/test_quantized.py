@@ -147,3 +147,26 @@ def test_bad_models_and_calibrations_raise():
         fk.quantize_network(torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1)), _calibration())
     with pytest.raises(ValueError, match="gave no input"):
         fk.quantize_network(_model(fk.squeezenet1_1), [])
+
+
+def test_a_module_handed_uint8_reads_it_at_its_producers_scale():
+    """A stem's floor-mode pool drops the conv map's last row, where its largest value
+    is: the Fire after it sees a smaller maximum than the stem wrote its uint8 with, and
+    must still read the stem's bytes at the stem's scale."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), torch.nn.ReLU(),
+                                torch.nn.MaxPool2d(2, 2), fk.FusedFire(8, 4, 8, 8))
+    with torch.no_grad():
+        model[0].weight.abs_()
+        model[0].bias.zero_()
+    x = torch.rand(2, 3, 7, 7)
+    x[:, :, -1, :] += 10.0  # the largest activations, in the row the pool drops
+    with torch.no_grad():
+        ref = model(x)
+    fk.quantize_network(model, [x])
+    stem, fire = model[0], model[3]
+    assert isinstance(stem, fk.QuantizedStem) and not stem.float_output
+    assert float(fire.input_scale) == float(stem.output_scale)
+    with torch.no_grad():
+        out = model(x)
+    assert float((out - ref).abs().max() / ref.abs().max()) < 0.05
