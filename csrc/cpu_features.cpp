@@ -91,6 +91,8 @@ const char* isa_name(Isa isa) {
   return "?";
 }
 
+bool isa_available(Isa isa) { return allowed(isa); }
+
 std::vector<std::string> available_isas() {
   std::vector<std::string> names;
   for (Isa isa : kAllIsas)

@@ -14,6 +14,9 @@ const char* isa_name(Isa isa);
 // The ISAs this CPU can execute and ATEN_CPU_CAPABILITY allows, best first
 // ("portable" is always last).
 std::vector<std::string> available_isas();
+// Whether this CPU can execute `isa` and ATEN_CPU_CAPABILITY allows it (what
+// available_isas() lists, without building the list).
+bool isa_available(Isa isa);
 // The ISA the kernels use now.
 Isa current_isa();
 // Selects an ISA by name; "auto" picks the best available. Throws a

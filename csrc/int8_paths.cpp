@@ -49,12 +49,9 @@ bool cpu_has(Int8Path path) {
   return false;
 }
 
+// Runs on every int8 operator call (current_int8_path): no allocation.
 bool allowed(Int8Path path, Isa limit) {
-  const std::vector<std::string> isas = available_isas();
-  const char* name = isa_name(level(path));
-  bool listed = false;
-  for (const std::string& isa : isas) listed = listed || isa == name;
-  return listed && level(path) <= limit && cpu_has(path);
+  return level(path) <= limit && isa_available(level(path)) && cpu_has(path);
 }
 
 constexpr int kAuto = -1;

@@ -423,13 +423,13 @@ class _Calibration:
 
     def batch_done(self) -> None:
         if self.calls is not None:
-            self.handoffs = self._consumed_quantized()
+            self.producer_of = self._consumed_quantized()
             self.calls = None
 
     def _consumed_quantized(self) -> dict[int, nn.Module]:
-        """id of each stem and Fire whose output the next module called takes as it is,
-        that module (a Fire or a head, only identities between)."""
-        handoffs = {}
+        """id of each Fire or head that takes a stem's or Fire's output as it is, as the
+        next module called after it (only identities between) -> that producer."""
+        producer_of = {}
         for k, (module, _) in enumerate(self.calls):
             out = self.outputs.get(id(module))
             if out is None:
@@ -438,11 +438,11 @@ class _Calibration:
                 if seen != out:
                     break
                 if isinstance(later, (FusedFire, FusedConvReluAvgPool)):
-                    handoffs[id(module)] = later
+                    producer_of[id(later)] = module
                     break
                 if not isinstance(later, _IDENTITIES):
                     break
-        return handoffs
+        return producer_of
 
     def _scales(self, m: nn.Module) -> list[float]:
         """The uint8 scales of what unit ``m`` reads, computes inside and writes: a stem
@@ -460,9 +460,9 @@ class _Calibration:
         output is its input, but a floor-mode pool between can drop the producer's
         largest value from what this module saw)."""
         scales = self._scales(m)
-        producers = [p for p, consumer in self.handoffs.items() if consumer is m]
-        if producers:
-            scales[0] = self._output_scale(next(u for u in self.units if id(u) == producers[0]))
+        producer = self.producer_of.get(id(m))
+        if producer is not None:
+            scales[0] = self._output_scale(producer)
         if isinstance(m, FusedFire):
             q = QuantizedFire.from_fused(m, *scales, weight_bits=weight_bits)
         elif isinstance(m, FusedConvReluMaxPool):
@@ -470,7 +470,7 @@ class _Calibration:
             q = QuantizedStem.from_fused(m, s_in, zero_point, scales[1], weight_bits=weight_bits)
         else:
             return QuantizedHead.from_fused(m, scales[0], scales[1], weight_bits=weight_bits)
-        q.float_output = id(m) not in self.handoffs
+        q.float_output = not any(p is m for p in self.producer_of.values())
         return q
 
     def remove(self) -> None:
