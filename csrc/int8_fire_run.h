@@ -43,24 +43,40 @@ struct Int8FireRun : Int8Tiles<Q> {
   using acc_t = typename T::acc_t;
 
   // Squeeze channels [cs0, cs0 + NRB*VW) of the `valid` <= MR input pixels
-  // `rows`, requantized into the band buffer's pixels `dst`.
-  template <int NRB>
-  struct SqueezeTile {
-    static void run(const Int8FireArgs& a, const uint8_t* const (&rows)[MR],
-                    uint8_t* const (&dst)[MR], int64_t valid, int64_t cs0) {
-      acc_t acc[MR][NRB];
-      const int64_t centre = 0;
-      T::template conv_tile<NRB>(rows, &centre, 1, a.C4 / kInt8Quad, a.squeeze.w,
-                                 kInt8Panel * a.C4, cs0, acc);
-      typename Q::rq p[NRB];
-      T::params(a.squeeze, cs0, p);
+  // `rows`, requantized into the band buffer's pixels `dst`: channels last
+  // (QM false), or quad-major (the sparse Fire's: channel c at dst + c/4 *
+  // a.plane + c%4, the padded channels past S4 not stored).
+  template <bool QM>
+  struct Squeeze {
+    template <int NRB>
+    struct Tile {
+      static void run(const Int8FireArgs& a, const uint8_t* const (&rows)[MR],
+                      uint8_t* const (&dst)[MR], int64_t valid, int64_t cs0) {
+        acc_t acc[MR][NRB];
+        const int64_t centre = 0;
+        T::template conv_tile<NRB>(rows, &centre, 1, a.C4 / kInt8Quad, a.squeeze.w,
+                                   kInt8Panel * a.C4, cs0, acc);
+        typename Q::rq p[NRB];
+        T::params(a.squeeze, cs0, p);
+        const int64_t quads = (a.S + kInt8Quad - 1) / kInt8Quad;
 #pragma GCC unroll 8
-      for (int i = 0; i < MR; ++i) {
-        if (i >= valid) break;
+        for (int i = 0; i < MR; ++i) {
+          if (i >= valid) break;
 #pragma GCC unroll 4
-        for (int r = 0; r < NRB; ++r) Q::store_requant(dst[i] + cs0 + r * VW, acc[i][r], p[r], VW);
+          for (int r = 0; r < NRB; ++r) {
+            const int64_t c = cs0 + r * VW;
+            if constexpr (QM) {
+              alignas(64) uint8_t bytes[VW];
+              Q::store_requant(bytes, acc[i][r], p[r], VW);
+              for (int64_t k = 0; k < VW / kInt8Quad && c / kInt8Quad + k < quads; ++k)
+                memcpy(dst[i] + (c / kInt8Quad + k) * a.plane, bytes + k * kInt8Quad, kInt8Quad);
+            } else {
+              Q::store_requant(dst[i] + c, acc[i][r], p[r], VW);
+            }
+          }
+        }
       }
-    }
+    };
   };
 
   // One expand (NT = 1: the 1x1, NT = 9: the 3x3): channels [j0, min(j0 +
@@ -114,8 +130,10 @@ struct Int8FireRun : Int8Tiles<Q> {
       }
   }
 
-  // The squeeze of image pixels [qa, qb) (whole rows) into the band buffer;
-  // with pooling, each tile's input pixels are pooled into `pooled` first.
+  // The squeeze of image pixels [qa, qb) (whole rows) into the band buffer
+  // (layout: Squeeze<QM>); with pooling, each tile's input pixels are pooled
+  // into `pooled` first.
+  template <bool QM>
   static void squeeze(const Int8FireArgs& a, const uint8_t* x_img, uint8_t* buf, uint8_t* pooled,
                       int64_t y0, int64_t qa, int64_t qb) {
     const int64_t Wp = a.W + 2;
@@ -132,10 +150,11 @@ struct Int8FireRun : Int8Tiles<Q> {
         } else {
           rows[i] = x_img + qi * a.C4;
         }
-        dst[i] = buf + ((qi / a.W - y0 + 1) * Wp + qi % a.W + 1) * a.Sp;
+        dst[i] = buf + ((qi / a.W - y0 + 1) * Wp + qi % a.W + 1) * (QM ? kInt8Quad : a.Sp);
       }
       for (int64_t cs0 = 0; cs0 < a.Sp; cs0 += NR)
-        dispatch_vectors<NRV, SqueezeTile>(vectors_for(a.Sp - cs0), a, rows, dst, valid, cs0);
+        dispatch_vectors<NRV, Squeeze<QM>::template Tile>(vectors_for(a.Sp - cs0), a, rows, dst,
+                                                          valid, cs0);
     }
   }
 
@@ -174,7 +193,7 @@ struct Int8FireRun : Int8Tiles<Q> {
           memset(row + (Wp - 1) * a.Sp, 0, a.Sp);
         }
       }
-      squeeze(a, a.x + n * a.in_h * a.in_w * a.C4, scratch, scratch + int8_band_bytes(a), y0,
+      squeeze<false>(a, a.x + n * a.in_h * a.in_w * a.C4, scratch, scratch + int8_band_bytes(a), y0,
               imax(0, y0 - 1) * a.W, imin(a.H, y1 + 1) * a.W);
       uint8_t* out_img = a.out + n * HW * channels;
       expand<1>(a, a.expand1x1, scratch, out_img, y0, rows, a.E1, 0);

@@ -38,6 +38,25 @@ struct Int8Conv {
   const float* multiplier;
 };
 
+// A pruned int8 conv (O, C, k, k) in the sparse kernels' format: per output
+// channel o, entries rows[o] .. rows[o+1], each a channel quad and tap that
+// holds a nonzero weight, entry = quad << 4 | tap (tap = k*dy + dx), with the
+// quad's 4 weights as one int32 (byte i: input channel 4*quad + i), and the
+// unpadded int32 bias and float32 multipliers (O each). vpdpbusd reads 4 input
+// channels at once, so a quad is skipped only when all 4 of its weights are
+// zero (at 90 % unstructured sparsity, about 2 of 3 quads).
+struct Int8Sparse {
+  const int32_t* rows;
+  const int32_t* entries;
+  const int32_t* values;
+  const int32_t* bias;
+  const float* multiplier;
+};
+constexpr int kInt8TapBits = 4;
+
+// The most pixels of a sparse tile, on any path (Q::W * Q::SNV).
+constexpr int64_t kInt8SparseMaxTile = 128;
+
 // One int8 Fire forward. The input is uint8 channels-last with its pixels
 // C4 bytes apart (the operator pads channels to a quad), the output uint8
 // channels-last [N][H][W][E1 + E3]. With pool_kernel > 1 the Fire's input is
@@ -54,6 +73,12 @@ struct Int8FireArgs {
   uint8_t* out;
   // Work item = (image, band of `band_rows` image rows); items = N * bands.
   int64_t band_rows, bands;
+  // The sparse Fire (Int8Kernel::fire_sparse): the expands as one 3x3 conv of
+  // E1 + E3 concat channels (the 1x1's weights at the centre tap), and the
+  // bytes from one channel quad's plane of the band buffer to the next
+  // (int8_sparse_plane_bytes).
+  Int8Sparse expand;
+  int64_t plane;
 };
 
 // Maximum pixels of a register tile, on any path.
@@ -65,6 +90,10 @@ constexpr int64_t kInt8MaxTile = 8;
 // input pixels [kInt8MaxTile][C4].
 int64_t int8_band_bytes(const Int8FireArgs& a);
 int64_t int8_scratch_bytes(const Int8FireArgs& a);
+// The sparse Fire's band buffer is quad-major, what vectors along pixels read:
+// S4/4 planes, plane q holding channels 4q .. 4q+3 of every padded pixel of
+// the band (4 bytes a pixel), with slack for the tiles that overrun the last.
+int64_t int8_sparse_plane_bytes(int64_t band_rows, int64_t W);
 
 // Whether every pair of weights that AVX2's vpmaddubsw adds into int16
 // (channels 0-1 and 2-3 of each quad: adjacent bytes of the packed layout)
@@ -82,6 +111,11 @@ struct Int8HeadArgs {
   float scale;  // float32(s_out / HW)
   float* out;
   int64_t blocks;  // per image: ceil(O / kInt8HeadBlock)
+  // The sparse head (Int8Kernel::head_sparse) reads x quad-major instead:
+  // [N][C4/4][plane / 4][4], `plane` bytes from one quad's plane to the next
+  // (HW rounded up to kInt8SparseMaxTile pixels), with the conv as `sparse`.
+  Int8Sparse sparse;
+  int64_t plane;
 };
 
 // A network's first layer in int8: conv k x k, stride s, no padding, from
@@ -106,14 +140,17 @@ inline int64_t int8_stem_conv_rows(const Int8StemArgs& a, int64_t band_rows) {
 }
 constexpr int64_t kInt8MaxStemTaps = 121;  // 11 x 11
 
-// One path's kernels. fire and stem do work items [begin, end) with `scratch`
-// (int8_scratch_bytes(a), (int8_stem_conv_rows * conv_w + kInt8MaxTile) * Op
-// bytes) exclusive to the calling thread; head its work items [begin, end).
+// One path's kernels. fire, fire_sparse and stem do work items [begin, end)
+// with `scratch` (int8_scratch_bytes(a), (int8_stem_conv_rows * conv_w +
+// kInt8MaxTile) * Op bytes) exclusive to the calling thread; head and
+// head_sparse their work items [begin, end).
 // small_pairs: they are exact only for weights whose pairs are within
 // kMaxPairMagnitude (kInt8Avx2Wide runs the others).
 struct Int8Kernel {
   void (*fire)(const Int8FireArgs& a, int64_t begin, int64_t end, uint8_t* scratch);
+  void (*fire_sparse)(const Int8FireArgs& a, int64_t begin, int64_t end, uint8_t* scratch);
   void (*head)(const Int8HeadArgs& a, int64_t begin, int64_t end);
+  void (*head_sparse)(const Int8HeadArgs& a, int64_t begin, int64_t end);
   void (*stem)(const Int8StemArgs& a, int64_t begin, int64_t end, uint8_t* scratch);
   bool small_pairs;
 };

@@ -4,6 +4,7 @@
 
 #include "int8_fire_run.h"
 #include "int8_head_run.h"
+#include "int8_sparse_run.h"
 #include "int8_stem_run.h"
 
 namespace fire_kernels {
@@ -12,7 +13,8 @@ namespace {
 // The Int8Kernel of quantized vector type Q.
 template <class Q>
 constexpr Int8Kernel int8_kernel(bool small_pairs = false) {
-  return {&Int8FireRun<Q>::run, &Int8HeadRun<Q>::run, &Int8StemRun<Q>::run, small_pairs};
+  return {&Int8FireRun<Q>::run, &Int8SparseRun<Q>::fire, &Int8HeadRun<Q>::run,
+          &Int8SparseRun<Q>::head, &Int8StemRun<Q>::run, small_pairs};
 }
 
 }  // namespace

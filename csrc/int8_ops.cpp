@@ -57,6 +57,46 @@ Int8Conv bind(const at::Tensor& w, const at::Tensor& bias, const at::Tensor& mul
   return {w.data_ptr<int8_t>(), bias.data_ptr<int32_t>(), multiplier.data_ptr<float>()};
 }
 
+// A sparse conv of O output channels over `quads` channel quads and `taps`
+// taps (Int8Sparse, int8_kernel.h; fire_kernels.int8_ops.pack_int8_sparse):
+// every entry inside them, so that no read leaves the activations.
+Int8Sparse check_sparse(const at::Tensor& rows, const at::Tensor& entries,
+                        const at::Tensor& values, const at::Tensor& bias,
+                        const at::Tensor& multiplier, int64_t O, int64_t quads, int64_t taps,
+                        const char* who) {
+  for (const at::Tensor* t : {&rows, &entries, &values, &bias})
+    TORCH_CHECK_VALUE(t->scalar_type() == at::kInt && t->dim() == 1 && t->is_contiguous() &&
+                          t->device().is_cpu(),
+                      who, ": expected the sparse conv's rows, entries, values and bias as "
+                      "contiguous 1-D int32 CPU tensors (pack_int8_sparse), got ",
+                      t->scalar_type(), " ", t->sizes());
+  TORCH_CHECK_VALUE(multiplier.scalar_type() == at::kFloat && multiplier.dim() == 1 &&
+                        multiplier.is_contiguous() && multiplier.device().is_cpu(),
+                    who, ": expected contiguous 1-D float32 CPU multipliers, got ",
+                    multiplier.scalar_type(), " ", multiplier.sizes());
+  TORCH_CHECK_VALUE(rows.numel() == O + 1 && bias.numel() == O && multiplier.numel() == O,
+                    who, ": expected ", O + 1, " row starts, ", O, " biases and multipliers, got ",
+                    rows.numel(), ", ", bias.numel(), " and ", multiplier.numel());
+  const int32_t* r = rows.data_ptr<int32_t>();
+  const int64_t n = entries.numel();
+  TORCH_CHECK_VALUE(values.numel() == n && r[0] == 0 && r[O] == n, who,
+                    ": the sparse conv's rows, entries and values do not agree (", n,
+                    " entries, ", values.numel(), " values, rows from ", r[0], " to ", r[O], ")");
+  bool ordered = true;
+  for (int64_t o = 0; o < O; ++o) ordered &= r[o] <= r[o + 1];
+  TORCH_CHECK_VALUE(ordered, who, ": the sparse conv's row starts decrease");
+  // Bitwise, without branches, so that the scan vectorizes: it runs every call.
+  const int32_t* e = entries.data_ptr<int32_t>();
+  const int32_t tap_mask = (1 << kInt8TapBits) - 1;
+  int32_t outside = 0;
+  for (int64_t i = 0; i < n; ++i)
+    outside |= (e[i] < 0) | ((e[i] >> kInt8TapBits) >= quads) | ((e[i] & tap_mask) >= taps);
+  TORCH_CHECK_VALUE(!outside, who, ": the sparse conv has entries outside its ", quads,
+                    " channel quads and ", taps, " taps");
+  return {r, e, values.data_ptr<int32_t>(), bias.data_ptr<int32_t>(),
+          multiplier.data_ptr<float>()};
+}
+
 // x as the kernels read it: channels last, pixels C4 bytes apart (a zero-padded
 // copy unless x already is so).
 at::Tensor kernel_input(const at::Tensor& x, int64_t C4) {
@@ -67,10 +107,11 @@ at::Tensor kernel_input(const at::Tensor& x, int64_t C4) {
   return padded;
 }
 
-// Whether every adjacent pair of packed weights is within kMaxPairMagnitude.
-bool small_pairs(const at::Tensor& packed) {
-  const int8_t* w = packed.data_ptr<int8_t>();
-  const int64_t n = packed.numel();  // a multiple of 4
+// Whether every adjacent pair of weights (packed int8 weights, or a sparse
+// conv's int32 quads) is within kMaxPairMagnitude.
+bool small_pairs(const at::Tensor& weights) {
+  const int8_t* w = static_cast<const int8_t*>(weights.const_data_ptr());
+  const int64_t n = weights.nbytes();  // a multiple of 4
   bool fits = true;
   for (int64_t i = 0; i < n; i += 2) {
     const int magnitude = (w[i] < 0 ? -w[i] : w[i]) + (w[i + 1] < 0 ? -w[i + 1] : w[i + 1]);
@@ -179,7 +220,12 @@ uint8_t* thread_scratch(int64_t bytes) {
 }  // namespace
 
 int64_t int8_band_bytes(const Int8FireArgs& a) {
+  if (a.plane > 0) return round_up(a.S, kInt8Quad) / kInt8Quad * a.plane;  // sparse: quad-major
   return ((a.band_rows + 2) * (a.W + 2) + kInt8MaxTile) * a.Sp;
+}
+
+int64_t int8_sparse_plane_bytes(int64_t band_rows, int64_t W) {
+  return ((band_rows + 2) * (W + 2) + kInt8SparseMaxTile) * kInt8Quad;
 }
 
 int64_t int8_scratch_bytes(const Int8FireArgs& a) {
@@ -222,6 +268,67 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pack_int8_cpu(const at::Tensor& w
   return {packed, b, m};
 }
 
+namespace {
+
+// What the dense and the sparse Fire share: the input's and the squeeze's
+// checks, the output, and the arguments but the expands'.
+void check_uint8_input(const at::Tensor& x, const char* who) {
+  TORCH_CHECK_TYPE(x.scalar_type() == at::kByte, who, ": expected a uint8 input, got ",
+                   x.scalar_type());
+  TORCH_CHECK_VALUE(x.dim() == 4, who, ": expected a 4-D input (N, C, H, W), got ", x.dim(),
+                    "-D");
+  TORCH_CHECK_VALUE(x.device().is_cpu(), who, ": expected a CPU input");
+}
+
+struct FireCall {
+  at::Tensor out, xk;
+  Int8FireArgs a{};
+};
+
+FireCall fire_call(const at::Tensor& x, const at::Tensor& squeeze, const at::Tensor& squeeze_bias,
+                   const at::Tensor& squeeze_multiplier, int64_t S, int64_t E1, int64_t E3,
+                   int64_t pool_kernel, int64_t pool_stride, bool pool_ceil_mode,
+                   const char* who) {
+  check_uint8_input(x, who);
+  const PoolSpec pool{pool_kernel, pool_stride, pool_ceil_mode};
+  check_pool_args(x, pool, who);
+  const int64_t N = x.size(0), C = x.size(1);
+  const int64_t H = pooled_size(x.size(2), pool), W = pooled_size(x.size(3), pool);
+  TORCH_CHECK_VALUE(C >= 1 && S >= 1 && E1 >= 1 && E3 >= 1, who,
+                    ": expected positive channel counts, got C=", C, " S=", S, " E1=", E1,
+                    " E3=", E3);
+  const int64_t C4 = round_up(C, kInt8Quad), S4 = round_up(S, kInt8Quad);
+  TORCH_CHECK_VALUE(C4 <= kMaxReduction && 9 * S4 <= kMaxReduction, who,
+                    ": reductions of more than ", kMaxReduction,
+                    " products could overflow the int32 accumulators (C=", C, ", S=", S, ")");
+  check_packed(squeeze, squeeze_bias, squeeze_multiplier, S, C4, 1, who, "squeeze");
+  FireCall f;
+  f.out = at::empty({N, E1 + E3, H, W}, x.options(), at::MemoryFormat::ChannelsLast);
+  if (f.out.numel() == 0) return f;
+  f.xk = kernel_input(x, C4);
+  Int8FireArgs& a = f.a;
+  a.N = N, a.C4 = C4, a.H = H, a.W = W, a.S = S, a.E1 = E1, a.E3 = E3;
+  a.Sp = round_up(S, kInt8Panel);
+  a.pool_kernel = pool_kernel, a.pool_stride = pool_stride;
+  a.in_h = x.size(2), a.in_w = x.size(3);
+  a.x = f.xk.data_ptr<uint8_t>();
+  a.squeeze = bind(squeeze, squeeze_bias, squeeze_multiplier);
+  a.out = f.out.data_ptr<uint8_t>();
+  split_rows(N, H, (H + 2) * (W + 2) * a.Sp / kBandBytes + 1, &a.band_rows, &a.bands);
+  return f;
+}
+
+// Runs the Fire kernel `fire` over f's work items.
+void run_fire(const FireCall& f,
+              void (*fire)(const Int8FireArgs&, int64_t, int64_t, uint8_t*)) {
+  const int64_t scratch_bytes = int8_scratch_bytes(f.a);
+  at::parallel_for(0, f.a.N * f.a.bands, 1, [&](int64_t begin, int64_t end) {
+    fire(f.a, begin, end, thread_scratch(scratch_bytes));
+  });
+}
+
+}  // namespace
+
 at::Tensor fire_int8_cpu(const at::Tensor& x, const at::Tensor& squeeze,
                          const at::Tensor& squeeze_bias, const at::Tensor& squeeze_multiplier,
                          const at::Tensor& expand1x1, const at::Tensor& expand1x1_bias,
@@ -230,85 +337,127 @@ at::Tensor fire_int8_cpu(const at::Tensor& x, const at::Tensor& squeeze,
                          const at::Tensor& expand3x3_multiplier, int64_t squeeze_channels,
                          int64_t expand1x1_channels, int64_t expand3x3_channels,
                          int64_t pool_kernel, int64_t pool_stride, bool pool_ceil_mode) {
-  TORCH_CHECK_TYPE(x.scalar_type() == at::kByte, "fire_int8: expected a uint8 input, got ",
-                   x.scalar_type());
-  TORCH_CHECK_VALUE(x.dim() == 4, "fire_int8: expected a 4-D input (N, C, H, W), got ",
-                    x.dim(), "-D");
-  TORCH_CHECK_VALUE(x.device().is_cpu(), "fire_int8: expected a CPU input");
-  const PoolSpec pool{pool_kernel, pool_stride, pool_ceil_mode};
-  check_pool_args(x, pool, "fire_int8");
-  const int64_t N = x.size(0), C = x.size(1);
-  const int64_t H = pooled_size(x.size(2), pool), W = pooled_size(x.size(3), pool);
   const int64_t S = squeeze_channels, E1 = expand1x1_channels, E3 = expand3x3_channels;
-  TORCH_CHECK_VALUE(C >= 1 && S >= 1 && E1 >= 1 && E3 >= 1,
-                    "fire_int8: expected positive channel counts, got C=", C, " S=", S,
-                    " E1=", E1, " E3=", E3);
-  const int64_t C4 = round_up(C, kInt8Quad), S4 = round_up(S, kInt8Quad);
-  TORCH_CHECK_VALUE(C4 <= kMaxReduction && 9 * S4 <= kMaxReduction,
-                    "fire_int8: reductions of more than ", kMaxReduction,
-                    " products could overflow the int32 accumulators (C=", C, ", S=", S, ")");
-  check_packed(squeeze, squeeze_bias, squeeze_multiplier, S, C4, 1, "fire_int8", "squeeze");
+  FireCall f = fire_call(x, squeeze, squeeze_bias, squeeze_multiplier, S, E1, E3, pool_kernel,
+                         pool_stride, pool_ceil_mode, "fire_int8");
+  const int64_t S4 = round_up(S, kInt8Quad);
   check_packed(expand1x1, expand1x1_bias, expand1x1_multiplier, E1, S4, 1, "fire_int8",
                "expand1x1");
   check_packed(expand3x3, expand3x3_bias, expand3x3_multiplier, E3, S4, 9, "fire_int8",
                "expand3x3");
-  at::Tensor out = at::empty({N, E1 + E3, H, W}, x.options(), at::MemoryFormat::ChannelsLast);
-  if (out.numel() == 0) return out;
-  const at::Tensor xk = kernel_input(x, C4);
+  if (f.out.numel() == 0) return f.out;
+  f.a.expand1x1 = bind(expand1x1, expand1x1_bias, expand1x1_multiplier);
+  f.a.expand3x3 = bind(expand3x3, expand3x3_bias, expand3x3_multiplier);
+  run_fire(f, kernel_for({&squeeze, &expand1x1, &expand3x3}).fire);
+  return f.out;
+}
 
-  Int8FireArgs a{};
-  a.N = N, a.C4 = C4, a.H = H, a.W = W, a.S = S, a.E1 = E1, a.E3 = E3;
-  a.Sp = round_up(S, kInt8Panel);
-  a.pool_kernel = pool_kernel, a.pool_stride = pool_stride;
-  a.in_h = x.size(2), a.in_w = x.size(3);
-  a.x = xk.data_ptr<uint8_t>();
-  a.squeeze = bind(squeeze, squeeze_bias, squeeze_multiplier);
-  a.expand1x1 = bind(expand1x1, expand1x1_bias, expand1x1_multiplier);
-  a.expand3x3 = bind(expand3x3, expand3x3_bias, expand3x3_multiplier);
-  a.out = out.data_ptr<uint8_t>();
-  split_rows(N, H, (H + 2) * (W + 2) * a.Sp / kBandBytes + 1, &a.band_rows, &a.bands);
-  const Int8Kernel& kernel = kernel_for({&squeeze, &expand1x1, &expand3x3});
-  const int64_t scratch_bytes = int8_scratch_bytes(a);
-  at::parallel_for(0, N * a.bands, 1, [&](int64_t begin, int64_t end) {
-    kernel.fire(a, begin, end, thread_scratch(scratch_bytes));
+at::Tensor fire_int8_sparse_cpu(const at::Tensor& x, const at::Tensor& squeeze,
+                                const at::Tensor& squeeze_bias,
+                                const at::Tensor& squeeze_multiplier,
+                                const at::Tensor& expand_rows, const at::Tensor& expand_entries,
+                                const at::Tensor& expand_values, const at::Tensor& expand_bias,
+                                const at::Tensor& expand_multiplier, int64_t squeeze_channels,
+                                int64_t expand1x1_channels, int64_t expand3x3_channels,
+                                int64_t pool_kernel, int64_t pool_stride, bool pool_ceil_mode) {
+  const int64_t S = squeeze_channels, E1 = expand1x1_channels, E3 = expand3x3_channels;
+  FireCall f = fire_call(x, squeeze, squeeze_bias, squeeze_multiplier, S, E1, E3, pool_kernel,
+                         pool_stride, pool_ceil_mode, "fire_int8_sparse");
+  const Int8Sparse expand =
+      check_sparse(expand_rows, expand_entries, expand_values, expand_bias, expand_multiplier,
+                   E1 + E3, round_up(S, kInt8Quad) / kInt8Quad, 9, "fire_int8_sparse");
+  if (f.out.numel() == 0) return f.out;
+  f.a.expand = expand;
+  f.a.plane = int8_sparse_plane_bytes(f.a.band_rows, f.a.W);
+  run_fire(f, kernel_for({&squeeze, &expand_values}).fire_sparse);
+  return f.out;
+}
+
+namespace {
+
+// What the dense and the sparse head share: the input's checks, the output and
+// the arguments but the conv's. out is empty (N = 0): nothing to run.
+struct HeadCall {
+  at::Tensor out, xk;
+  Int8HeadArgs a{};
+};
+
+HeadCall head_call(const at::Tensor& x, int64_t out_channels, double output_scale,
+                   const char* who) {
+  check_uint8_input(x, who);
+  const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), O = out_channels;
+  TORCH_CHECK_VALUE(C >= 1 && O >= 1, who, ": expected positive channel counts, got C=", C,
+                    " O=", O);
+  TORCH_CHECK_VALUE(HW >= 1, who, ": expected a non-empty image, got ", x.size(2), "x",
+                    x.size(3));
+  TORCH_CHECK_VALUE(output_scale > 0.0, who, ": expected a positive output scale, got ",
+                    output_scale);
+  const int64_t C4 = round_up(C, kInt8Quad);
+  TORCH_CHECK_VALUE(C4 <= kMaxReduction && 255 * HW < (int64_t{1} << 24), who,
+                    ": too many input channels (", C, ") or pixels (", HW,
+                    ") for exact int32 accumulators and float32 sums");
+  HeadCall h;
+  h.out = at::empty({N, O, 1, 1}, x.options().dtype(at::kFloat));
+  Int8HeadArgs& a = h.a;
+  a.N = N, a.C4 = C4, a.HW = HW, a.O = O;
+  a.scale = static_cast<float>(output_scale / static_cast<double>(HW));
+  a.out = h.out.data_ptr<float>();
+  a.blocks = (O + kInt8HeadBlock - 1) / kInt8HeadBlock;
+  if (N > 0) h.xk = kernel_input(x, C4);
+  return h;
+}
+
+// x (the kernels' channels-last input, N images of HW pixels, C4 bytes each)
+// quad-major, as the sparse head reads it: [N][C4/4][plane / 4][4], the
+// pixels past HW zero.
+at::Tensor quad_major(const at::Tensor& xk, int64_t N, int64_t HW, int64_t C4, int64_t plane) {
+  const int64_t quads = C4 / kInt8Quad, pitch = plane / kInt8Quad;
+  at::Tensor out = at::zeros({N * quads * plane}, xk.options());
+  const uint32_t* src = reinterpret_cast<const uint32_t*>(xk.const_data_ptr<uint8_t>());
+  uint32_t* dst = reinterpret_cast<uint32_t*>(out.data_ptr<uint8_t>());
+  at::parallel_for(0, N * quads, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / quads, q = item % quads;
+      const uint32_t* in = src + n * HW * quads + q;
+      uint32_t* o = dst + item * pitch;
+      for (int64_t p = 0; p < HW; ++p) o[p] = in[p * quads];
+    }
   });
   return out;
 }
 
+}  // namespace
+
 at::Tensor head_int8_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                          const at::Tensor& multiplier, int64_t out_channels,
                          double output_scale) {
-  TORCH_CHECK_TYPE(x.scalar_type() == at::kByte, "head_int8: expected a uint8 input, got ",
-                   x.scalar_type());
-  TORCH_CHECK_VALUE(x.dim() == 4, "head_int8: expected a 4-D input (N, C, H, W), got ", x.dim(),
-                    "-D");
-  TORCH_CHECK_VALUE(x.device().is_cpu(), "head_int8: expected a CPU input");
-  const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), O = out_channels;
-  TORCH_CHECK_VALUE(C >= 1 && O >= 1, "head_int8: expected positive channel counts, got C=", C,
-                    " O=", O);
-  TORCH_CHECK_VALUE(HW >= 1, "head_int8: expected a non-empty image, got ", x.size(2), "x",
-                    x.size(3));
-  TORCH_CHECK_VALUE(output_scale > 0.0, "head_int8: expected a positive output scale, got ",
-                    output_scale);
-  const int64_t C4 = round_up(C, kInt8Quad);
-  TORCH_CHECK_VALUE(C4 <= kMaxReduction && 255 * HW < (int64_t{1} << 24),
-                    "head_int8: too many input channels (", C, ") or pixels (", HW,
-                    ") for exact int32 accumulators and float32 sums");
-  check_packed(weight, bias, multiplier, O, C4, 1, "head_int8", "weight");
-  at::Tensor out = at::empty({N, O, 1, 1}, x.options().dtype(at::kFloat));
-  if (N == 0) return out;
-  const at::Tensor xk = kernel_input(x, C4);
-  Int8HeadArgs a{};
-  a.N = N, a.C4 = C4, a.HW = HW, a.O = O;
-  a.x = xk.data_ptr<uint8_t>();
-  a.conv = bind(weight, bias, multiplier);
-  a.scale = static_cast<float>(output_scale / static_cast<double>(HW));
-  a.out = out.data_ptr<float>();
-  a.blocks = (O + kInt8HeadBlock - 1) / kInt8HeadBlock;
+  HeadCall h = head_call(x, out_channels, output_scale, "head_int8");
+  check_packed(weight, bias, multiplier, out_channels, h.a.C4, 1, "head_int8", "weight");
+  if (h.a.N == 0) return h.out;
+  h.a.x = h.xk.data_ptr<uint8_t>();
+  h.a.conv = bind(weight, bias, multiplier);
   const Int8Kernel& kernel = kernel_for({&weight});
-  at::parallel_for(0, N * a.blocks, 1,
-                   [&](int64_t begin, int64_t end) { kernel.head(a, begin, end); });
-  return out;
+  at::parallel_for(0, h.a.N * h.a.blocks, 1,
+                   [&](int64_t begin, int64_t end) { kernel.head(h.a, begin, end); });
+  return h.out;
+}
+
+at::Tensor head_int8_sparse_cpu(const at::Tensor& x, const at::Tensor& rows,
+                                const at::Tensor& entries, const at::Tensor& values,
+                                const at::Tensor& bias, const at::Tensor& multiplier,
+                                int64_t out_channels, double output_scale) {
+  HeadCall h = head_call(x, out_channels, output_scale, "head_int8_sparse");
+  Int8HeadArgs& a = h.a;
+  a.sparse = check_sparse(rows, entries, values, bias, multiplier, out_channels,
+                          a.C4 / kInt8Quad, 1, "head_int8_sparse");
+  if (a.N == 0) return h.out;
+  a.plane = round_up(a.HW, kInt8SparseMaxTile) * kInt8Quad;
+  const at::Tensor xq = quad_major(h.xk, a.N, a.HW, a.C4, a.plane);
+  a.x = xq.data_ptr<uint8_t>();
+  const Int8Kernel& kernel = kernel_for({&values});
+  at::parallel_for(0, a.N * a.blocks, 1,
+                   [&](int64_t begin, int64_t end) { kernel.head_sparse(a, begin, end); });
+  return h.out;
 }
 
 at::Tensor stem_int8_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
@@ -403,7 +552,9 @@ at::Tensor quantize_uint8_cpu(const at::Tensor& x, double scale, int64_t zero_po
 TORCH_LIBRARY_IMPL(fire_kernels, CPU, m) {
   m.impl("pack_int8", &pack_int8_cpu);
   m.impl("fire_int8", &fire_int8_cpu);
+  m.impl("fire_int8_sparse", &fire_int8_sparse_cpu);
   m.impl("head_int8", &head_int8_cpu);
+  m.impl("head_int8_sparse", &head_int8_sparse_cpu);
   m.impl("stem_int8", &stem_int8_cpu);
   m.impl("quantize_uint8", &quantize_uint8_cpu);
 }

@@ -40,6 +40,10 @@ struct QVec256 {
   FK_INLINE static rq params(const int32_t* bias, const float* m) {
     return {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(bias)), _mm256_loadu_ps(m)};
   }
+  // One output channel's, in every lane (a vector of pixels).
+  FK_INLINE static rq params1(int32_t bias, float m) {
+    return {_mm256_set1_epi32(bias), _mm256_set1_ps(m)};
+  }
   // rint(min(float(s[o] + bias[o]) * m[o], 255)) as int32 lanes, not yet clamped
   // at 0. The upper clamp comes before the conversion, which turns
   // out-of-range values into INT_MIN.
@@ -72,6 +76,21 @@ struct QVec256 {
     __m256i* p = reinterpret_cast<__m256i*>(sum);
     _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), q));
   }
+  FK_INLINE static void store_lanes(int32_t* dst, ivec q) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), q);
+  }
+  FK_INLINE static ivec load_lanes(const int32_t* src) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+  }
+  // Lane l: bytes q0[l], q1[l], q2[l], q3[l] (each in [0, 255]) as one int32.
+  FK_INLINE static ivec pack4(ivec q0, ivec q1, ivec q2, ivec q3) {
+    return _mm256_or_si256(_mm256_or_si256(q0, _mm256_slli_epi32(q1, 8)),
+                           _mm256_or_si256(_mm256_slli_epi32(q2, 16), _mm256_slli_epi32(q3, 24)));
+  }
+
+  // The sparse kernels' weights (int8_sparse_run.h): one quad's 4 weights in
+  // every lane, against vectors of 8 pixels (each lane a pixel's quad).
+  FK_INLINE static __m256i quad32(const int32_t* w) { return _mm256_set1_epi32(*w); }
 };
 
 // The 256-bit types with one accumulator per vector of 8 channels, the raw
@@ -90,6 +109,17 @@ struct QVec256Direct : QVec256 {
   FK_INLINE static void store_requant(uint8_t* dst, acc a, const rq& p, int n) {
     store_requant8(dst, a, p, n);
   }
+  FK_INLINE static void add(acc& a, const acc& b) { a = _mm256_add_epi32(a, b); }
+
+  // The sparse side: the pixels' bytes and the quad's weights as they are, the
+  // path's own dot. 4 vectors a tile, two accumulator sets: 8 accumulators.
+  static constexpr int SNV = 4;
+  using pact = __m256i;
+  using qwt = __m256i;
+  FK_INLINE static pact load_pixels(const uint8_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
+  FK_INLINE static qwt broadcast_quad(const int32_t* w) { return quad32(w); }
 };
 
 struct QVecAvx2 : QVec256Direct {
@@ -104,6 +134,7 @@ struct QVecAvx2 : QVec256Direct {
     const __m256i pairs = _mm256_maddubs_epi16(x, w);
     a = _mm256_add_epi32(a, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
   }
+  FK_INLINE static void dot_px(acc& a, pact x, qwt w) { dot(a, x, w); }
 };
 
 struct QVecAvx2Wide : QVec256 {
@@ -140,6 +171,32 @@ struct QVecAvx2Wide : QVec256 {
   FK_INLINE static void store_requant(uint8_t* dst, const acc& a, const rq& p, int n) {
     store_requant8(dst, sums(a), p, n);
   }
+  FK_INLINE static void add(acc& a, const acc& b) {
+    a.lo = _mm256_add_epi32(a.lo, b.lo);
+    a.hi = _mm256_add_epi32(a.hi, b.hi);
+  }
+
+  // The sparse side, the same arithmetic with pixels in place of channels: 8
+  // pixels' quads zero-extended to int16 (pixels 0-3 in lo, 4-7 in hi) against
+  // the quad's 4 weights sign-extended and repeated; acc.lo then holds pixel
+  // p's two partial sums where `sums` expects channel p's. 2 vectors a tile:
+  // 8 accumulator registers.
+  static constexpr int SNV = 2;
+  struct pact {
+    __m256i lo, hi;
+  };
+  using qwt = __m256i;
+  FK_INLINE static pact load_pixels(const uint8_t* p) {
+    return {_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+            _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)))};
+  }
+  FK_INLINE static qwt broadcast_quad(const int32_t* w) {
+    return _mm256_cvtepi8_epi16(_mm256_castsi256_si128(quad32(w)));
+  }
+  FK_INLINE static void dot_px(acc& a, const pact& x, qwt w) {
+    a.lo = _mm256_add_epi32(a.lo, _mm256_madd_epi16(x.lo, w));
+    a.hi = _mm256_add_epi32(a.hi, _mm256_madd_epi16(x.hi, w));
+  }
 };
 
 // Only where int8_kernel_avx_vnni.cpp defines FK_DPBUSD256: its 256-bit vpdpbusd
@@ -152,5 +209,6 @@ struct QVecAvxVnni : QVec256Direct {
 
   // acc[o] += sum_k x[k] * w[o][k], k < 4: one VEX vpdpbusd.
   FK_INLINE static void dot(acc& a, act x, wt w) { a = FK_DPBUSD256(a, x, w); }
+  FK_INLINE static void dot_px(acc& a, pact x, qwt w) { dot(a, x, w); }
 };
 #endif

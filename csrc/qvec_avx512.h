@@ -30,6 +30,26 @@ struct QVecAvx512Vnni {
   FK_INLINE static wt load_weights(const int8_t* w) { return _mm512_loadu_si512(w); }
   // acc[o] += sum_k x[k] * w[o][k], k < 4: one vpdpbusd (u8 x s8, no saturation).
   FK_INLINE static void dot(acc& a, act x, wt w) { a = _mm512_dpbusd_epi32(a, x, w); }
+  FK_INLINE static void add(acc& a, const acc& b) { a = _mm512_add_epi32(a, b); }
+
+  // The sparse kernels' side (int8_sparse_run.h): vectors of 16 pixels, each
+  // lane a pixel's 4 channels of one quad, against one quad's 4 weights in
+  // every lane. 8 vectors a tile (an entry's bookkeeping spread over 8 dots),
+  // two accumulator sets: 16 accumulators, 8 pixel vectors.
+  static constexpr int SNV = 8;
+  using pact = __m512i;
+  using qwt = __m512i;
+  FK_INLINE static pact load_pixels(const uint8_t* p) { return _mm512_loadu_si512(p); }
+  FK_INLINE static qwt broadcast_quad(const int32_t* w) { return _mm512_set1_epi32(*w); }
+  FK_INLINE static void dot_px(acc& a, pact x, qwt w) {
+#ifdef FK_EMULATE_AVX512
+    dot(a, x, w);
+#else
+    // The instruction itself: with the intrinsic, GCC 12 copied every
+    // accumulator of the sparse loop out and back each entry.
+    asm("vpdpbusd %2, %1, %0" : "+v"(a) : "v"(x), "v"(w));
+#endif
+  }
 
   // A vector's requantization parameters, loaded once per tile.
   struct rq {
@@ -38,6 +58,10 @@ struct QVecAvx512Vnni {
   };
   FK_INLINE static rq params(const int32_t* bias, const float* m) {
     return {_mm512_loadu_si512(bias), _mm512_loadu_ps(m)};
+  }
+  // One output channel's, in every lane (a vector of pixels).
+  FK_INLINE static rq params1(int32_t bias, float m) {
+    return {_mm512_set1_epi32(bias), _mm512_set1_ps(m)};
   }
   FK_INLINE static __m512 scaled(acc a, const rq& p) {
     return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, p.bias)), p.m);
@@ -72,5 +96,12 @@ struct QVecAvx512Vnni {
   // sum[o] += q[o], o < W.
   FK_INLINE static void add_to(int32_t* sum, ivec q) {
     _mm512_storeu_si512(sum, _mm512_add_epi32(_mm512_loadu_si512(sum), q));
+  }
+  FK_INLINE static void store_lanes(int32_t* dst, ivec q) { _mm512_storeu_si512(dst, q); }
+  FK_INLINE static ivec load_lanes(const int32_t* src) { return _mm512_loadu_si512(src); }
+  // Lane l: bytes q0[l], q1[l], q2[l], q3[l] (each in [0, 255]) as one int32.
+  FK_INLINE static ivec pack4(ivec q0, ivec q1, ivec q2, ivec q3) {
+    return _mm512_or_si512(_mm512_or_si512(q0, _mm512_slli_epi32(q1, 8)),
+                           _mm512_or_si512(_mm512_slli_epi32(q2, 16), _mm512_slli_epi32(q3, 24)));
   }
 };

@@ -9,10 +9,15 @@
   channels-last concat; optionally of the max-pooled input (``nn.MaxPool2d(kernel,
   stride, ceil_mode)``, no padding), the pool fused into the squeeze's read. Bit for bit :func:`fire_kernels.int8_reference.fire_int8_reference`
   (CPU; inference only).
+* ``fire_int8_sparse``: ``fire_int8`` with its expands pruned: the squeeze packed as for
+  ``fire_int8``, both expands as one sparse 3x3 conv of the ``E1 + E3`` concat channels
+  (the 1x1's weights at the centre tap; :func:`pack_int8_sparse`), zero weights
+  skipped a channel quad at a time. Bit for bit ``fire_int8``.
 * ``head_int8``: the int8 classifier head, conv 1x1 (packed) + ReLU + global average
   pool, uint8 in, float32 ``(N, O, 1, 1)`` out: each pixel's output requantized to
   uint8 at ``output_scale``, summed exactly, scaled once; bit for bit
   :func:`fire_kernels.int8_reference.head_int8_reference` (CPU; inference only).
+* ``head_int8_sparse``: ``head_int8`` with its conv pruned (:func:`pack_int8_sparse`).
 * ``stem_int8``: a network's first layer in int8, conv k x k stride s (no padding) +
   ReLU + max pool, uint8 channels-last out, on an image: float32, quantized here (as
   ``quantize_uint8`` with ``input_scale`` and ``input_zero_point``, straight into the
@@ -25,13 +30,26 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor
 
 from .ops import inference_only
 from .validation import check_pool_args, pooled_size
 
-__all__ = ["fire_int8", "head_int8", "pack_int8", "packed_int8_size", "stem_int8"]
+__all__ = ["INT8_SPARSE_MAX_WORK_DENSITY", "SparseInt8Conv", "expand_work_density", "fire_int8",
+           "fire_int8_sparse", "head_int8", "head_int8_sparse", "int8_sparse_pays", "pack_int8",
+           "pack_int8_sparse", "packed_int8_size", "quad_density", "sparse_expands", "stem_int8"]
+
+#: The largest work density (nonzero weight quads over all, :func:`quad_density`) at
+#: which the sparse int8 kernels beat the dense ones. Measured on an AVX-512 VNNI Xeon, one
+#: thread, one quad density at a time (interleaved minima, batch 1 to 16): at 0.19
+#: (95 % unstructured) sparse Fires ran 1.13-1.38x and the sparse head 1.29-1.38x the
+#: dense; at 0.34 (90 %) 0.9x and 0.8x: a dense VNNI dot does 64 products, a sparse
+#: one also pays a load and its share of the entry's bookkeeping, and the epilogue
+#: (requantize, transpose into the channels-last concat) is the dense kernel's or more.
+INT8_SPARSE_MAX_WORK_DENSITY = 0.25
 
 _lib = torch.library.Library("fire_kernels", "FRAGMENT")
 _lib.define("pack_int8(Tensor weight, Tensor bias, Tensor multiplier) -> (Tensor, Tensor, Tensor)")
@@ -42,8 +60,17 @@ _lib.define(
     "int expand1x1_channels, int expand3x3_channels, int pool_kernel=1, int pool_stride=1, "
     "bool pool_ceil_mode=False) -> Tensor"
 )
+_lib.define(
+    "fire_int8_sparse(Tensor x, Tensor squeeze, Tensor squeeze_bias, Tensor squeeze_multiplier, "
+    "Tensor expand_rows, Tensor expand_entries, Tensor expand_values, Tensor expand_bias, "
+    "Tensor expand_multiplier, int squeeze_channels, int expand1x1_channels, "
+    "int expand3x3_channels, int pool_kernel=1, int pool_stride=1, bool pool_ceil_mode=False) "
+    "-> Tensor"
+)
 _lib.define("head_int8(Tensor x, Tensor weight, Tensor bias, Tensor multiplier, "
             "int out_channels, float output_scale) -> Tensor")
+_lib.define("head_int8_sparse(Tensor x, Tensor rows, Tensor entries, Tensor values, Tensor bias, "
+            "Tensor multiplier, int out_channels, float output_scale) -> Tensor")
 _lib.define("stem_int8(Tensor x, Tensor weight, Tensor bias, Tensor multiplier, "
             "int out_channels, int kernel, int stride, float input_scale, int input_zero_point, "
             "int pool_kernel=1, int pool_stride=1, bool pool_ceil_mode=False) -> Tensor")
@@ -91,6 +118,19 @@ def _fire_int8_fake(x, squeeze, squeeze_bias, squeeze_multiplier, expand1x1, exp
 inference_only("fire_int8")
 
 
+@torch.library.register_fake("fire_kernels::fire_int8_sparse")
+def _fire_int8_sparse_fake(x, squeeze, squeeze_bias, squeeze_multiplier, expand_rows,
+                           expand_entries, expand_values, expand_bias, expand_multiplier,
+                           squeeze_channels, expand1x1_channels, expand3x3_channels,
+                           pool_kernel=1, pool_stride=1, pool_ceil_mode=False):
+    return _fire_int8_fake(x, squeeze, squeeze_bias, squeeze_multiplier, None, None, None, None,
+                           None, None, squeeze_channels, expand1x1_channels, expand3x3_channels,
+                           pool_kernel, pool_stride, pool_ceil_mode)
+
+
+inference_only("fire_int8_sparse")
+
+
 @torch.library.register_fake("fire_kernels::head_int8")
 def _head_int8_fake(x, weight, bias, multiplier, out_channels, output_scale):
     if x.dtype != torch.uint8:
@@ -101,6 +141,15 @@ def _head_int8_fake(x, weight, bias, multiplier, out_channels, output_scale):
 
 
 inference_only("head_int8")
+
+
+@torch.library.register_fake("fire_kernels::head_int8_sparse")
+def _head_int8_sparse_fake(x, rows, entries, values, bias, multiplier, out_channels,
+                           output_scale):
+    return _head_int8_fake(x, None, bias, multiplier, out_channels, output_scale)
+
+
+inference_only("head_int8_sparse")
 
 
 @torch.library.register_fake("fire_kernels::stem_int8")
@@ -135,6 +184,83 @@ def pack_int8(weight: Tensor, bias: Tensor, multiplier: Tensor) -> tuple[Tensor,
     return torch.ops.fire_kernels.pack_int8(weight, bias, multiplier)
 
 
+class SparseInt8Conv(NamedTuple):
+    """A pruned int8 conv in the sparse kernels' format (``csrc/int8_kernel.h``,
+    ``Int8Sparse``): per output channel ``o``, entries ``rows[o]:rows[o+1]``, each a
+    channel quad and tap holding a nonzero weight (``entries = quad << 4 | tap``) with
+    the quad's 4 weights as one int32 (``values``), and the int32 bias and float32
+    multipliers unpadded."""
+
+    rows: Tensor
+    entries: Tensor
+    values: Tensor
+    bias: Tensor
+    multiplier: Tensor
+
+
+def _weight_quads(weight: Tensor) -> Tensor:
+    """``weight`` (O, C, k, k) int8 as int32 quads ``[O][k*k][C4/4]``, channels padded
+    with zeros to a multiple of 4 (byte ``i`` of a quad: channel ``4*quad + i``)."""
+    o, c, k, _ = weight.shape
+    padded = weight.new_zeros((o, _round_up(c, 4), k, k))
+    padded[:, :c] = weight
+    quads = padded.reshape(o, -1, 4, k * k).permute(0, 3, 1, 2).reshape(-1)
+    return quads.view(torch.int32).reshape(o, k * k, -1)
+
+
+def quad_density(weight: Tensor) -> float:
+    """The fraction of a conv's (output channel, tap, channel quad) weight quads that
+    hold a nonzero weight: the sparse int8 kernels' work as a fraction of the dense."""
+    quads = _weight_quads(weight)
+    return float((quads != 0).sum()) / max(quads.numel(), 1)
+
+
+def expand_work_density(expand1x1_weight: Tensor, expand3x3_weight: Tensor) -> float:
+    """A Fire's expands' nonzero weight quads over all of them (:func:`quad_density` of
+    both together): the sparse Fire kernel's expand work as a fraction of the dense."""
+    quads = [_weight_quads(w) for w in (expand1x1_weight, expand3x3_weight)]
+    total = sum(q.numel() for q in quads)
+    return float(sum((q != 0).sum() for q in quads)) / max(total, 1)
+
+
+def int8_sparse_pays(work_density: float) -> bool:
+    """Whether the sparse int8 kernel beats the dense one at this work density
+    (:data:`INT8_SPARSE_MAX_WORK_DENSITY`)."""
+    return work_density <= INT8_SPARSE_MAX_WORK_DENSITY
+
+
+def pack_int8_sparse(weight: Tensor, bias: Tensor, multiplier: Tensor) -> SparseInt8Conv:
+    """A conv's int8 weights ``(O, C, k, k)``, int32 bias and float32 multipliers
+    ``(O,)`` in the sparse kernels' format (:class:`SparseInt8Conv`)."""
+    if weight.dtype != torch.int8 or weight.dim() != 4 or weight.shape[2] != weight.shape[3]:
+        raise ValueError(f"pack_int8_sparse: expected square int8 conv weights (O, C, k, k), "
+                         f"got {weight.dtype} {tuple(weight.shape)}")
+    if weight.shape[2] ** 2 > 16:
+        raise ValueError(f"pack_int8_sparse: at most 16 taps (k <= 4), got k = {weight.shape[2]}")
+    quads = _weight_quads(weight)
+    nonzero = quads != 0
+    counts = nonzero.flatten(1).sum(1)
+    rows = torch.zeros(weight.shape[0] + 1, dtype=torch.int32)
+    rows[1:] = counts.cumsum(0)
+    _, tap, quad = nonzero.nonzero(as_tuple=True)  # per channel: taps outer, quads inner
+    entries = (quad << 4 | tap).to(torch.int32)
+    return SparseInt8Conv(rows, entries, quads[nonzero].contiguous(),
+                          bias.to(torch.int32).contiguous(),
+                          multiplier.to(torch.float32).contiguous())
+
+
+def sparse_expands(expand1x1, expand3x3) -> SparseInt8Conv:
+    """A Fire's two expands (:class:`~fire_kernels.int8_reference.QuantizedConv`) as
+    the one sparse 3x3 conv of ``fire_int8_sparse``: the 1x1's weights at the centre
+    tap, concat channels in order."""
+    w1 = expand1x1.weight
+    centred = w1.new_zeros((w1.shape[0], w1.shape[1], 3, 3))
+    centred[:, :, 1, 1] = w1[:, :, 0, 0]
+    return pack_int8_sparse(torch.cat([centred, expand3x3.weight]),
+                            torch.cat([expand1x1.bias, expand3x3.bias]),
+                            torch.cat([expand1x1.multiplier, expand3x3.multiplier]))
+
+
 def fire_int8(xq: Tensor, fire, pool: tuple[int, int, bool] = (1, 1, False)) -> Tensor:
     """The fused int8 Fire of a :class:`~fire_kernels.int8_reference.QuantizedFire` on
     the uint8 input ``xq``, max-pooled by ``pool`` (kernel, stride, ceil_mode) first
@@ -146,12 +272,29 @@ def fire_int8(xq: Tensor, fire, pool: tuple[int, int, bool] = (1, 1, False)) -> 
         fire.expand1x1.weight.shape[0], fire.expand3x3.weight.shape[0], *pool)
 
 
+def fire_int8_sparse(xq: Tensor, fire, pool: tuple[int, int, bool] = (1, 1, False)) -> Tensor:
+    """:func:`fire_int8` on the sparse kernel (packs on every call, as it)."""
+    squeeze = pack_int8(fire.squeeze.weight, fire.squeeze.bias, fire.squeeze.multiplier)
+    return torch.ops.fire_kernels.fire_int8_sparse(
+        xq, *squeeze, *sparse_expands(fire.expand1x1, fire.expand3x3),
+        fire.squeeze.weight.shape[0], fire.expand1x1.weight.shape[0],
+        fire.expand3x3.weight.shape[0], *pool)
+
+
 def head_int8(xq: Tensor, head) -> Tensor:
     """The int8 head of a :class:`~fire_kernels.int8_reference.QuantizedHead` on the
     uint8 input ``xq`` (packs its conv on every call, as :func:`fire_int8`)."""
     c = head.conv
     return torch.ops.fire_kernels.head_int8(xq, *pack_int8(c.weight, c.bias, c.multiplier),
                                             c.weight.shape[0], head.output_scale)
+
+
+def head_int8_sparse(xq: Tensor, head) -> Tensor:
+    """:func:`head_int8` on the sparse kernel (packs on every call, as it)."""
+    c = head.conv
+    return torch.ops.fire_kernels.head_int8_sparse(
+        xq, *pack_int8_sparse(c.weight, c.bias, c.multiplier), c.weight.shape[0],
+        head.output_scale)
 
 
 def stem_int8(x: Tensor, stem) -> Tensor:

@@ -23,7 +23,7 @@ bias exactly at the border).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import torch
@@ -33,8 +33,11 @@ from torch import Tensor
 
 from . import _extension
 from . import int8_reference as q8
-from .module import FusedFire
+from .int8_ops import (expand_work_density, int8_sparse_pays, pack_int8_sparse, quad_density,
+                       sparse_expands)
+from .module import FusedFire, check_sparse_mode
 from .network import FusedAway, FusedConvReluAvgPool, FusedConvReluMaxPool, fuse_network
+from .weight_plan import SparseMode
 
 __all__ = ["QuantizedFire", "QuantizedHead", "QuantizedStem", "dequantize_network",
            "quantize_network"]
@@ -79,10 +82,11 @@ class Int8Conv2d(nn.Module):
 
 
 class _Prepared(NamedTuple):
-    """A quantized module's kernel arguments after the input, and what they were made
-    from."""
+    """A quantized module's kernel (an operator), its arguments after the input, and
+    what they were made from."""
 
     sources: list[tuple[Tensor, int]]  # each buffer and its version
+    kernel: Callable
     args: list
     input_scale: float
     output_scale: float
@@ -104,6 +108,7 @@ class _Int8Module(nn.Module):
         self.register_buffer("input_scale", torch.tensor(input_scale, dtype=torch.float64))
         self.register_buffer("output_scale", torch.tensor(output_scale, dtype=torch.float64))
         self._packed: _Prepared | None = None
+        self._sparse: SparseMode = "auto"
 
     def _sources(self) -> list[Tensor]:
         """The buffers the kernel's arguments come from (plain dict reads: every call)."""
@@ -113,14 +118,15 @@ class _Int8Module(nn.Module):
             sources += self._modules[name]._sources()
         return sources
 
-    def _kernel_args(self) -> list:
+    def _kernel(self) -> tuple[Callable, list]:
+        """The operator to run and its arguments after the input."""
         raise NotImplementedError
 
     def _prepared(self) -> _Prepared:
         prepared = self._packed
         sources = self._sources()
         if prepared is None or not prepared.holds(sources):
-            prepared = _Prepared([(t, t._version) for t in sources], self._kernel_args(),
+            prepared = _Prepared([(t, t._version) for t in sources], *self._kernel(),
                                  float(self.input_scale), float(self.output_scale))
             self._packed = prepared
         return prepared
@@ -143,6 +149,23 @@ class _Int8Module(nn.Module):
         if not self.float_output:
             return out
         return out * (prepared.output_scale if prepared else float(self.output_scale))
+
+    @property
+    def sparse(self) -> SparseMode:
+        """``"auto"`` runs the sparse int8 kernel where the pruned weights make it pay
+        (:func:`fire_kernels.int8_ops.int8_sparse_pays`), ``True`` always, ``False``
+        never (the Fire's and the head's; the stem is always dense)."""
+        return self._sparse
+
+    @sparse.setter
+    def sparse(self, value: SparseMode) -> None:
+        self._sparse = check_sparse_mode(value)
+        self._packed = None
+
+    def _runs_sparse(self, work_density: Callable[[], float]) -> bool:
+        if self._sparse == "auto":
+            return int8_sparse_pays(work_density())
+        return self._sparse
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -208,17 +231,23 @@ class QuantizedFire(_Int8Module):
                                 self.expand1x1.arithmetic(s_sq, s_out),
                                 self.expand3x3.arithmetic(s_sq, s_out))
 
-    def _kernel_args(self) -> list:
+    def _kernel(self) -> tuple[Callable, list]:
         fire = self.arithmetic()
         convs = (fire.squeeze, fire.expand1x1, fire.expand3x3)
-        pool = (1, 1, False) if self.pool is None else self.pool
-        return [t for c in convs for t in _pack(c)] + [c.weight.shape[0] for c in convs] + [*pool]
+        sizes = [c.weight.shape[0] for c in convs]
+        pool = [*((1, 1, False) if self.pool is None else self.pool)]
+        if self._runs_sparse(lambda: expand_work_density(fire.expand1x1.weight,
+                                                         fire.expand3x3.weight)):
+            expands = sparse_expands(fire.expand1x1, fire.expand3x3)
+            return (torch.ops.fire_kernels.fire_int8_sparse,
+                    [*_pack(fire.squeeze), *expands, *sizes, *pool])
+        return torch.ops.fire_kernels.fire_int8, [t for c in convs for t in _pack(c)] + sizes + pool
 
     def forward(self, x: Tensor) -> Tensor:
         prepared = self._prepared() if self._runs_kernel(x) else None
         xq = self._quantized_input(x, prepared)
         if prepared is not None:
-            out = torch.ops.fire_kernels.fire_int8(xq, *prepared.args)
+            out = prepared.kernel(xq, *prepared.args)
         else:
             pooled = _max_pool(xq, self.pool) if self.pool is not None else xq
             out = q8.fire_int8_reference(pooled, self.arithmetic())
@@ -239,7 +268,8 @@ class QuantizedFire(_Int8Module):
     def extra_repr(self) -> str:
         pool = "" if self.pool is None else f", pool={self.pool}"
         return (f"scales=({float(self.input_scale):.4g}, {float(self.squeeze_scale):.4g}, "
-                f"{float(self.output_scale):.4g}), float_output={self.float_output}{pool}")
+                f"{float(self.output_scale):.4g}), float_output={self.float_output}{pool}, "
+                f"sparse={self._sparse!r}")
 
 
 class QuantizedHead(_Int8Module):
@@ -267,15 +297,20 @@ class QuantizedHead(_Int8Module):
         s_in, s_out = float(self.input_scale), float(self.output_scale)
         return q8.QuantizedHead(s_in, s_out, self.conv.arithmetic(s_in, s_out))
 
-    def _kernel_args(self) -> list:
+    def _kernel(self) -> tuple[Callable, list]:
         head = self.arithmetic()
-        return _pack(head.conv) + [head.conv.weight.shape[0], head.output_scale]
+        c = head.conv
+        sizes = [c.weight.shape[0], head.output_scale]
+        if self._runs_sparse(lambda: quad_density(c.weight)):
+            return (torch.ops.fire_kernels.head_int8_sparse,
+                    [*pack_int8_sparse(c.weight, c.bias, c.multiplier), *sizes])
+        return torch.ops.fire_kernels.head_int8, _pack(c) + sizes
 
     def forward(self, x: Tensor) -> Tensor:
         prepared = self._prepared() if self._runs_kernel(x) else None
         xq = self._quantized_input(x, prepared)
         if prepared is not None:
-            return torch.ops.fire_kernels.head_int8(xq, *prepared.args)
+            return prepared.kernel(xq, *prepared.args)
         return q8.head_int8_reference(xq, self.arithmetic())
 
     def to_fused(self) -> FusedConvReluAvgPool:
@@ -287,7 +322,7 @@ class QuantizedHead(_Int8Module):
 
     def extra_repr(self) -> str:
         return (f"scales=({float(self.input_scale):.4g}, {float(self.output_scale):.4g}), "
-                "relu, global_avg_pool")
+                f"relu, global_avg_pool, sparse={self._sparse!r}")
 
 
 class QuantizedStem(_Int8Module):
@@ -332,11 +367,12 @@ class QuantizedStem(_Int8Module):
         return q8.QuantizedStem(s_in, int(self.input_zero_point), s_out,
                                 self.conv.arithmetic(s_in, s_out), self.stride, self.pool)
 
-    def _kernel_args(self) -> list:
+    def _kernel(self) -> tuple[Callable, list]:
         stem = self.arithmetic()
         w = stem.conv.weight
-        return [*_pack(stem.conv), w.shape[0], w.shape[2], stem.stride, stem.input_scale,
-                stem.input_zero_point, *stem.pool]
+        return torch.ops.fire_kernels.stem_int8, [
+            *_pack(stem.conv), w.shape[0], w.shape[2], stem.stride, stem.input_scale,
+            stem.input_zero_point, *stem.pool]
 
     def forward(self, x: Tensor) -> Tensor:
         if not x.is_floating_point():
@@ -344,7 +380,7 @@ class QuantizedStem(_Int8Module):
         if self._runs_kernel(x) and x.dtype == torch.float32:
             # The kernel quantizes the image itself, into its own layout.
             prepared = self._prepared()
-            return self._handed_on(torch.ops.fire_kernels.stem_int8(x, *prepared.args), prepared)
+            return self._handed_on(prepared.kernel(x, *prepared.args), prepared)
         stem = self.arithmetic()
         xq = q8.quantize_activation(x, stem.input_scale, stem.input_zero_point)
         return self._handed_on(q8.stem_int8_reference(xq, stem), None)
@@ -479,7 +515,7 @@ class _Calibration:
 
 
 def quantize_network(model: nn.Module, calibration: Iterable[Tensor], *,
-                     weight_bits: int = 8) -> nn.Module:
+                     weight_bits: int = 8, sparse: SparseMode = "auto") -> nn.Module:
     """Quantizes, in place, the stem, every Fire and the classifier head of ``model`` to
     int8 and returns ``model``.
 
@@ -498,6 +534,7 @@ def quantize_network(model: nn.Module, calibration: Iterable[Tensor], *,
     Raises:
         ValueError: the model has no Fire or head, or ``calibration`` gave no input.
     """
+    check_sparse_mode(sparse)
     fuse_network(model)  # idempotent: fuses what is not yet (pools into Fires, the head)
     calib = _Calibration(model)
     if not calib.units:
@@ -517,6 +554,9 @@ def quantize_network(model: nn.Module, calibration: Iterable[Tensor], *,
     if calib.calls is not None:
         raise ValueError("quantize_network: the calibration iterable gave no input")
     replacements = {id(m): calib.quantized(m, weight_bits) for m in calib.units}
+    for q in replacements.values():
+        if isinstance(q, (QuantizedFire, QuantizedHead)):
+            q.sparse = sparse
     _replace(model, replacements)
     return model
 

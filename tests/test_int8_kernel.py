@@ -1,8 +1,9 @@
-"""The fused int8 Fire kernel (torch.ops.fire_kernels.fire_int8) against the int8
-reference arithmetic (fire_kernels.int8_reference), bit for bit: every int8 path
-(AVX-512 VNNI, AVX-VNNI, AVX2 with and without the 7-bit weights its fast product
-needs, portable), the SqueezeNet layers, odd shapes, layouts, threads, the inputs
-and weights that would saturate AVX2's 16-bit products, bad arguments and opcheck."""
+"""The fused int8 Fire kernels (torch.ops.fire_kernels.fire_int8, and fire_int8_sparse
+on pruned weights) against the int8 reference arithmetic (fire_kernels.int8_reference),
+bit for bit: every int8 path (AVX-512 VNNI, AVX-VNNI, AVX2 with and without the 7-bit
+weights its fast product needs, portable), the SqueezeNet layers dense and pruned, odd
+shapes, layouts, threads, the inputs and weights that would saturate AVX2's 16-bit
+products, the heads and stems, bad arguments and opcheck."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import torch
 
 import fire_kernels as fk
 from fire_kernels import int8_reference as q8
-from fire_kernels.int8_ops import fire_int8, head_int8, pack_int8, stem_int8
+from fire_kernels.int8_ops import (expand_work_density, fire_int8, fire_int8_sparse, head_int8,
+                                   head_int8_sparse, pack_int8, pack_int8_sparse, quad_density,
+                                   sparse_expands, stem_int8)
 from fire_kernels.reference import fire_reference
 from fire_kernels.testing import FireSample, fire_weights, odd_samples, squeezenet_samples
 
@@ -30,6 +33,12 @@ def int8_path(request):
     C.set_int8_path(request.param)
     yield request.param
     C.set_int8_path("auto")
+
+
+@pytest.fixture(params=["dense", "sparse"])
+def kernel(request):
+    """Runs a test once on the dense and once on the sparse int8 kernels."""
+    return request.param
 
 
 @torch.no_grad()
@@ -53,11 +62,12 @@ def quantized(sample: FireSample, weight_bits: int = 8):
 
 
 def assert_exact(xq: torch.Tensor, fire: q8.QuantizedFire,
-                 pool: tuple[int, int, bool] | None = None) -> torch.Tensor:
+                 pool: tuple[int, int, bool] | None = None, kernel: str = "dense") -> torch.Tensor:
+    run = fire_int8_sparse if kernel == "sparse" else fire_int8
     if pool is None:
-        out, pooled = fire_int8(xq, fire), xq
+        out, pooled = run(xq, fire), xq
     else:
-        out = fire_int8(xq, fire, pool)
+        out = run(xq, fire, pool)
         pooled = torch.nn.functional.max_pool2d(xq.float(), pool[0], pool[1],
                                                 ceil_mode=pool[2]).to(torch.uint8)
     ref = q8.fire_int8_reference(pooled, fire)
@@ -76,6 +86,15 @@ def test_squeezenet_layers_match_the_reference(int8_path, sample, weight_bits):
     assert int(out.max()) > 0  # not a Fire of zeros
 
 
+@pytest.mark.parametrize("sample", [pytest.param(s, id=s.name)
+                                    for s in squeezenet_samples(density=0.1)])
+def test_pruned_squeezenet_layers_match_the_reference_sparse(int8_path, sample):
+    xq, fire = quantized(sample)
+    assert 0.2 < expand_work_density(fire.expand1x1.weight, fire.expand3x3.weight) < 0.5
+    out = assert_exact(xq, fire, kernel="sparse")
+    assert int(out.max()) > 0
+
+
 @pytest.mark.parametrize("sample", [pytest.param(s, id=str(s)) for s in [
     *odd_samples(),
     *odd_samples(layout="channels_last")[:5],
@@ -84,27 +103,28 @@ def test_squeezenet_layers_match_the_reference(int8_path, sample, weight_bits):
     FireSample(1, 64, 16, 64, 64, 27, 27, density=0.1),
     FireSample(2, 96, 16, 64, 64, 55, 55, layout="channels_last"),
 ]])
-def test_odd_shapes_and_layouts_match_the_reference(int8_path, sample):
+def test_odd_shapes_and_layouts_match_the_reference(int8_path, kernel, sample):
     for weight_bits in (8, 7):
-        assert_exact(*quantized(sample, weight_bits))
+        assert_exact(*quantized(sample, weight_bits), kernel=kernel)
 
 
 @pytest.mark.parametrize("pool", [(3, 2, True), (3, 2, False), (2, 2, False), (3, 1, True)])
 @pytest.mark.parametrize("shape", [(1, 16, 8, 16, 16, 13, 13), (2, 7, 5, 9, 6, 6, 9),
                                    (1, 64, 16, 64, 64, 55, 55), (1, 3, 2, 3, 5, 3, 3)],
                          ids=lambda s: "x".join(map(str, s)))
-def test_fused_max_pool_matches_pooling_first(int8_path, pool, shape):
+def test_fused_max_pool_matches_pooling_first(int8_path, kernel, pool, shape):
     """The pool read into the squeeze (ceil-mode windows clipped at the edge, maps
     pooled down to 1x1) against pooling the uint8 input first."""
     xq, fire = quantized(FireSample(*shape, layout="channels_last", seed=sum(shape)))
-    assert_exact(xq, fire, pool)
+    assert_exact(xq, fire, pool, kernel)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_any_number_of_threads(int8_path, threads):
+def test_any_number_of_threads(int8_path, kernel, threads):
     torch.set_num_threads(threads)
     for n in (1, 2, 5):
-        assert_exact(*quantized(FireSample(n, 32, 16, 24, 40, 13, 13, seed=n)))
+        assert_exact(*quantized(FireSample(n, 32, 16, 24, 40, 13, 13, seed=n, density=0.3)),
+                     kernel=kernel)
 
 
 def _saturating_fire(c: int, s: int, e: int, w: int) -> q8.QuantizedFire:
@@ -123,7 +143,7 @@ def _saturating_fire(c: int, s: int, e: int, w: int) -> q8.QuantizedFire:
 
 
 @pytest.mark.parametrize("w", [127, 64, 65])
-def test_products_that_would_saturate_16_bits_are_exact(int8_path, w):
+def test_products_that_would_saturate_16_bits_are_exact(int8_path, kernel, w):
     """All-255 inputs against weights of magnitude 127 (a pair's products sum to
     64770, past int16: AVX2 must widen), 64 (32640, the most vpmaddubsw holds: AVX2
     takes its fast product) and 65 (just past it). Every output is the exact
@@ -131,7 +151,7 @@ def test_products_that_would_saturate_16_bits_are_exact(int8_path, w):
     nine taps; fewer at the border."""
     fire = _saturating_fire(12, 8, 16, w)
     xq = torch.full((1, 12, 5, 6), 255, dtype=torch.uint8)
-    out = assert_exact(xq, fire)
+    out = assert_exact(xq, fire, kernel=kernel)
     assert int(out[:, :16:2].min()) == 255 and int(out[:, 1::2].max()) == 0
     assert int(out[0, 16, 2, 2]) == 255 and int(out[0, 16, 0, 0]) == 113  # 4 of 9 taps
 
@@ -140,14 +160,17 @@ def test_products_that_would_saturate_16_bits_are_exact(int8_path, w):
 @pytest.mark.parametrize("shape", [(1, 512, 13, 13, 1000), (3, 7, 5, 3, 10), (2, 64, 1, 1, 17),
                                    (16, 96, 4, 4, 130), (0, 8, 3, 3, 5)],
                          ids=lambda s: "x".join(map(str, s)))
-def test_head_matches_the_reference(int8_path, shape, weight_bits):
+def test_head_matches_the_reference(int8_path, kernel, shape, weight_bits):
     n, c, h, w, o = shape
     g = torch.Generator().manual_seed(sum(shape))
     xq = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=g)
-    head = q8.quantize_head(torch.randn(o, c, 1, 1, generator=g), torch.randn(o, generator=g),
-                            0.02, 0.3, weight_bits)
+    weight = torch.randn(o, c, 1, 1, generator=g)
+    if kernel == "sparse":  # pruned, unstructured
+        weight *= torch.rand(o, c, 1, 1, generator=g) < 0.2
+    head = q8.quantize_head(weight, torch.randn(o, generator=g), 0.02, 0.3, weight_bits)
+    run = head_int8_sparse if kernel == "sparse" else head_int8
     for x in (xq, xq.contiguous(memory_format=torch.channels_last)):
-        out = head_int8(x, head)
+        out = run(x, head)
         ref = q8.head_int8_reference(x, head)
         assert out.dtype == torch.float32 and out.shape == (n, o, 1, 1)
         assert torch.equal(out, ref)
@@ -249,6 +272,61 @@ def test_bad_arguments_raise():
         op(big, *packs[0], *packs[1], *packs[2], 4, 8, 8)
 
 
+def test_sparse_format():
+    """Entries per output channel, taps outer and channel quads inner, each quad's 4
+    weights one little-endian int32; channels padded to a quad with zeros."""
+    w = torch.zeros(2, 6, 3, 3, dtype=torch.int8)
+    w[0, 5, 0, 1] = -3  # quad 1 (channels 4-7), tap 1, byte 1
+    w[0, 0, 2, 2] = 7  # quad 0, tap 8, byte 0
+    w[0, 1, 2, 2] = 1
+    packed = pack_int8_sparse(w, torch.tensor([5, 6]), torch.tensor([0.5, 0.25]))
+    assert packed.rows.tolist() == [0, 2, 2]
+    assert packed.entries.tolist() == [1 << 4 | 1, 0 << 4 | 8]
+    assert packed.values.tolist() == [int.from_bytes(bytes([0, 253, 0, 0]), "little"),  # -3
+                                      7 + 1 * 256]
+    assert packed.bias.dtype == torch.int32 and packed.multiplier.dtype == torch.float32
+    assert quad_density(w) == 2 / (2 * 9 * 2)
+    expands = sparse_expands(q8.QuantizedConv(w[:, :, 1:2, 1:2].contiguous(), torch.ones(2),
+                                              torch.zeros(2, dtype=torch.int32), torch.ones(2)),
+                             q8.QuantizedConv(w, torch.ones(2), torch.ones(2, dtype=torch.int32),
+                                              torch.ones(2)))
+    assert expands.rows.tolist() == [0, 0, 0, 2, 2]  # the 1x1 has no nonzero: its centre tap
+    assert expands.bias.tolist() == [0, 0, 1, 1]
+
+
+def test_sparse_bad_arguments_raise():
+    xq, fire = quantized(FireSample(1, 8, 4, 8, 8, 3, 3))
+    squeeze = pack_int8(fire.squeeze.weight, fire.squeeze.bias, fire.squeeze.multiplier)
+    expands = sparse_expands(fire.expand1x1, fire.expand3x3)
+    op = torch.ops.fire_kernels.fire_int8_sparse
+    assert torch.equal(op(xq, *squeeze, *expands, 4, 8, 8), fire_int8(xq, fire))
+    bad = expands.entries.clone()
+    bad[0] = 2 << 4  # quad 2 of a 4-channel squeeze's one
+    with pytest.raises(ValueError, match="entries outside its 1 channel quads and 9 taps"):
+        op(xq, *squeeze, expands.rows, bad, *expands[2:], 4, 8, 8)
+    bad[0] = 9  # tap 9 of 9
+    with pytest.raises(ValueError, match="entries outside"):
+        op(xq, *squeeze, expands.rows, bad, *expands[2:], 4, 8, 8)
+    rows = expands.rows.clone()
+    rows[1], rows[2] = rows[2], rows[1] - 1
+    with pytest.raises(ValueError, match="row starts decrease|do not agree"):
+        op(xq, *squeeze, rows, *expands[1:], 4, 8, 8)
+    with pytest.raises(ValueError, match="do not agree"):
+        op(xq, *squeeze, expands.rows, expands.entries, expands.values[1:], *expands[3:], 4, 8, 8)
+    with pytest.raises(ValueError, match="expected 18 row starts, 17 biases"):
+        op(xq, *squeeze, *expands, 4, 8, 9)
+    with pytest.raises(ValueError, match="int32 CPU tensors"):
+        op(xq, *squeeze, expands.rows.long(), *expands[1:], 4, 8, 8)
+    with pytest.raises(ValueError, match="float32 CPU multipliers"):
+        op(xq, *squeeze, *expands[:4], expands.multiplier.double(), 4, 8, 8)
+    head = q8.quantize_head(torch.randn(5, 8, 1, 1), None, 0.1, 0.2)
+    packed = pack_int8_sparse(head.conv.weight, head.conv.bias, head.conv.multiplier)
+    with pytest.raises(ValueError, match="head_int8_sparse: .*outside its 1 channel quads and 1 taps"):
+        torch.ops.fire_kernels.head_int8_sparse(xq[:, :3], *packed, 5, 0.2)  # 8 channels' weights
+    with pytest.raises(ValueError, match="at most 16 taps"):
+        pack_int8_sparse(torch.zeros(2, 2, 5, 5, dtype=torch.int8), torch.zeros(2), torch.ones(2))
+
+
 def test_opcheck():
     for sample in (FireSample(2, 10, 6, 7, 9, 5, 6), FireSample(0, 10, 6, 7, 9, 3, 3),
                    FireSample(1, 10, 6, 7, 9, 4, 4, layout="channels_last")):
@@ -274,3 +352,10 @@ def test_opcheck():
         for conv in (fire.squeeze, fire.expand3x3):
             torch.library.opcheck(torch.ops.fire_kernels.pack_int8.default,
                                   (conv.weight, conv.bias, conv.multiplier))
+        expands = sparse_expands(fire.expand1x1, fire.expand3x3)
+        for pool in ((), (3, 2, True)):
+            torch.library.opcheck(torch.ops.fire_kernels.fire_int8_sparse.default,
+                                  (xq, *packs[0], *expands, 6, 7, 9, *pool))
+        torch.library.opcheck(torch.ops.fire_kernels.head_int8_sparse.default,
+                              (xq, *pack_int8_sparse(head.conv.weight, head.conv.bias,
+                                                     head.conv.multiplier), 5, 0.2))

@@ -170,3 +170,41 @@ def test_a_module_handed_uint8_reads_it_at_its_producers_scale():
     with torch.no_grad():
         out = model(x)
     assert float((out - ref).abs().max() / ref.abs().max()) < 0.05
+
+
+def test_pruned_networks_run_the_sparse_kernels_where_they_pay():
+    """A 97 %-pruned network's Fires and head run sparse under 'auto' (their weight
+    quads are sparse enough, fire_kernels.int8_ops.int8_sparse_pays), a 50 %-pruned one's
+    dense; every choice computes the same bytes as the dense kernels."""
+    x = torch.rand(2, 3, 64, 64)
+    for amount, runs_sparse in ((0.97, True), (0.5, False)):
+        model = fk.prune_network(_model(fk.squeezenet1_1), amount)
+        fk.quantize_network(model, _calibration())
+        units = [m for m in model.modules() if isinstance(m, (fk.QuantizedFire, fk.QuantizedHead))]
+        assert len(units) == 9 and all(m.sparse == "auto" for m in units)
+        with torch.no_grad():
+            auto = model(x)
+            kernels = {m._packed.kernel for m in units}
+            sparse_ops = {torch.ops.fire_kernels.fire_int8_sparse,
+                          torch.ops.fire_kernels.head_int8_sparse}
+            assert (kernels == sparse_ops) if runs_sparse else not kernels & sparse_ops
+            for mode in (True, False):
+                for m in units:
+                    m.sparse = mode
+                assert torch.equal(model(x), auto)
+    with pytest.raises(ValueError, match="sparse must be 'auto', True or False"):
+        units[0].sparse = "yes"
+    assert "sparse=False" in repr(units[0])
+
+
+def test_quantize_network_sets_the_sparse_mode():
+    model = fk.prune_network(_model(fk.squeezenet1_1), 0.97)
+    fk.quantize_network(model, _calibration(), sparse=False)
+    units = [m for m in model.modules() if isinstance(m, (fk.QuantizedFire, fk.QuantizedHead))]
+    assert {m.sparse for m in units} == {False}
+    with torch.no_grad():
+        model(torch.rand(1, 3, 64, 64))
+    assert {m._packed.kernel for m in units} == {torch.ops.fire_kernels.fire_int8,
+                                                 torch.ops.fire_kernels.head_int8}
+    with pytest.raises(ValueError, match="sparse must be"):
+        fk.quantize_network(model, _calibration(), sparse="fast")

@@ -1,0 +1,241 @@
+// The sparse int8 kernels of one path, the Fire and the classifier head, over
+// a quantized vector type Q (qvec_<path>.h); instantiated by
+// int8_kernel_run.h. In an anonymous namespace for the reason kernel_band.h
+// gives.
+//
+// Math: the dense kernels' (int8_fire_run.h, int8_head_run.h), bit for bit;
+// only the zero weights are skipped.
+//
+// Layout: vectors along pixels (XNNPACK's SpMM layout), so that a weight is a
+// broadcast and a zero one costs nothing. vpdpbusd adds 4 products a lane, so
+// a lane holds one pixel's 4 channels of a channel quad, and the activations
+// are read quad-major: plane q holds channels 4q .. 4q+3 of every pixel, 4
+// bytes a pixel. Entry e of output channel o (Int8Sparse) is one nonzero quad
+// (and tap): its 4 weights broadcast, one dot per pixel vector.
+//
+// Tiling:
+//   * Fire: the squeeze runs dense (its input is the previous layer's
+//     channels-last output) but stores its requantized bytes into a quad-major
+//     band buffer, zero-bordered as the dense kernel's (int8_fire_run.h), so a
+//     3x3 tap is an offset in every plane. The expands are one 3x3 conv of
+//     E1 + E3 concat channels. A tile is SNV vectors of band pixels x 16 concat
+//     channels: each channel's entries stream past the tile's pixels (in L1),
+//     alternating between two accumulator sets so that 2*SNV dots are in
+//     flight; its outputs are requantized, 4 channels packed into each pixel's
+//     int32, staged, then each pixel's 16 bytes stored into the concat.
+//   * Head: the operator hands the image quad-major; a work item is one
+//     image's block of kInt8HeadBlock output channels, its pixel tiles outer,
+//     each channel's requantized outputs summed over the tile's valid pixels.
+#pragma once
+
+#include <string.h>
+
+#include "int8_fire_run.h"
+
+namespace fire_kernels {
+namespace {
+
+template <class Q>
+struct Int8SparseRun : Int8Tiles<Q> {
+  using T = Int8Tiles<Q>;
+  using T::VW, T::imin;
+  using acc_t = typename T::acc_t;
+  using ivec = typename Q::ivec;
+  static constexpr int SNV = Q::SNV;
+  static constexpr int TP = VW * SNV;  // pixels a tile
+  static_assert(TP <= kInt8SparseMaxTile, "the operators pad planes for kInt8SparseMaxTile");
+  static constexpr int64_t kGroup = 16;  // concat channels a Fire tile: 16 bytes a pixel
+
+  // acc[v] = sum over output channel o's entries e of the dot of pixel vector v
+  // at in + offset(e) with e's 4 weights, offset(e) = quad * plane +
+  // tap_offset[tap] bytes.
+  template <int NV>
+  FK_INLINE static void sparse_dot(const uint8_t* in, const Int8Sparse& sp, int64_t o,
+                                   int64_t plane, const int64_t* tap_offset, acc_t (&acc)[NV]) {
+    // Two accumulator sets, even and odd entries: a dot's latency is hidden
+    // behind 2*NV independent chains.
+    acc_t acc2[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) Q::zero(acc[v]), Q::zero(acc2[v]);
+    constexpr int32_t tap_mask = (1 << kInt8TapBits) - 1;
+    const auto at = [&](int64_t e) {
+      const int32_t code = sp.entries[e];
+      return in + (code >> kInt8TapBits) * plane + tap_offset[code & tap_mask];
+    };
+    int64_t e = sp.rows[o];
+    const int64_t end = sp.rows[o + 1];
+    for (; e + 1 < end; e += 2) {
+      const uint8_t *p0 = at(e), *p1 = at(e + 1);
+      const typename Q::qwt w0 = Q::broadcast_quad(sp.values + e);
+      const typename Q::qwt w1 = Q::broadcast_quad(sp.values + e + 1);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        Q::dot_px(acc[v], Q::load_pixels(p0 + v * VW * kInt8Quad), w0);
+        Q::dot_px(acc2[v], Q::load_pixels(p1 + v * VW * kInt8Quad), w1);
+      }
+    }
+    if (e < end) {
+      const uint8_t* p0 = at(e);
+      const typename Q::qwt w0 = Q::broadcast_quad(sp.values + e);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) Q::dot_px(acc[v], Q::load_pixels(p0 + v * VW * kInt8Quad), w0);
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) Q::add(acc[v], acc2[v]);
+  }
+
+  // lanes[i] = output channel o of the NV*VW pixels from `in`, requantized.
+  // Not inlined: on its own, GCC keeps the accumulators in place across the
+  // entries loop (inlined into a tile, it copied each one in and out every
+  // entry).
+  template <int NV>
+  __attribute__((noinline)) static void channel(const uint8_t* in, const Int8Sparse& sp,
+                                                int64_t o, int64_t plane,
+                                                const int64_t* tap_offset, int32_t* lanes) {
+    acc_t acc[NV];
+    sparse_dot<NV>(in, sp, o, plane, tap_offset, acc);
+    const typename Q::rq p = Q::params1(sp.bias[o], sp.multiplier[o]);
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) Q::store_lanes(lanes + v * VW, Q::requant(acc[v], p));
+  }
+
+  // ---- Fire ----
+
+  // Concat channels [g*16, g*16 + 16) of the band's padded pixels [p0, p0 +
+  // NV*VW), stored into the concat for those inside the image.
+  template <int NV>
+  struct ExpandTile {
+    static void run(const Int8FireArgs& a, const uint8_t* buf, const int64_t* tap_offset,
+                    uint8_t* out_img, int64_t y0, int64_t p0, int64_t p_end, int64_t g) {
+      const Int8Sparse& sp = a.expand;
+      const int64_t E = a.E1 + a.E3, Wp = a.W + 2, c0 = g * kGroup;
+      // lanes[c][i]: concat channel c0 + c of pixel p0 + i, requantized.
+      alignas(64) int32_t lanes[kGroup][NV * VW];
+      for (int64_t c = 0; c < kGroup; ++c) {
+        if (c0 + c < E)
+          channel<NV>(buf + p0 * kInt8Quad, sp, c0 + c, a.plane, tap_offset, lanes[c]);
+        else
+          memset(lanes[c], 0, sizeof lanes[c]);  // past the concat
+      }
+      // stage[k][i]: concat channels c0 + 4k .. c0 + 4k + 3 of pixel p0 + i.
+      alignas(64) int32_t stage[kGroup / kInt8Quad][NV * VW];
+#pragma GCC unroll 4
+      for (int64_t k = 0; k < kGroup / kInt8Quad; ++k) {
+        const int32_t(*l)[NV * VW] = lanes + k * kInt8Quad;
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v)
+          Q::store_lanes(stage[k] + v * VW,
+                         Q::pack4(Q::load_lanes(l[0] + v * VW), Q::load_lanes(l[1] + v * VW),
+                                  Q::load_lanes(l[2] + v * VW), Q::load_lanes(l[3] + v * VW)));
+      }
+      const int64_t n = imin(kGroup, E - c0), last = imin(NV * VW, p_end - p0);
+      int64_t row = p0 / Wp, col = p0 % Wp;
+      for (int64_t i = 0; i < last; ++i, ++col) {
+        if (col == Wp) col = 0, ++row;
+        if (col == 0 || col == Wp - 1) continue;  // a border column: padding
+        alignas(16) uint8_t bytes[kGroup];
+#pragma GCC unroll 8
+        for (int64_t k = 0; k < kGroup / kInt8Quad; ++k)
+          memcpy(bytes + k * kInt8Quad, &stage[k][i], kInt8Quad);
+        uint8_t* dst = out_img + ((y0 + row - 1) * a.W + col - 1) * E + c0;
+        if (n == kGroup)
+          memcpy(dst, bytes, kGroup);
+        else
+          memcpy(dst, bytes, n);
+      }
+    }
+  };
+
+  static void fire(const Int8FireArgs& a, int64_t begin, int64_t end, uint8_t* scratch) {
+    using Dense = Int8FireRun<Q>;
+    const int64_t Wp = a.W + 2, HW = a.H * a.W, E = a.E1 + a.E3;
+    const int64_t quads = (a.S + kInt8Quad - 1) / kInt8Quad;
+    // Tap t = 3*dy + dx reads the padded pixel (dy - 1, dx - 1) away.
+    int64_t tap_offset[9];
+    for (int t = 0; t < 9; ++t) tap_offset[t] = ((t / 3 - 1) * Wp + t % 3 - 1) * kInt8Quad;
+    uint8_t* pooled = scratch + int8_band_bytes(a);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / a.bands, y0 = item % a.bands * a.band_rows;
+      const int64_t y1 = imin(a.H, y0 + a.band_rows);
+      if (y0 >= y1) continue;
+      const int64_t rows = y1 - y0;
+      // The padding of every plane: halo rows off the image, both border columns.
+      for (int64_t q = 0; q < quads; ++q)
+        for (int64_t r = 0; r < rows + 2; ++r) {
+          uint8_t* row = scratch + q * a.plane + r * Wp * kInt8Quad;
+          const int64_t y = y0 - 1 + r;
+          if (y < 0 || y >= a.H) {
+            memset(row, 0, Wp * kInt8Quad);
+          } else {
+            memset(row, 0, kInt8Quad);
+            memset(row + (Wp - 1) * kInt8Quad, 0, kInt8Quad);
+          }
+        }
+      Dense::template squeeze<true>(a, a.x + n * a.in_h * a.in_w * a.C4, scratch, pooled, y0,
+                                    y0 > 0 ? (y0 - 1) * a.W : 0, imin(a.H, y1 + 1) * a.W);
+      uint8_t* out_img = a.out + n * HW * E;
+      const int64_t p_begin = Wp + 1, p_end = rows * Wp + a.W + 1;
+      // Pixel tiles outer: a tile's 3 rows of every plane stay in L1 while the
+      // channels' entries stream past.
+      for (int64_t p0 = p_begin; p0 < p_end; p0 += TP) {
+        const int64_t nv = imin(SNV, (p_end - p0 + VW - 1) / VW);
+        for (int64_t g = 0; g * kGroup < E; ++g)
+          dispatch_vectors<SNV, ExpandTile>(nv, a, scratch, tap_offset, out_img, y0, p0, p_end,
+                                            g);
+      }
+    }
+  }
+
+  // ---- Head ----
+
+  // sum[o - b0] += requantized outputs of channels [b0, b1) over the `valid`
+  // <= NV*VW pixels of the quad-major image from `in`.
+  template <int NV>
+  struct HeadTile {
+    static void run(const Int8HeadArgs& a, const uint8_t* in, int64_t b0, int64_t b1,
+                    int64_t valid, int32_t* sum) {
+      const int64_t centre = 0;
+      for (int64_t o = b0; o < b1; ++o) {
+        acc_t acc[NV];
+        sparse_dot<NV>(in, a.sparse, o, a.plane, &centre, acc);
+        const typename Q::rq p = Q::params1(a.sparse.bias[o], a.sparse.multiplier[o]);
+        alignas(64) int32_t lanes[VW] = {};
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) {
+          const ivec q = Q::requant(acc[v], p);
+          if ((v + 1) * VW <= valid) {
+            Q::add_to(lanes, q);
+          } else {  // the last vector: its lanes past the image are not pixels
+            alignas(64) int32_t part[VW];
+            Q::store_lanes(part, q);
+            for (int64_t l = 0; l < valid - v * VW; ++l) lanes[l] += part[l];
+          }
+        }
+        int32_t s = 0;
+        for (int l = 0; l < VW; ++l) s += lanes[l];
+        sum[o - b0] += s;
+      }
+    }
+  };
+
+  static void head(const Int8HeadArgs& a, int64_t begin, int64_t end) {
+    const int64_t quads = a.C4 / kInt8Quad;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / a.blocks, b0 = item % a.blocks * kInt8HeadBlock;
+      const int64_t b1 = imin(a.O, b0 + kInt8HeadBlock);
+      const uint8_t* img = a.x + n * quads * a.plane;
+      int32_t sum[kInt8HeadBlock] = {};
+      for (int64_t p0 = 0; p0 < a.HW; p0 += TP) {
+        const int64_t valid = imin(TP, a.HW - p0);
+        int32_t* sums = sum;
+        dispatch_vectors<SNV, HeadTile>((valid + VW - 1) / VW, a, img + p0 * kInt8Quad, b0, b1,
+                                        valid, sums);
+      }
+      for (int64_t j = b0; j < b1; ++j)
+        a.out[n * a.O + j] = static_cast<float>(sum[j - b0]) * a.scale;
+    }
+  }
+};
+
+}  // namespace
+}  // namespace fire_kernels
