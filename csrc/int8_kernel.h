@@ -40,14 +40,16 @@ struct Int8Conv {
 
 // A pruned int8 conv (O, C, k, k) in the sparse kernels' format: per output
 // channel o, entries rows[o] .. rows[o+1], each a channel quad and tap that
-// holds a nonzero weight, entry = quad << 4 | tap (tap = k*dy + dx), with the
+// holds a nonzero weight (entry = quad << 4 | tap, tap = k*dy + dx), with the
 // quad's 4 weights as one int32 (byte i: input channel 4*quad + i), and the
 // unpadded int32 bias and float32 multipliers (O each). vpdpbusd reads 4 input
 // channels at once, so a quad is skipped only when all 4 of its weights are
-// zero (at 90 % unstructured sparsity, about 2 of 3 quads).
+// zero (at 90 % unstructured sparsity, about 2 of 3 quads). The kernels read
+// each entry's byte offset into the quad-major activations (quad * plane +
+// the tap's pixel offset), which the operator works out once a call.
 struct Int8Sparse {
   const int32_t* rows;
-  const int32_t* entries;
+  const int32_t* offsets;
   const int32_t* values;
   const int32_t* bias;
   const float* multiplier;

@@ -57,13 +57,38 @@ Int8Conv bind(const at::Tensor& w, const at::Tensor& bias, const at::Tensor& mul
   return {w.data_ptr<int8_t>(), bias.data_ptr<int32_t>(), multiplier.data_ptr<float>()};
 }
 
-// A sparse conv of O output channels over `quads` channel quads and `taps`
-// taps (Int8Sparse, int8_kernel.h; fire_kernels.int8_ops.pack_int8_sparse):
-// every entry inside them, so that no read leaves the activations.
-Int8Sparse check_sparse(const at::Tensor& rows, const at::Tensor& entries,
-                        const at::Tensor& values, const at::Tensor& bias,
-                        const at::Tensor& multiplier, int64_t O, int64_t quads, int64_t taps,
-                        const char* who) {
+// offsets[i] = the byte offset of entry i of a sparse K x K conv (K = 1 or 3)
+// into quad-major activations: quad * plane + ((dy - K/2) * row_bytes + dx -
+// K/2) * 4, tap = K*dy + dx; nonzero return: some entry lies outside `quads`
+// quads and K*K taps. Branch-free 32-bit arithmetic (t / 3 as t * 11 >> 5 for
+// t < 16), so that it vectorizes: it runs every call.
+template <int K>
+int32_t entry_offsets(const int32_t* entries, int64_t n, int32_t quads, int32_t plane,
+                      int32_t row_bytes, int32_t* offsets) {
+  const int32_t tap_mask = (1 << kInt8TapBits) - 1;
+  int32_t outside = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t e = entries[i], quad = e >> kInt8TapBits, tap = e & tap_mask;
+    const int32_t dy = K == 3 ? (tap * 11) >> 5 : 0, dx = tap - K * dy;
+    outside |= (e < 0) | (quad >= quads) | (tap >= K * K);
+    // Unsigned, then wrapped back: an entry outside (rejected) must not overflow.
+    offsets[i] = static_cast<int32_t>(static_cast<uint32_t>(quad) * static_cast<uint32_t>(plane) +
+                                      static_cast<uint32_t>((dy - K / 2) * row_bytes +
+                                                            (dx - K / 2) * kInt8Quad));
+  }
+  return outside;
+}
+
+// A sparse conv of O output channels over `quads` channel quads, K x K taps
+// (Int8Sparse, int8_kernel.h; fire_kernels.int8_ops.pack_int8_sparse),
+// checked, with its entries' byte offsets into activations whose quad planes
+// lie `plane` bytes apart and rows `row_bytes` apart in `offsets`: every entry
+// inside them, so that no read leaves the activations.
+Int8Sparse sparse_conv(const at::Tensor& rows, const at::Tensor& entries,
+                       const at::Tensor& values, const at::Tensor& bias,
+                       const at::Tensor& multiplier, int64_t O, int64_t quads, int K,
+                       int64_t plane, int64_t row_bytes, std::vector<int32_t>& offsets,
+                       const char* who) {
   for (const at::Tensor* t : {&rows, &entries, &values, &bias})
     TORCH_CHECK_VALUE(t->scalar_type() == at::kInt && t->dim() == 1 && t->is_contiguous() &&
                           t->device().is_cpu(),
@@ -85,15 +110,17 @@ Int8Sparse check_sparse(const at::Tensor& rows, const at::Tensor& entries,
   bool ordered = true;
   for (int64_t o = 0; o < O; ++o) ordered &= r[o] <= r[o + 1];
   TORCH_CHECK_VALUE(ordered, who, ": the sparse conv's row starts decrease");
-  // Bitwise, without branches, so that the scan vectorizes: it runs every call.
+  TORCH_CHECK_VALUE((quads + 1) * plane <= std::numeric_limits<int32_t>::max(), who,
+                    ": the activations are too large for the sparse kernel's 32-bit offsets");
+  offsets.resize(n);
   const int32_t* e = entries.data_ptr<int32_t>();
-  const int32_t tap_mask = (1 << kInt8TapBits) - 1;
-  int32_t outside = 0;
-  for (int64_t i = 0; i < n; ++i)
-    outside |= (e[i] < 0) | ((e[i] >> kInt8TapBits) >= quads) | ((e[i] & tap_mask) >= taps);
+  const auto q = static_cast<int32_t>(quads), p = static_cast<int32_t>(plane);
+  const auto rb = static_cast<int32_t>(row_bytes);
+  const int32_t outside = K == 3 ? entry_offsets<3>(e, n, q, p, rb, offsets.data())
+                                 : entry_offsets<1>(e, n, q, p, rb, offsets.data());
   TORCH_CHECK_VALUE(!outside, who, ": the sparse conv has entries outside its ", quads,
-                    " channel quads and ", taps, " taps");
-  return {r, e, values.data_ptr<int32_t>(), bias.data_ptr<int32_t>(),
+                    " channel quads and ", K * K, " taps");
+  return {r, offsets.data(), values.data_ptr<int32_t>(), bias.data_ptr<int32_t>(),
           multiplier.data_ptr<float>()};
 }
 
@@ -363,12 +390,13 @@ at::Tensor fire_int8_sparse_cpu(const at::Tensor& x, const at::Tensor& squeeze,
   const int64_t S = squeeze_channels, E1 = expand1x1_channels, E3 = expand3x3_channels;
   FireCall f = fire_call(x, squeeze, squeeze_bias, squeeze_multiplier, S, E1, E3, pool_kernel,
                          pool_stride, pool_ceil_mode, "fire_int8_sparse");
-  const Int8Sparse expand =
-      check_sparse(expand_rows, expand_entries, expand_values, expand_bias, expand_multiplier,
-                   E1 + E3, round_up(S, kInt8Quad) / kInt8Quad, 9, "fire_int8_sparse");
-  if (f.out.numel() == 0) return f.out;
-  f.a.expand = expand;
+  // The expands read the band's quad-major squeeze, rows of W + 2 padded pixels.
   f.a.plane = int8_sparse_plane_bytes(f.a.band_rows, f.a.W);
+  std::vector<int32_t> offsets;
+  f.a.expand = sparse_conv(expand_rows, expand_entries, expand_values, expand_bias,
+                           expand_multiplier, E1 + E3, round_up(S, kInt8Quad) / kInt8Quad, 3,
+                           f.a.plane, (f.a.W + 2) * kInt8Quad, offsets, "fire_int8_sparse");
+  if (f.out.numel() == 0) return f.out;
   run_fire(f, kernel_for({&squeeze, &expand_values}).fire_sparse);
   return f.out;
 }
@@ -448,10 +476,11 @@ at::Tensor head_int8_sparse_cpu(const at::Tensor& x, const at::Tensor& rows,
                                 int64_t out_channels, double output_scale) {
   HeadCall h = head_call(x, out_channels, output_scale, "head_int8_sparse");
   Int8HeadArgs& a = h.a;
-  a.sparse = check_sparse(rows, entries, values, bias, multiplier, out_channels,
-                          a.C4 / kInt8Quad, 1, "head_int8_sparse");
-  if (a.N == 0) return h.out;
   a.plane = round_up(a.HW, kInt8SparseMaxTile) * kInt8Quad;
+  std::vector<int32_t> offsets;
+  a.sparse = sparse_conv(rows, entries, values, bias, multiplier, out_channels, a.C4 / kInt8Quad,
+                         1, a.plane, 0, offsets, "head_int8_sparse");
+  if (a.N == 0) return h.out;
   const at::Tensor xq = quad_major(h.xk, a.N, a.HW, a.C4, a.plane);
   a.x = xq.data_ptr<uint8_t>();
   const Int8Kernel& kernel = kernel_for({&values});

@@ -47,21 +47,16 @@ struct Int8SparseRun : Int8Tiles<Q> {
   static constexpr int64_t kGroup = 16;  // concat channels a Fire tile: 16 bytes a pixel
 
   // acc[v] = sum over output channel o's entries e of the dot of pixel vector v
-  // at in + offset(e) with e's 4 weights, offset(e) = quad * plane +
-  // tap_offset[tap] bytes.
+  // at in + sp.offsets[e] with e's 4 weights.
   template <int NV>
   FK_INLINE static void sparse_dot(const uint8_t* in, const Int8Sparse& sp, int64_t o,
-                                   int64_t plane, const int64_t* tap_offset, acc_t (&acc)[NV]) {
+                                   acc_t (&acc)[NV]) {
     // Two accumulator sets, even and odd entries: a dot's latency is hidden
     // behind 2*NV independent chains.
     acc_t acc2[NV];
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) Q::zero(acc[v]), Q::zero(acc2[v]);
-    constexpr int32_t tap_mask = (1 << kInt8TapBits) - 1;
-    const auto at = [&](int64_t e) {
-      const int32_t code = sp.entries[e];
-      return in + (code >> kInt8TapBits) * plane + tap_offset[code & tap_mask];
-    };
+    const auto at = [&](int64_t e) { return in + sp.offsets[e]; };
     int64_t e = sp.rows[o];
     const int64_t end = sp.rows[o + 1];
     for (; e + 1 < end; e += 2) {
@@ -90,10 +85,9 @@ struct Int8SparseRun : Int8Tiles<Q> {
   // entry).
   template <int NV>
   __attribute__((noinline)) static void channel(const uint8_t* in, const Int8Sparse& sp,
-                                                int64_t o, int64_t plane,
-                                                const int64_t* tap_offset, int32_t* lanes) {
+                                                int64_t o, int32_t* lanes) {
     acc_t acc[NV];
-    sparse_dot<NV>(in, sp, o, plane, tap_offset, acc);
+    sparse_dot<NV>(in, sp, o, acc);
     const typename Q::rq p = Q::params1(sp.bias[o], sp.multiplier[o]);
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) Q::store_lanes(lanes + v * VW, Q::requant(acc[v], p));
@@ -105,7 +99,7 @@ struct Int8SparseRun : Int8Tiles<Q> {
   // NV*VW), stored into the concat for those inside the image.
   template <int NV>
   struct ExpandTile {
-    static void run(const Int8FireArgs& a, const uint8_t* buf, const int64_t* tap_offset,
+    static void run(const Int8FireArgs& a, const uint8_t* buf,
                     uint8_t* out_img, int64_t y0, int64_t p0, int64_t p_end, int64_t g) {
       const Int8Sparse& sp = a.expand;
       const int64_t E = a.E1 + a.E3, Wp = a.W + 2, c0 = g * kGroup;
@@ -113,7 +107,7 @@ struct Int8SparseRun : Int8Tiles<Q> {
       alignas(64) int32_t lanes[kGroup][NV * VW];
       for (int64_t c = 0; c < kGroup; ++c) {
         if (c0 + c < E)
-          channel<NV>(buf + p0 * kInt8Quad, sp, c0 + c, a.plane, tap_offset, lanes[c]);
+          channel<NV>(buf + p0 * kInt8Quad, sp, c0 + c, lanes[c]);
         else
           memset(lanes[c], 0, sizeof lanes[c]);  // past the concat
       }
@@ -150,9 +144,6 @@ struct Int8SparseRun : Int8Tiles<Q> {
     using Dense = Int8FireRun<Q>;
     const int64_t Wp = a.W + 2, HW = a.H * a.W, E = a.E1 + a.E3;
     const int64_t quads = (a.S + kInt8Quad - 1) / kInt8Quad;
-    // Tap t = 3*dy + dx reads the padded pixel (dy - 1, dx - 1) away.
-    int64_t tap_offset[9];
-    for (int t = 0; t < 9; ++t) tap_offset[t] = ((t / 3 - 1) * Wp + t % 3 - 1) * kInt8Quad;
     uint8_t* pooled = scratch + int8_band_bytes(a);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / a.bands, y0 = item % a.bands * a.band_rows;
@@ -180,7 +171,7 @@ struct Int8SparseRun : Int8Tiles<Q> {
       for (int64_t p0 = p_begin; p0 < p_end; p0 += TP) {
         const int64_t nv = imin(SNV, (p_end - p0 + VW - 1) / VW);
         for (int64_t g = 0; g * kGroup < E; ++g)
-          dispatch_vectors<SNV, ExpandTile>(nv, a, scratch, tap_offset, out_img, y0, p0, p_end,
+          dispatch_vectors<SNV, ExpandTile>(nv, a, scratch, out_img, y0, p0, p_end,
                                             g);
       }
     }
@@ -194,10 +185,9 @@ struct Int8SparseRun : Int8Tiles<Q> {
   struct HeadTile {
     static void run(const Int8HeadArgs& a, const uint8_t* in, int64_t b0, int64_t b1,
                     int64_t valid, int32_t* sum) {
-      const int64_t centre = 0;
       for (int64_t o = b0; o < b1; ++o) {
         acc_t acc[NV];
-        sparse_dot<NV>(in, a.sparse, o, a.plane, &centre, acc);
+        sparse_dot<NV>(in, a.sparse, o, acc);
         const typename Q::rq p = Q::params1(a.sparse.bias[o], a.sparse.multiplier[o]);
         alignas(64) int32_t lanes[VW] = {};
 #pragma GCC unroll 8

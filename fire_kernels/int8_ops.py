@@ -35,6 +35,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from . import _extension
 from .ops import inference_only
 from .validation import check_pool_args, pooled_size
 
@@ -42,14 +43,16 @@ __all__ = ["INT8_SPARSE_MAX_WORK_DENSITY", "SparseInt8Conv", "expand_work_densit
            "fire_int8_sparse", "head_int8", "head_int8_sparse", "int8_sparse_pays", "pack_int8",
            "pack_int8_sparse", "packed_int8_size", "quad_density", "sparse_expands", "stem_int8"]
 
-#: The largest work density (nonzero weight quads over all, :func:`quad_density`) at
-#: which the sparse int8 kernels beat the dense ones. Measured on an AVX-512 VNNI Xeon, one
-#: thread, one quad density at a time (interleaved minima, batch 1 to 16): at 0.19
-#: (95 % unstructured) sparse Fires ran 1.13-1.38x and the sparse head 1.29-1.38x the
-#: dense; at 0.34 (90 %) 0.9x and 0.8x: a dense VNNI dot does 64 products, a sparse
-#: one also pays a load and its share of the entry's bookkeeping, and the epilogue
-#: (requantize, transpose into the channels-last concat) is the dense kernel's or more.
-INT8_SPARSE_MAX_WORK_DENSITY = 0.25
+#: Per int8 path, the largest work density (nonzero weight quads over all,
+#: :func:`quad_density`) at which the sparse int8 kernels beat the dense ones. Measured on
+#: a Xeon with AVX-512 VNNI, each path forced in turn, one thread, interleaved minima, on
+#: SqueezeNet's Fires and head: with VNNI a dense dot does 64 products in one
+#: instruction, and at 0.34 (90 % unstructured) the sparse kernels ran 0.8-0.9x the dense
+#: (AVX-VNNI 0.87-1.16x), at 0.19 (95 %) 1.13-1.38x; on AVX2 (vpmaddubsw and vpmaddwd,
+#: three instructions a dot) they ran 1.5-1.7x at 0.34, 1.26-1.31x at 0.48 and
+#: 1.04-1.15x at 0.59 (AMD Zen 3 and other CPUs without VNNI run this path).
+INT8_SPARSE_MAX_WORK_DENSITY = {"avx512_vnni": 0.25, "avx_vnni": 0.25, "avx2": 0.5,
+                                "portable": 0.5}
 
 _lib = torch.library.Library("fire_kernels", "FRAGMENT")
 _lib.define("pack_int8(Tensor weight, Tensor bias, Tensor multiplier) -> (Tensor, Tensor, Tensor)")
@@ -223,10 +226,12 @@ def expand_work_density(expand1x1_weight: Tensor, expand3x3_weight: Tensor) -> f
     return float(sum((q != 0).sum() for q in quads)) / max(total, 1)
 
 
-def int8_sparse_pays(work_density: float) -> bool:
-    """Whether the sparse int8 kernel beats the dense one at this work density
-    (:data:`INT8_SPARSE_MAX_WORK_DENSITY`)."""
-    return work_density <= INT8_SPARSE_MAX_WORK_DENSITY
+def int8_sparse_pays(work_density: float, path: str | None = None) -> bool:
+    """Whether the sparse int8 kernel beats the dense one at this work density on an int8
+    ``path`` (default: the one the kernels run now; :data:`INT8_SPARSE_MAX_WORK_DENSITY`)."""
+    if path is None:
+        path = _extension.C.current_int8_path() if _extension.C is not None else "portable"
+    return work_density <= INT8_SPARSE_MAX_WORK_DENSITY[path]
 
 
 def pack_int8_sparse(weight: Tensor, bias: Tensor, multiplier: Tensor) -> SparseInt8Conv:

@@ -208,3 +208,18 @@ def test_quantize_network_sets_the_sparse_mode():
                                                  torch.ops.fire_kernels.head_int8}
     with pytest.raises(ValueError, match="sparse must be"):
         fk.quantize_network(model, _calibration(), sparse="fast")
+
+
+def test_the_sparse_threshold_follows_the_int8_path():
+    """90 % unstructured leaves about a third of the weight quads nonzero: enough for
+    the sparse kernels to pay on AVX2, not against VNNI's dense dot products."""
+    from fire_kernels.int8_ops import INT8_SPARSE_MAX_WORK_DENSITY, int8_sparse_pays
+    assert set(INT8_SPARSE_MAX_WORK_DENSITY) == {"avx512_vnni", "avx_vnni", "avx2", "portable"}
+    assert int8_sparse_pays(0.34, "avx2") and not int8_sparse_pays(0.34, "avx512_vnni")
+    assert not int8_sparse_pays(0.6, "portable") and int8_sparse_pays(0.2, "avx_vnni")
+    C = _extension.C
+    C.set_int8_path("portable")
+    try:
+        assert int8_sparse_pays(0.4)
+    finally:
+        C.set_int8_path("auto")
