@@ -22,7 +22,7 @@
 //     channels: each channel's entries stream past the tile's pixels (in L1),
 //     alternating between two accumulator sets so that 2*SNV dots are in
 //     flight; its outputs are requantized, 4 channels packed into each pixel's
-//     int32, staged, then each pixel's 16 bytes stored into the concat.
+//     int32 and the 4 int32 transposed into each pixel's 16 bytes of the concat.
 //   * Head: the operator hands the image quad-major; a work item is one
 //     image's block of kInt8HeadBlock output channels, its pixel tiles outer,
 //     each channel's requantized outputs summed over the tile's valid pixels.
@@ -99,10 +99,10 @@ struct Int8SparseRun : Int8Tiles<Q> {
   // NV*VW), stored into the concat for those inside the image.
   template <int NV>
   struct ExpandTile {
-    static void run(const Int8FireArgs& a, const uint8_t* buf,
-                    uint8_t* out_img, int64_t y0, int64_t p0, int64_t p_end, int64_t g) {
+    static void run(const Int8FireArgs& a, const uint8_t* buf, int64_t p0,
+                    uint8_t* const* dst, int64_t g) {
       const Int8Sparse& sp = a.expand;
-      const int64_t E = a.E1 + a.E3, Wp = a.W + 2, c0 = g * kGroup;
+      const int64_t E = a.E1 + a.E3, c0 = g * kGroup;
       // lanes[c][i]: concat channel c0 + c of pixel p0 + i, requantized.
       alignas(64) int32_t lanes[kGroup][NV * VW];
       for (int64_t c = 0; c < kGroup; ++c) {
@@ -111,31 +111,19 @@ struct Int8SparseRun : Int8Tiles<Q> {
         else
           memset(lanes[c], 0, sizeof lanes[c]);  // past the concat
       }
-      // stage[k][i]: concat channels c0 + 4k .. c0 + 4k + 3 of pixel p0 + i.
-      alignas(64) int32_t stage[kGroup / kInt8Quad][NV * VW];
+      // Each pixel's 16 bytes: 4 channels packed into each of 4 int32, then
+      // transposed from vectors of pixels into the pixels' rows of the concat.
+      const int n = static_cast<int>(imin(kGroup, E - c0));
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        ivec q[kGroup / kInt8Quad];
 #pragma GCC unroll 4
-      for (int64_t k = 0; k < kGroup / kInt8Quad; ++k) {
-        const int32_t(*l)[NV * VW] = lanes + k * kInt8Quad;
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v)
-          Q::store_lanes(stage[k] + v * VW,
-                         Q::pack4(Q::load_lanes(l[0] + v * VW), Q::load_lanes(l[1] + v * VW),
-                                  Q::load_lanes(l[2] + v * VW), Q::load_lanes(l[3] + v * VW)));
-      }
-      const int64_t n = imin(kGroup, E - c0), last = imin(NV * VW, p_end - p0);
-      int64_t row = p0 / Wp, col = p0 % Wp;
-      for (int64_t i = 0; i < last; ++i, ++col) {
-        if (col == Wp) col = 0, ++row;
-        if (col == 0 || col == Wp - 1) continue;  // a border column: padding
-        alignas(16) uint8_t bytes[kGroup];
-#pragma GCC unroll 8
-        for (int64_t k = 0; k < kGroup / kInt8Quad; ++k)
-          memcpy(bytes + k * kInt8Quad, &stage[k][i], kInt8Quad);
-        uint8_t* dst = out_img + ((y0 + row - 1) * a.W + col - 1) * E + c0;
-        if (n == kGroup)
-          memcpy(dst, bytes, kGroup);
-        else
-          memcpy(dst, bytes, n);
+        for (int64_t k = 0; k < kGroup / kInt8Quad; ++k) {
+          const int32_t(*l)[NV * VW] = lanes + k * kInt8Quad;
+          q[k] = Q::pack4(Q::load_lanes(l[0] + v * VW), Q::load_lanes(l[1] + v * VW),
+                          Q::load_lanes(l[2] + v * VW), Q::load_lanes(l[3] + v * VW));
+        }
+        Q::store_pixel_quads(q[0], q[1], q[2], q[3], dst + v * VW, c0, n);
       }
     }
   };
@@ -170,9 +158,18 @@ struct Int8SparseRun : Int8Tiles<Q> {
       // channels' entries stream past.
       for (int64_t p0 = p_begin; p0 < p_end; p0 += TP) {
         const int64_t nv = imin(SNV, (p_end - p0 + VW - 1) / VW);
+        // Where each of the tile's padded pixels goes in the concat: none for the
+        // border columns and the pixels past the band.
+        uint8_t* dst[TP];
+        int64_t row = p0 / Wp, col = p0 % Wp;
+        for (int64_t i = 0; i < TP; ++i, ++col) {
+          if (col == Wp) col = 0, ++row;
+          const bool inside = p0 + i < p_end && col != 0 && col != Wp - 1;
+          dst[i] = inside ? out_img + ((y0 + row - 1) * a.W + col - 1) * E : nullptr;
+        }
+        uint8_t* const* pixels = dst;
         for (int64_t g = 0; g * kGroup < E; ++g)
-          dispatch_vectors<SNV, ExpandTile>(nv, a, scratch, out_img, y0, p0, p_end,
-                                            g);
+          dispatch_vectors<SNV, ExpandTile>(nv, a, scratch, p0, pixels, g);
       }
     }
   }

@@ -82,6 +82,26 @@ struct QVec256 {
   FK_INLINE static ivec load_lanes(const int32_t* src) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
   }
+  // Pixel (lane) l's 16 bytes, int32 a0[l], a1[l], a2[l], a3[l], the first n
+  // stored at dst[l] + offset (dst[l] null: skipped). A 4 x 4 transpose within
+  // each 128-bit lane: u_m's lane j is then pixel 4j + m's row.
+  FK_INLINE static void store_pixel_quads(ivec a0, ivec a1, ivec a2, ivec a3,
+                                          uint8_t* const* dst, int64_t offset, int n) {
+    const __m256i t0 = _mm256_unpacklo_epi32(a0, a1), t1 = _mm256_unpackhi_epi32(a0, a1);
+    const __m256i t2 = _mm256_unpacklo_epi32(a2, a3), t3 = _mm256_unpackhi_epi32(a2, a3);
+    const __m256i u[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
+                          _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+    alignas(32) uint8_t rows[4][2][16];  // [m][j]: pixel 4j + m
+#pragma GCC unroll 4
+    for (int m = 0; m < 4; ++m) _mm256_store_si256(reinterpret_cast<__m256i*>(rows[m]), u[m]);
+    for (int l = 0; l < W; ++l)
+      if (dst[l] != nullptr) {
+        if (n == 16)
+          memcpy(dst[l] + offset, rows[l % 4][l / 4], 16);
+        else
+          memcpy(dst[l] + offset, rows[l % 4][l / 4], n);
+      }
+  }
   // Lane l: bytes q0[l], q1[l], q2[l], q3[l] (each in [0, 255]) as one int32.
   FK_INLINE static ivec pack4(ivec q0, ivec q1, ivec q2, ivec q3) {
     return _mm256_or_si256(_mm256_or_si256(q0, _mm256_slli_epi32(q1, 8)),

@@ -44,14 +44,14 @@ __all__ = ["INT8_SPARSE_MAX_WORK_DENSITY", "SparseInt8Conv", "expand_work_densit
            "pack_int8_sparse", "packed_int8_size", "quad_density", "sparse_expands", "stem_int8"]
 
 #: Per int8 path, the largest work density (nonzero weight quads over all,
-#: :func:`quad_density`) at which the sparse int8 kernels beat the dense ones. Measured on
-#: a Xeon with AVX-512 VNNI, each path forced in turn, one thread, interleaved minima, on
-#: SqueezeNet's Fires and head: with VNNI a dense dot does 64 products in one
-#: instruction, and at 0.34 (90 % unstructured) the sparse kernels ran 0.8-0.9x the dense
-#: (AVX-VNNI 0.87-1.16x), at 0.19 (95 %) 1.13-1.38x; on AVX2 (vpmaddubsw and vpmaddwd,
-#: three instructions a dot) they ran 1.5-1.7x at 0.34, 1.26-1.31x at 0.48 and
-#: 1.04-1.15x at 0.59 (AMD Zen 3 and other CPUs without VNNI run this path).
-INT8_SPARSE_MAX_WORK_DENSITY = {"avx512_vnni": 0.25, "avx_vnni": 0.25, "avx2": 0.5,
+#: :func:`quad_density`) at which the sparse int8 kernels beat the dense ones
+#: (``benchmarks/bench_sparse_int8.py``: SqueezeNet's 16 Fires and head, each path forced
+#: in turn on an AVX-512 VNNI Xeon, batch 1 and 16, geomean speedups of sparse over
+#: dense). With AVX-512 VNNI one dense dot does 64 products: 0.98-1.02x at 0.35 (90 %
+#: unstructured), 1.27-1.34x at 0.19 (95 %). AVX-VNNI: 1.10-1.18x at 0.35, 1.49-1.59x at
+#: 0.19. AVX2 (three instructions a dot; AMD Zen 3 and other CPUs without VNNI):
+#: 1.54-1.59x at 0.35, 2.04-2.19x at 0.19.
+INT8_SPARSE_MAX_WORK_DENSITY = {"avx512_vnni": 0.25, "avx_vnni": 0.4, "avx2": 0.5,
                                 "portable": 0.5}
 
 _lib = torch.library.Library("fire_kernels", "FRAGMENT")
