@@ -36,6 +36,7 @@ from .benchmarking import (
     plot_speedups,
     time_checked,
 )
+from .int8_ops import INT8_SPARSE_MAX_WORK_DENSITY
 from .models import squeezenet1_0, squeezenet1_1
 from .network import fuse_network
 from .pruning import prune_fire_modules, prune_network, sparsity_report
@@ -172,7 +173,8 @@ def _demo(args: argparse.Namespace) -> int:
           "the float models, int8 rounding for the int8 ones; what pruning and quantization cost "
           "in accuracy needs trained weights and data: python/prune_and_run_sparse.py measures "
           "both. weights KB: the convolutions' weights and biases as the kernels keep them "
-          "(int8: with their scales; the int8 kernels keep pruned weights dense).")
+          "(int8: with their scales, pruned ones stored dense as the state_dict holds them; "
+          "the sparse int8 kernels run where they pay on this CPU's int8 path).")
     return 0
 
 
@@ -330,6 +332,8 @@ def info() -> dict:
             "isas_available": list(c.available_isas()) if c is not None else [],
             "int8_path": c.current_int8_path() if c is not None else None,
             "int8_paths_available": list(c.available_int8_paths()) if c is not None else [],
+            "int8_sparse_max_work_density": (
+                INT8_SPARSE_MAX_WORK_DENSITY[c.current_int8_path()] if c is not None else None),
         },
         "env": {name: os.environ.get(name) for name in
                 ("FIRE_KERNELS_ISA", "ATEN_CPU_CAPABILITY", _extension.REQUIRE_CPP_ENV)},
@@ -351,8 +355,10 @@ def _info(args: argparse.Namespace) -> int:
             print(f"CPU: {report['cpu']}; ISA in use: {kernel['isa']}; available: "
                   f"{', '.join(kernel['isas_available'])} (FIRE_KERNELS_ISA forces one, "
                   "ATEN_CPU_CAPABILITY caps them)")
-            print(f"int8 kernels: {kernel['int8_path']}; available: "
-                  f"{', '.join(kernel['int8_paths_available'])} (they follow the ISA in use)")
+            print(f"int8 kernels: {kernel['int8_path']} (sparse at most "
+                  f"{kernel['int8_sparse_max_work_density']:.2f} nonzero weight quads); "
+                  f"available: {', '.join(kernel['int8_paths_available'])} (they follow the "
+                  "ISA in use)")
         else:
             print(f"C++ kernels: unavailable ({kernel['reason']}); float32 on CPU runs the "
                   "PyTorch reference")

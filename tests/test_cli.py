@@ -16,6 +16,7 @@ import fire_kernels as fk
 from fire_kernels import benchmarking, cli
 from fire_kernels.benchmarking import FIELDS
 from fire_kernels.cli import main
+from fire_kernels.int8_ops import INT8_SPARSE_MAX_WORK_DENSITY
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_cpp = pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
@@ -75,8 +76,9 @@ def test_info(capsys):
         assert (f"ISA in use: {fk.cpu_isa()}; available: {', '.join(fk.available_cpu_isas())}"
                 in out)
         c = fk._extension.C
-        assert (f"int8 kernels: {c.current_int8_path()}; available: "
-                f"{', '.join(c.available_int8_paths())}" in out)
+        threshold = INT8_SPARSE_MAX_WORK_DENSITY[c.current_int8_path()]
+        assert (f"int8 kernels: {c.current_int8_path()} (sparse at most {threshold:.2f} nonzero "
+                f"weight quads); available: {', '.join(c.available_int8_paths())}" in out)
     else:
         assert f"C++ kernels: unavailable ({status.reason})" in out
 
@@ -92,6 +94,8 @@ def test_info_json(capsys):
     if fk.cpu_kernel_available():
         assert kernel["isa"] == fk.cpu_isa() and kernel["isas_available"] == fk.available_cpu_isas()
         assert kernel["int8_path"] == fk._extension.C.available_int8_paths()[0]
+        assert kernel["int8_sparse_max_work_density"] == INT8_SPARSE_MAX_WORK_DENSITY[
+            kernel["int8_path"]]
         assert kernel["built_with_torch"] == str(torch.__version__)
     else:
         assert kernel["reason"] and kernel["isa"] is None
