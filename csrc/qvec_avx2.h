@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "inline.h"
+#include "qvec_rows.h"
 
 struct QVec256 {
   static constexpr int W = 8;
@@ -94,13 +95,7 @@ struct QVec256 {
     alignas(32) uint8_t rows[4][2][16];  // [m][j]: pixel 4j + m
 #pragma GCC unroll 4
     for (int m = 0; m < 4; ++m) _mm256_store_si256(reinterpret_cast<__m256i*>(rows[m]), u[m]);
-    for (int l = 0; l < W; ++l)
-      if (dst[l] != nullptr) {
-        if (n == 16)
-          memcpy(dst[l] + offset, rows[l % 4][l / 4], 16);
-        else
-          memcpy(dst[l] + offset, rows[l % 4][l / 4], n);
-      }
+    store_pixel_rows<W>(rows, dst, offset, n);
   }
   // Lane l: bytes q0[l], q1[l], q2[l], q3[l] (each in [0, 255]) as one int32.
   FK_INLINE static ivec pack4(ivec q0, ivec q1, ivec q2, ivec q3) {

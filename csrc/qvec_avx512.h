@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "inline.h"
+#include "qvec_rows.h"
 
 struct QVecAvx512Vnni {
   static constexpr int W = 16;
@@ -111,13 +112,7 @@ struct QVecAvx512Vnni {
     alignas(64) uint8_t rows[4][4][16];  // [m][j]: pixel 4j + m
 #pragma GCC unroll 4
     for (int m = 0; m < 4; ++m) _mm512_store_si512(rows[m], u[m]);
-    for (int l = 0; l < W; ++l)
-      if (dst[l] != nullptr) {
-        if (n == 16)
-          memcpy(dst[l] + offset, rows[l % 4][l / 4], 16);
-        else
-          memcpy(dst[l] + offset, rows[l % 4][l / 4], n);
-      }
+    store_pixel_rows<W>(rows, dst, offset, n);
   }
   // Lane l: bytes q0[l], q1[l], q2[l], q3[l] (each in [0, 255]) as one int32.
   FK_INLINE static ivec pack4(ivec q0, ivec q1, ivec q2, ivec q3) {
