@@ -11,7 +11,9 @@
 // a lane holds one pixel's 4 channels of a channel quad, and the activations
 // are read quad-major: plane q holds channels 4q .. 4q+3 of every pixel, 4
 // bytes a pixel. Entry e of output channel o (Int8Sparse) is one nonzero quad
-// (and tap): its 4 weights broadcast, one dot per pixel vector.
+// (and tap): its 4 weights broadcast, one dot per pixel vector. A quad is
+// skipped only when all 4 weights are zero, and a sparse dot needs its own
+// load: where that pays, per path, is int8_ops.INT8_SPARSE_MAX_WORK_DENSITY.
 //
 // Tiling:
 //   * Fire: the squeeze runs dense (its input is the previous layer's
