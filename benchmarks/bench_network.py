@@ -72,10 +72,30 @@ def outside_the_kernels() -> float:
 
 
 def float_section(args, env, out: ResultsCsv) -> None:
-    if "float" in args.sections:
-        float_section(args, env, out)
-    if "int8" in args.sections:
-        int8_section(args, env, out)
+    print("| network | batch | weights | " + " | ".join(f"{c} ms" for c in args.candidates)
+          + " | fused_network vs ONNX Runtime | vs eager_cl |")
+    print("|---|---|---|" + "---|" * (len(args.candidates) + 2))
+    for name in args.networks:
+        for batch in args.batches:
+            for pruning in args.pruning:
+                model = network(name, pruning)
+                x = torch.randn(batch, 3, 224, 224)
+                runs = make_candidates(model, x, args.candidates, args.threads)
+                repeats = args.repeats if batch == 1 else max(5, args.repeats // 3)
+                t = time_checked(model, x, runs, repeats)
+                out.add_times(env, t, workload=name, batch=batch, dtype="float32",
+                              sparsity=0 if pruning == "dense" else SPARSITY,
+                              structure=pruning)
+                ratio = lambda base: (f"{t[base] / t['fused_network']:.2f}x"  # noqa: E731
+                                      if base in t and "fused_network" in t else "")
+                print(f"| {name} | {batch} | {pruning} | "
+                      + " | ".join(f"{t[c] * 1e3:.2f}" if c in t else "" for c in args.candidates)
+                      + f" | {ratio('onnxruntime')} | {ratio('eager_cl')} |", flush=True)
+    outside = outside_the_kernels()
+    out.append([dict(env, workload="squeezenet1_1", batch=1, structure="dense",
+                     candidate="fused_network", metric="outside_kernels", value=outside)])
+    print(f"\nfused SqueezeNet 1.1, batch 1: {outside:.1%} of the forward outside the fused "
+          "kernels (the forward with the kernels skipped, over the whole)")
 
 
 def int8_section(args, env, out: ResultsCsv) -> None:
