@@ -440,7 +440,7 @@ HeadCall head_call(const at::Tensor& x, int64_t out_channels, double output_scal
 // pixels past HW zero.
 at::Tensor quad_major(const at::Tensor& xk, int64_t N, int64_t HW, int64_t C4, int64_t plane) {
   const int64_t quads = C4 / kInt8Quad, pitch = plane / kInt8Quad;
-  at::Tensor out = at::zeros({N * quads * plane}, xk.options());
+  at::Tensor out = at::empty({N * quads * plane}, xk.options());
   const uint32_t* src = reinterpret_cast<const uint32_t*>(xk.const_data_ptr<uint8_t>());
   uint32_t* dst = reinterpret_cast<uint32_t*>(out.data_ptr<uint8_t>());
   at::parallel_for(0, N * quads, 1, [&](int64_t begin, int64_t end) {
@@ -449,6 +449,7 @@ at::Tensor quad_major(const at::Tensor& xk, int64_t N, int64_t HW, int64_t C4, i
       const uint32_t* in = src + n * HW * quads + q;
       uint32_t* o = dst + item * pitch;
       for (int64_t p = 0; p < HW; ++p) o[p] = in[p * quads];
+      std::fill(o + HW, o + pitch, 0u);  // only the padding: every other byte is written
     }
   });
   return out;

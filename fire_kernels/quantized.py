@@ -108,7 +108,6 @@ class _Int8Module(nn.Module):
         self.register_buffer("input_scale", torch.tensor(input_scale, dtype=torch.float64))
         self.register_buffer("output_scale", torch.tensor(output_scale, dtype=torch.float64))
         self._packed: _Prepared | None = None
-        self._sparse: SparseMode = "auto"
 
     def _sources(self) -> list[Tensor]:
         """The buffers the kernel's arguments come from (plain dict reads: every call)."""
@@ -150,11 +149,29 @@ class _Int8Module(nn.Module):
             return out
         return out * (prepared.output_scale if prepared else float(self.output_scale))
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_packed"] = None  # derived: copies pack their own
+        return state
+
+
+def _pack(conv: q8.QuantizedConv) -> list[Tensor]:
+    return list(torch.ops.fire_kernels.pack_int8(conv.weight, conv.bias, conv.multiplier))
+
+
+class _SparseInt8Module(_Int8Module):
+    """A quantized module with a sparse int8 kernel beside its dense one (the Fire and
+    the head; the stem always runs dense)."""
+
+    def __init__(self, input_scale: float, output_scale: float) -> None:
+        super().__init__(input_scale, output_scale)
+        self._sparse: SparseMode = "auto"
+
     @property
     def sparse(self) -> SparseMode:
         """``"auto"`` runs the sparse int8 kernel where the pruned weights make it pay
         (:func:`fire_kernels.int8_ops.int8_sparse_pays`), ``True`` always, ``False``
-        never (the Fire's and the head's; the stem is always dense)."""
+        never."""
         return self._sparse
 
     @sparse.setter
@@ -167,17 +184,8 @@ class _Int8Module(nn.Module):
             return int8_sparse_pays(work_density())
         return self._sparse
 
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_packed"] = None  # derived: copies pack their own
-        return state
 
-
-def _pack(conv: q8.QuantizedConv) -> list[Tensor]:
-    return list(torch.ops.fire_kernels.pack_int8(conv.weight, conv.bias, conv.multiplier))
-
-
-class QuantizedFire(_Int8Module):
+class QuantizedFire(_SparseInt8Module):
     """A Fire computed in int8 by one fused kernel (``torch.ops.fire_kernels.fire_int8``).
 
     Children ``squeeze``, ``expand1x1``, ``expand3x3`` (:class:`Int8Conv2d`) and the
@@ -272,7 +280,7 @@ class QuantizedFire(_Int8Module):
                 f"sparse={self._sparse!r}")
 
 
-class QuantizedHead(_Int8Module):
+class QuantizedHead(_SparseInt8Module):
     """A classifier head, ``AdaptiveAvgPool2d(1)(ReLU(Conv2d 1x1(x)))``, in int8 by one
     kernel (``torch.ops.fire_kernels.head_int8``): float32 ``(N, O, 1, 1)`` out, the
     conv's map never written. Buffers ``weight`` (int8), ``weight_scale``, ``bias``
