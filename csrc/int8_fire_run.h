@@ -175,24 +175,29 @@ struct Int8FireRun : Int8Tiles<Q> {
     }
   }
 
+  // The band buffer's padding: halo rows off the image, and both border columns.
+  static void clear_padding(const Int8FireArgs& a, uint8_t* buf, int64_t y0, int64_t rows) {
+    const int64_t Wp = a.W + 2;
+    for (int64_t r = 0; r < rows + 2; ++r) {
+      uint8_t* row = buf + r * Wp * a.Sp;
+      const int64_t y = y0 - 1 + r;
+      if (y < 0 || y >= a.H) {
+        memset(row, 0, Wp * a.Sp);
+      } else {
+        memset(row, 0, a.Sp);
+        memset(row + (Wp - 1) * a.Sp, 0, a.Sp);
+      }
+    }
+  }
+
   static void run(const Int8FireArgs& a, int64_t begin, int64_t end, uint8_t* scratch) {
-    const int64_t Wp = a.W + 2, HW = a.H * a.W, channels = a.E1 + a.E3;
+    const int64_t HW = a.H * a.W, channels = a.E1 + a.E3;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / a.bands, y0 = item % a.bands * a.band_rows;
       const int64_t y1 = imin(a.H, y0 + a.band_rows);
       if (y0 >= y1) continue;
       const int64_t rows = y1 - y0;
-      // The padding: halo rows off the image, and both border columns.
-      for (int64_t r = 0; r < rows + 2; ++r) {
-        uint8_t* row = scratch + r * Wp * a.Sp;
-        const int64_t y = y0 - 1 + r;
-        if (y < 0 || y >= a.H) {
-          memset(row, 0, Wp * a.Sp);
-        } else {
-          memset(row, 0, a.Sp);
-          memset(row + (Wp - 1) * a.Sp, 0, a.Sp);
-        }
-      }
+      clear_padding(a, scratch, y0, rows);
       squeeze<false>(a, a.x + n * a.in_h * a.in_w * a.C4, scratch, scratch + int8_band_bytes(a), y0,
               imax(0, y0 - 1) * a.W, imin(a.H, y1 + 1) * a.W);
       uint8_t* out_img = a.out + n * HW * channels;

@@ -83,13 +83,14 @@ struct Int8FireArgs {
   int64_t plane;
 };
 
-// Maximum pixels of a register tile, on any path.
-constexpr int64_t kInt8MaxTile = 8;
+// Maximum pixels of a register tile, on any path (AMX's tiles: 16).
+constexpr int64_t kInt8MaxTile = 16;
 
 // Per-thread scratch: one band's squeeze buffer, its rows plus a halo row above
 // and below, each W + 2 pixels wide (a zero column on each side), with slack for
-// the tiles that overrun the last pixel; then, with pooling, a tile's pooled
-// input pixels [kInt8MaxTile][C4].
+// the tiles that overrun the last pixel; then a tile's input pixels
+// [kInt8MaxTile][C4] where they are not read in place (pooled; AMX: a band's
+// last, partial tile).
 int64_t int8_band_bytes(const Int8FireArgs& a);
 int64_t int8_scratch_bytes(const Int8FireArgs& a);
 // The sparse Fire's band buffer is quad-major, what vectors along pixels read:
@@ -156,6 +157,7 @@ struct Int8Kernel {
   void (*stem)(const Int8StemArgs& a, int64_t begin, int64_t end, uint8_t* scratch);
   bool small_pairs;
 };
+extern const Int8Kernel kInt8Avx512Amx;
 extern const Int8Kernel kInt8Avx512Vnni;
 extern const Int8Kernel kInt8AvxVnni;
 extern const Int8Kernel kInt8Avx2;

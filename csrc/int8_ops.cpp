@@ -256,7 +256,7 @@ int64_t int8_sparse_plane_bytes(int64_t band_rows, int64_t W) {
 }
 
 int64_t int8_scratch_bytes(const Int8FireArgs& a) {
-  return int8_band_bytes(a) + (a.pool_kernel > 1 ? kInt8MaxTile * a.C4 : 0);
+  return int8_band_bytes(a) + kInt8MaxTile * a.C4;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> pack_int8_cpu(const at::Tensor& weight,

@@ -4,19 +4,25 @@
 
 #include <atomic>
 
+#ifndef FK_EMULATE_AVX512
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include "cpu_features.h"
 
 namespace fire_kernels {
 
 namespace {
 
-constexpr Int8Path kAllPaths[] = {Int8Path::kAvx512Vnni, Int8Path::kAvxVnni, Int8Path::kAvx2,
+constexpr Int8Path kAllPaths[] = {Int8Path::kAvx512Amx, Int8Path::kAvx512Vnni, Int8Path::kAvxVnni, Int8Path::kAvx2,
                                   Int8Path::kPortable};
 
 // The vector ISA (cpu_features.h) a path belongs to: it runs where that ISA is
 // allowed and the CPU has the path's dot-product instruction.
 Isa level(Int8Path path) {
   switch (path) {
+    case Int8Path::kAvx512Amx:
     case Int8Path::kAvx512Vnni:
       return Isa::kAvx512;
     case Int8Path::kAvxVnni:
@@ -28,8 +34,26 @@ Isa level(Int8Path path) {
   return Isa::kPortable;
 }
 
+#ifndef FK_EMULATE_AVX512
+// Linux hands out AMX's tile state only to processes that ask for it, once.
+bool amx_permitted() {
+  static const bool permitted = [] {
+    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;  // asm/prctl.h
+    return __builtin_cpu_supports("amx-int8") &&
+           syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return permitted;
+}
+#endif
+
 bool cpu_has(Int8Path path) {
   switch (path) {
+    case Int8Path::kAvx512Amx:
+#ifdef FK_EMULATE_AVX512
+      return true;  // amx_tiles.h's scalar tiles (the emulated test build)
+#else
+      return __builtin_cpu_supports("avx512vnni") && amx_permitted();
+#endif
     case Int8Path::kAvx512Vnni:
 #ifdef FK_EMULATE_AVX512
       return true;  // SIMDe's vpdpbusd (the emulated test build)
@@ -64,6 +88,8 @@ std::atomic<int>& forced() {
 
 const char* int8_path_name(Int8Path path) {
   switch (path) {
+    case Int8Path::kAvx512Amx:
+      return "avx512_amx";
     case Int8Path::kAvx512Vnni:
       return "avx512_vnni";
     case Int8Path::kAvxVnni:
@@ -110,6 +136,8 @@ void set_int8_path(const std::string& name) {
 
 const Int8Kernel& current_int8_kernel() {
   switch (current_int8_path()) {
+    case Int8Path::kAvx512Amx:
+      return kInt8Avx512Amx;
     case Int8Path::kAvx512Vnni:
       return kInt8Avx512Vnni;
     case Int8Path::kAvxVnni:

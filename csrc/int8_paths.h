@@ -9,7 +9,7 @@
 
 namespace fire_kernels {
 
-enum class Int8Path { kPortable = 0, kAvx2 = 1, kAvxVnni = 2, kAvx512Vnni = 3 };
+enum class Int8Path { kPortable = 0, kAvx2 = 1, kAvxVnni = 2, kAvx512Vnni = 3, kAvx512Amx = 4 };
 
 const char* int8_path_name(Int8Path path);
 // The paths this CPU can run and ATEN_CPU_CAPABILITY allows, best first.

@@ -77,9 +77,11 @@ struct Int8StemRun : Int8Tiles<Q> {
       }
   }
 
-  static void run(const Int8StemArgs& a, int64_t begin, int64_t end, uint8_t* scratch) {
-    int64_t off[kInt8MaxStemTaps];
-    for (int64_t t = 0; t < a.k * a.k; ++t) off[t] = (t / a.k * a.in_w + t % a.k) * a.C4;
+  // Work items [begin, end): each band's conv rows by conv_row(x_img, cy, row)
+  // into scratch, then pooled.
+  template <class ConvRow>
+  static void bands(const Int8StemArgs& a, int64_t begin, int64_t end, uint8_t* scratch,
+                    ConvRow conv_row) {
     const int64_t ps = a.pool_stride, pk = a.pool_kernel;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / a.bands, py0 = item % a.bands * a.band_rows;
@@ -88,13 +90,21 @@ struct Int8StemRun : Int8Tiles<Q> {
       const int64_t cy0 = py0 * ps, cy1 = imin(a.conv_h, (py1 - 1) * ps + pk);
       const uint8_t* x_img = a.x + n * a.in_h * a.in_w * a.C4;
       for (int64_t cy = cy0; cy < cy1; ++cy)
-        conv_row(a, off, x_img, cy, scratch + (cy - cy0) * a.conv_w * a.Op);
+        conv_row(x_img, cy, scratch + (cy - cy0) * a.conv_w * a.Op);
       uint8_t* out_img = a.out + n * a.out_h * a.out_w * a.O;
       for (int64_t py = py0; py < py1; ++py)
         for (int64_t px = 0; px < a.out_w; ++px)
           pool_pixel(a, scratch, py * ps - cy0, imin(a.conv_h, py * ps + pk) - cy0, px * ps,
                      imin(a.conv_w, px * ps + pk), out_img + (py * a.out_w + px) * a.O);
     }
+  }
+
+  static void run(const Int8StemArgs& a, int64_t begin, int64_t end, uint8_t* scratch) {
+    int64_t off[kInt8MaxStemTaps];
+    for (int64_t t = 0; t < a.k * a.k; ++t) off[t] = (t / a.k * a.in_w + t % a.k) * a.C4;
+    bands(a, begin, end, scratch, [&](const uint8_t* x_img, int64_t cy, uint8_t* row) {
+      conv_row(a, off, x_img, cy, row);
+    });
   }
 };
 

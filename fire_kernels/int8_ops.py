@@ -51,7 +51,7 @@ __all__ = ["INT8_SPARSE_MAX_WORK_DENSITY", "SparseInt8Conv", "expand_work_densit
 #: nonzero quads (90 % unstructured; layers from 0.77x to 1.17x), 1.27-1.39x at 0.19
 #: (95 %). AVX-VNNI: 1.22-1.32x at 0.35, 1.62-1.69x at 0.19. AVX2 (three instructions a
 #: dot; AMD Zen 3 and other CPUs without VNNI): 1.67-1.69x at 0.35, 2.29-2.51x at 0.19.
-INT8_SPARSE_MAX_WORK_DENSITY = {"avx512_vnni": 0.25, "avx_vnni": 0.4, "avx2": 0.5,
+INT8_SPARSE_MAX_WORK_DENSITY = {"avx512_amx": 0.08, "avx512_vnni": 0.25, "avx_vnni": 0.4, "avx2": 0.5,
                                 "portable": 0.5}
 
 _lib = torch.library.Library("fire_kernels", "FRAGMENT")

@@ -52,7 +52,7 @@ def test_avx512_kernels_on_the_emulation():
         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1800,
     )
     assert probe.stdout.split()[-4:] == [
-        "jit", "(emulated_avx512)", "avx512", "avx512_vnni,avx_vnni,avx2,portable"
+        "jit", "(emulated_avx512)", "avx512", "avx512_amx,avx512_vnni,avx_vnni,avx2,portable"
     ], probe.stdout + probe.stderr[-3000:]
     proc = subprocess.run(
         # The tests of every ISA path, run for AVX-512 only (the emulation is the

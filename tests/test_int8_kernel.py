@@ -20,7 +20,7 @@ from fire_kernels.testing import FireSample, fire_weights, odd_samples, squeezen
 
 pytestmark = pytest.mark.skipif(fk._extension.C is None, reason="C++ extension unavailable")
 
-ALL_PATHS = ("avx512_vnni", "avx_vnni", "avx2", "portable")
+ALL_PATHS = ("avx512_amx", "avx512_vnni", "avx_vnni", "avx2", "portable")
 
 
 @pytest.fixture(params=ALL_PATHS)

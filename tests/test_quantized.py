@@ -173,11 +173,11 @@ def test_a_module_handed_uint8_reads_it_at_its_producers_scale():
 
 
 def test_pruned_networks_run_the_sparse_kernels_where_they_pay():
-    """A 97 %-pruned network's Fires and head run sparse under 'auto' (their weight
+    """A 99 %-pruned network's Fires and head run sparse under 'auto' (their weight
     quads are sparse enough, fire_kernels.int8_ops.int8_sparse_pays), a 50 %-pruned one's
     dense; every choice computes the same bytes as the dense kernels."""
     x = torch.rand(2, 3, 64, 64)
-    for amount, runs_sparse in ((0.97, True), (0.5, False)):
+    for amount, runs_sparse in ((0.99, True), (0.5, False)):
         model = fk.prune_network(_model(fk.squeezenet1_1), amount)
         fk.quantize_network(model, _calibration())
         units = [m for m in model.modules() if isinstance(m, (fk.QuantizedFire, fk.QuantizedHead))]
@@ -214,7 +214,8 @@ def test_the_sparse_threshold_follows_the_int8_path():
     """90 % unstructured leaves about a third of the weight quads nonzero: enough for
     the sparse kernels to pay on AVX2, not against VNNI's dense dot products."""
     from fire_kernels.int8_ops import INT8_SPARSE_MAX_WORK_DENSITY, int8_sparse_pays
-    assert set(INT8_SPARSE_MAX_WORK_DENSITY) == {"avx512_vnni", "avx_vnni", "avx2", "portable"}
+    assert set(INT8_SPARSE_MAX_WORK_DENSITY) == {"avx512_amx", "avx512_vnni", "avx_vnni", "avx2",
+                                                 "portable"}
     assert int8_sparse_pays(0.34, "avx2") and not int8_sparse_pays(0.34, "avx512_vnni")
     assert not int8_sparse_pays(0.6, "portable") and int8_sparse_pays(0.2, "avx_vnni")
     C = _extension.C

@@ -1,0 +1,59 @@
+// The int8 stem (conv k x k stride s + ReLU + max pool, int8_kernel.h) on AMX
+// tiles (int8_amx_tiles.h): the vector kernel's math, bands and pooling
+// (int8_stem_run.h), its conv rows made by tile multiplies. Instantiated by
+// int8_kernel_avx512_amx.cpp; in an anonymous namespace for the reason
+// kernel_band.h gives.
+//
+// Tiling: 16 conv pixels along a row a tile. For one kernel row dy, a conv
+// pixel's window is k input pixels side by side, k*C4 contiguous bytes (28 for
+// SqueezeNet 1.0's 7x7 on RGB padded to 4 bytes), and the next conv pixel's
+// starts s*C4 bytes on: A's rows. The packed weights of those k taps are
+// contiguous too ([Op/16][k][k][C4/4][16][4]), so the conv is a reduction of k
+// rows of k*C4 bytes. A row's last tile starts 16 pixels before its end
+// (recomputing a few pixels) so that no tile reads past the image; rows of
+// fewer than 16 conv pixels run the vector kernel.
+#pragma once
+
+#include "int8_amx_tiles.h"
+#include "int8_stem_run.h"
+
+namespace fire_kernels {
+namespace {
+
+template <class Q>
+struct Int8AmxStem : Int8StemRun<Q>, Int8AmxTiles<Q> {
+  using V = Int8StemRun<Q>;
+  using X = Int8AmxTiles<Q>;
+  using V::imin;
+  using X::TM, X::TN, X::NC, X::configure, X::conv_n, X::params, X::requant_pixel;
+  using typename X::Acc, typename X::Params;
+
+  static void run(const Int8StemArgs& a, int64_t begin, int64_t end, uint8_t* scratch) {
+    if (a.conv_w < TM) return V::run(a, begin, end, scratch);
+    int64_t off[kInt8MaxStemTaps];
+    for (int64_t dy = 0; dy < a.k; ++dy) off[dy] = dy * a.in_w * a.C4;
+    const int64_t K = a.k * a.C4;
+    configure(K);
+    V::bands(a, begin, end, scratch, [&](const uint8_t* x_img, int64_t cy, uint8_t* row) {
+      const uint8_t* top = x_img + cy * a.stride * a.in_w * a.C4;
+      for (int64_t j0 = 0; j0 < a.Op; j0 += NC * TN) {
+        const int64_t n = imin(NC, (a.Op - j0) / TN);
+        Params p;
+        params(a.conv, j0, n, p);
+        for (int64_t cx = 0; cx < a.conv_w; cx += TM) {
+          const int64_t start = imin(cx, a.conv_w - TM);
+          alignas(64) Acc acc;
+          conv_n(n, top + start * a.stride * a.C4, a.stride * a.C4, off, a.k, K, a.conv.w, j0,
+                 acc);
+          for (int64_t m = cx - start; m < TM; ++m)
+            requant_pixel(acc, static_cast<int>(m), n, p, j0, row + (start + m) * a.Op + j0,
+                          [](int64_t) { return static_cast<int>(TN); });
+        }
+      }
+    });
+    AmxTiles::release();
+  }
+};
+
+}  // namespace
+}  // namespace fire_kernels
