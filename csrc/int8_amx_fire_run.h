@@ -78,8 +78,9 @@ struct Int8AmxFire : Int8FireRun<Q>, Int8AmxTiles<Q> {
       const int64_t n = imin(NC, (E - j0 + TN - 1) / TN);
       Params p;
       params(conv, j0, n, p);
-      // The tile from p0's requantized outputs.
-      auto epilogue = [&](const Acc& acc, int64_t p0) {
+      for (int64_t p0 = p_begin; p0 < p_end; p0 += TM) {
+        alignas(64) Acc acc;
+        conv_n(n, buf + p0 * a.Sp, a.Sp, off, taps, K, conv.w, j0, acc);
         for (int m = 0; m < TM; ++m) {
           const int64_t q = p0 + m;
           if (q >= p_end) break;
@@ -89,17 +90,7 @@ struct Int8AmxFire : Int8FireRun<Q>, Int8AmxTiles<Q> {
           requant_pixel(acc, m, n, p, j0, dst,
                         [E](int64_t j) { return static_cast<int>(imin(TN, E - j)); });
         }
-      };
-      // Software-pipelined: a tile's accumulators are read back one tile
-      // later, while the next tile's multiplies run, not right after their
-      // tile stores.
-      alignas(64) Acc acc[2];
-      int64_t i = 0;
-      for (int64_t p0 = p_begin; p0 < p_end; p0 += TM, ++i) {
-        conv_n(n, buf + p0 * a.Sp, a.Sp, off, taps, K, conv.w, j0, acc[i % 2]);
-        if (i > 0) epilogue(acc[(i - 1) % 2], p0 - TM);
       }
-      if (i > 0) epilogue(acc[(i - 1) % 2], p_begin + (i - 1) * TM);
     }
   }
 
