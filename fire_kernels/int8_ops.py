@@ -48,8 +48,8 @@ __all__ = ["INT8_SPARSE_MAX_WORK_DENSITY", "SparseInt8Conv", "expand_work_densit
 #: (``benchmarks/bench_sparse_int8.py``: SqueezeNet's 16 Fires and head, each path forced
 #: in turn on an AVX-512 VNNI Xeon with AMX, 2 threads, batch 1 and 16, geomean speedups of
 #: sparse over dense). AMX's dense tile multiplies leave the sparse kernels behind down to
-#: 98 % unstructured: 0.46-0.52x at 0.35 nonzero quads, 0.70-0.78x at 0.19, 0.95-0.97x at
-#: 0.08. With AVX-512 VNNI one dense dot does 64 products: 1.01-1.04x at 0.35 (90 %
+#: about 98 % unstructured: 0.46-0.65x at 0.35 nonzero quads, 0.70-0.78x at 0.19,
+#: 0.95-1.14x at 0.08 (two runs). With AVX-512 VNNI one dense dot does 64 products: 1.01-1.04x at 0.35 (90 %
 #: unstructured; layers from 0.77x to 1.17x), 1.27-1.39x at 0.19 (95 %). AVX-VNNI:
 #: 1.22-1.32x at 0.35, 1.62-1.69x at 0.19. AVX2 (three instructions a dot; AMD Zen 3 and
 #: other CPUs without VNNI): 1.67-1.69x at 0.35, 2.29-2.51x at 0.19.
