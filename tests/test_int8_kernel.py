@@ -102,6 +102,9 @@ def test_pruned_squeezenet_layers_match_the_reference_sparse(int8_path, sample):
     FireSample(3, 5, 3, 4, 4, 4, 4, bias=False),
     FireSample(1, 64, 16, 64, 64, 27, 27, density=0.1),
     FireSample(2, 96, 16, 64, 64, 55, 55, layout="channels_last"),
+    # Squeeze channels past one 64-byte step (AMX: two squeeze blocks, a 3x3 row of
+    # 240 bytes in 4 steps), 200 input channels (3 steps and 8 bytes).
+    FireSample(1, 200, 80, 20, 36, 9, 9),
 ]])
 def test_odd_shapes_and_layouts_match_the_reference(int8_path, kernel, sample):
     for weight_bits in (8, 7):
