@@ -23,7 +23,7 @@ struct Int8AmxFire : Int8FireRun<Q>, Int8AmxTiles<Q> {
   using F = Int8FireRun<Q>;
   using X = Int8AmxTiles<Q>;
   using F::imin, F::imax;
-  using X::TM, X::TN, X::NC, X::configure, X::conv_n, X::params, X::requant_pixel;
+  using X::TM, X::TN, X::NC, X::configure, X::tile, X::params;
   using typename X::Acc, typename X::Params;
 
   // The squeeze of image pixels [qa, qb) (whole rows) into the channels-last
@@ -45,16 +45,18 @@ struct Int8AmxFire : Int8FireRun<Q>, Int8AmxTiles<Q> {
       }
       for (int64_t j0 = 0; j0 < a.Sp; j0 += NC * TN) {
         const int64_t n = imin(NC, (a.Sp - j0) / TN);
-        alignas(64) Acc acc;
-        conv_n(n, in, a.C4, &centre, int64_t{1}, a.C4, a.squeeze.w, j0, acc);
         Params p;
         params(a.squeeze, j0, n, p);
-        for (int64_t m = 0; m < valid; ++m) {
-          const int64_t qm = q + m;
-          uint8_t* dst = buf + ((qm / a.W - y0 + 1) * Wp + qm % a.W + 1) * a.Sp + j0;
-          requant_pixel(acc, static_cast<int>(m), n, p, j0, dst,
-                        [](int64_t) { return static_cast<int>(TN); });
-        }
+        tile(n, in, a.C4, &centre, 1, a.C4, a.squeeze.w, j0, [&](const Acc& acc, auto panels) {
+          // Image pixel (y, x) = q + m, stepped along (no division a pixel).
+          int64_t y = q / a.W, x = q % a.W;
+          for (int m = 0; m < valid; ++m) {
+            uint8_t* dst = buf + ((y - y0 + 1) * Wp + x + 1) * a.Sp + j0;
+            X::template requant_pixel<decltype(panels)::value>(acc, m, p, j0, dst,
+                                                   [](int64_t) { return static_cast<int>(TN); });
+            if (++x == a.W) x = 0, ++y;
+          }
+        });
       }
     }
   }
@@ -79,17 +81,17 @@ struct Int8AmxFire : Int8FireRun<Q>, Int8AmxTiles<Q> {
       Params p;
       params(conv, j0, n, p);
       for (int64_t p0 = p_begin; p0 < p_end; p0 += TM) {
-        alignas(64) Acc acc;
-        conv_n(n, buf + p0 * a.Sp, a.Sp, off, taps, K, conv.w, j0, acc);
-        for (int m = 0; m < TM; ++m) {
-          const int64_t q = p0 + m;
-          if (q >= p_end) break;
-          const int64_t col = q % Wp;
-          if (col == 0 || col == Wp - 1) continue;  // a border column: padding
-          uint8_t* dst = out_img + ((y0 + q / Wp - 1) * a.W + col - 1) * channels + co0 + j0;
-          requant_pixel(acc, m, n, p, j0, dst,
-                        [E](int64_t j) { return static_cast<int>(imin(TN, E - j)); });
-        }
+        tile(n, buf + p0 * a.Sp, a.Sp, off, taps, K, conv.w, j0, [&](const Acc& acc, auto panels) {
+          // Padded pixel (row, col) = p0 + m, stepped along.
+          int64_t row = p0 / Wp, col = p0 % Wp;
+          for (int m = 0; m < TM && p0 + m < p_end; ++m, ++col) {
+            if (col == Wp) col = 0, ++row;
+            if (col == 0 || col == Wp - 1) continue;  // a border column: padding
+            uint8_t* dst = out_img + ((y0 + row - 1) * a.W + col - 1) * channels + co0 + j0;
+            X::template requant_pixel<decltype(panels)::value>(
+                acc, m, p, j0, dst, [E](int64_t j) { return static_cast<int>(imin(TN, E - j)); });
+          }
+        });
       }
     }
   }

@@ -22,7 +22,7 @@ namespace {
 template <class Q>
 struct Int8AmxHead : Int8AmxTiles<Q> {
   using X = Int8AmxTiles<Q>;
-  using X::TM, X::TN, X::NC, X::configure, X::conv_n, X::params;
+  using X::TM, X::TN, X::NC, X::configure, X::tile, X::params;
   using typename X::Acc, typename X::Params;
   static_assert(kInt8HeadBlock == NC * TN, "a work item is the accumulator tiles' channels");
 
@@ -48,11 +48,13 @@ struct Int8AmxHead : Int8AmxTiles<Q> {
       int32_t sum[kInt8HeadBlock] = {};
       for (int64_t p0 = 0; p0 < a.HW; p0 += TM) {
         const int64_t start = a.HW < TM ? 0 : imin(p0, a.HW - TM);
-        alignas(64) Acc acc;
-        conv_n(tiles, x_img + start * a.C4, a.C4, &centre, 1, a.C4, a.conv.w, b0, acc);
-        for (int64_t m = p0 - start; m < TM && start + m < a.HW; ++m)
-          for (int64_t c = 0; c < tiles; ++c)
-            Q::add_to(sum + c * TN, Q::requant(Q::load_lanes(acc[c][m]), p[c]));
+        tile(tiles, x_img + start * a.C4, a.C4, &centre, 1, a.C4, a.conv.w, b0,
+             [&](const Acc& acc, auto panels) {
+               for (int64_t m = p0 - start; m < TM && start + m < a.HW; ++m)
+#pragma GCC unroll 4
+                 for (int c = 0; c < decltype(panels)::value; ++c)
+                   Q::add_to(sum + c * TN, Q::requant(Q::load_lanes(acc[c][m]), p[c]));
+             });
       }
       for (int64_t j = b0; j < b1; ++j)
         a.out[n * a.O + j] = static_cast<float>(sum[j - b0]) * a.scale;

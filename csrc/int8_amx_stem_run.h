@@ -25,7 +25,7 @@ struct Int8AmxStem : Int8StemRun<Q>, Int8AmxTiles<Q> {
   using V = Int8StemRun<Q>;
   using X = Int8AmxTiles<Q>;
   using V::imin;
-  using X::TM, X::TN, X::NC, X::configure, X::conv_n, X::params, X::requant_pixel;
+  using X::TM, X::TN, X::NC, X::configure, X::tile, X::params;
   using typename X::Acc, typename X::Params;
 
   static void run(const Int8StemArgs& a, int64_t begin, int64_t end, uint8_t* scratch) {
@@ -42,12 +42,13 @@ struct Int8AmxStem : Int8StemRun<Q>, Int8AmxTiles<Q> {
         params(a.conv, j0, n, p);
         for (int64_t cx = 0; cx < a.conv_w; cx += TM) {
           const int64_t start = imin(cx, a.conv_w - TM);
-          alignas(64) Acc acc;
-          conv_n(n, top + start * a.stride * a.C4, a.stride * a.C4, off, a.k, K, a.conv.w, j0,
-                 acc);
-          for (int64_t m = cx - start; m < TM; ++m)
-            requant_pixel(acc, static_cast<int>(m), n, p, j0, row + (start + m) * a.Op + j0,
-                          [](int64_t) { return static_cast<int>(TN); });
+          tile(n, top + start * a.stride * a.C4, a.stride * a.C4, off, a.k, K, a.conv.w, j0,
+               [&](const Acc& acc, auto panels) {
+                 for (int m = static_cast<int>(cx - start); m < TM; ++m)
+                   X::template requant_pixel<decltype(panels)::value>(
+                       acc, m, p, j0, row + (start + m) * a.Op + j0,
+                       [](int64_t) { return static_cast<int>(TN); });
+               });
         }
       }
     });

@@ -16,6 +16,8 @@
 // for the vector epilogue.
 #pragma once
 
+#include <type_traits>
+
 #include "amx_tiles.h"
 #include "int8_kernel.h"
 
@@ -99,26 +101,38 @@ struct Int8AmxTiles {
     }
   }
 
-  // conv<n> for a run-time 1 <= n <= NC.
-  static void conv_n(int64_t n, const uint8_t* a, int64_t a_stride, const int64_t* off,
-                     int64_t taps, int64_t K, const int8_t* w, int64_t j0, Acc& acc) {
+  template <int N>
+  using Panels = std::integral_constant<int, N>;
+
+  // conv<N> for a run-time 1 <= n <= NC, then epilogue(acc, Panels<N>{}): N a
+  // compile-time constant there, so that its loops over the panels unroll into
+  // independent requantizations.
+  template <class Epilogue>
+  static void tile(int64_t n, const uint8_t* a, int64_t a_stride, const int64_t* off,
+                   int64_t taps, int64_t K, const int8_t* w, int64_t j0, Epilogue epilogue) {
+    alignas(64) Acc acc;
     switch (n) {
       case 4:
-        return conv<4>(a, a_stride, off, taps, K, w, j0, acc);
+        conv<4>(a, a_stride, off, taps, K, w, j0, acc);
+        return epilogue(acc, Panels<4>{});
       case 3:
-        return conv<3>(a, a_stride, off, taps, K, w, j0, acc);
+        conv<3>(a, a_stride, off, taps, K, w, j0, acc);
+        return epilogue(acc, Panels<3>{});
       case 2:
-        return conv<2>(a, a_stride, off, taps, K, w, j0, acc);
+        conv<2>(a, a_stride, off, taps, K, w, j0, acc);
+        return epilogue(acc, Panels<2>{});
       default:
-        return conv<1>(a, a_stride, off, taps, K, w, j0, acc);
+        conv<1>(a, a_stride, off, taps, K, w, j0, acc);
+        return epilogue(acc, Panels<1>{});
     }
   }
 
   // Pixel m's requantized channels j0 + 16c + n (c < N, n < count(c)) at dst + 16c + n.
-  template <class Count>
-  FK_INLINE static void requant_pixel(const Acc& acc, int m, int64_t N, const Params& p,
-                                      int64_t j0, uint8_t* dst, Count count) {
-    for (int64_t c = 0; c < N; ++c)
+  template <int N, class Count>
+  FK_INLINE static void requant_pixel(const Acc& acc, int m, const Params& p, int64_t j0,
+                                      uint8_t* dst, Count count) {
+#pragma GCC unroll 4
+    for (int c = 0; c < N; ++c)
       Q::store_requant(dst + c * TN, Q::load_lanes(acc[c][m]), p[c], count(j0 + c * TN));
   }
 
