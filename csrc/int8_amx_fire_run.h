@@ -29,8 +29,8 @@ struct Int8AmxFire : Int8FireRun<Q>, Int8AmxTiles<Q> {
   // The squeeze of image pixels [qa, qb) (whole rows) into the channels-last
   // band buffer, 16 pixels a tile; `copy` holds a tile's input pixels where
   // they cannot be read in place (pooled, or the band's last tile).
-  static void squeeze(const Int8FireArgs& a, const uint8_t* x_img, uint8_t* buf, uint8_t* copy,
-                      int64_t y0, int64_t qa, int64_t qb) {
+  static void squeeze_band(const Int8FireArgs& a, const uint8_t* x_img, uint8_t* buf,
+                           uint8_t* copy, int64_t y0, int64_t qa, int64_t qb) {
     const int64_t Wp = a.W + 2, centre = 0;
     configure(a.C4);
     for (int64_t q = qa; q < qb; q += TM) {
@@ -99,19 +99,7 @@ struct Int8AmxFire : Int8FireRun<Q>, Int8AmxTiles<Q> {
   static int64_t round4(int64_t c) { return (c + kInt8Quad - 1) / kInt8Quad * kInt8Quad; }
 
   static void run(const Int8FireArgs& a, int64_t begin, int64_t end, uint8_t* scratch) {
-    const int64_t HW = a.H * a.W, channels = a.E1 + a.E3;
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t n = item / a.bands, y0 = item % a.bands * a.band_rows;
-      const int64_t y1 = imin(a.H, y0 + a.band_rows);
-      if (y0 >= y1) continue;
-      const int64_t rows = y1 - y0;
-      F::clear_padding(a, scratch, y0, rows);
-      squeeze(a, a.x + n * a.in_h * a.in_w * a.C4, scratch, scratch + int8_band_bytes(a), y0,
-              imax(0, y0 - 1) * a.W, imin(a.H, y1 + 1) * a.W);
-      uint8_t* out_img = a.out + n * HW * channels;
-      expand<1>(a, a.expand1x1, scratch, out_img, y0, rows, a.E1, 0);
-      expand<9>(a, a.expand3x3, scratch, out_img, y0, rows, a.E3, a.E1);
-    }
+    F::template run_bands<Int8AmxFire>(a, begin, end, scratch);
     AmxTiles::release();
   }
 };

@@ -190,7 +190,10 @@ struct Int8FireRun : Int8Tiles<Q> {
     }
   }
 
-  static void run(const Int8FireArgs& a, int64_t begin, int64_t end, uint8_t* scratch) {
+  // Work items [begin, end) of kernel K (this one, or int8_amx_fire_run.h's): per
+  // band, the padding, K's squeeze of the band's rows and halo, K's expands.
+  template <class K>
+  static void run_bands(const Int8FireArgs& a, int64_t begin, int64_t end, uint8_t* scratch) {
     const int64_t HW = a.H * a.W, channels = a.E1 + a.E3;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / a.bands, y0 = item % a.bands * a.band_rows;
@@ -198,12 +201,22 @@ struct Int8FireRun : Int8Tiles<Q> {
       if (y0 >= y1) continue;
       const int64_t rows = y1 - y0;
       clear_padding(a, scratch, y0, rows);
-      squeeze<false>(a, a.x + n * a.in_h * a.in_w * a.C4, scratch, scratch + int8_band_bytes(a), y0,
-              imax(0, y0 - 1) * a.W, imin(a.H, y1 + 1) * a.W);
+      K::squeeze_band(a, a.x + n * a.in_h * a.in_w * a.C4, scratch,
+                      scratch + int8_band_bytes(a), y0, imax(0, y0 - 1) * a.W,
+                      imin(a.H, y1 + 1) * a.W);
       uint8_t* out_img = a.out + n * HW * channels;
-      expand<1>(a, a.expand1x1, scratch, out_img, y0, rows, a.E1, 0);
-      expand<9>(a, a.expand3x3, scratch, out_img, y0, rows, a.E3, a.E1);
+      K::template expand<1>(a, a.expand1x1, scratch, out_img, y0, rows, a.E1, 0);
+      K::template expand<9>(a, a.expand3x3, scratch, out_img, y0, rows, a.E3, a.E1);
     }
+  }
+
+  static void squeeze_band(const Int8FireArgs& a, const uint8_t* x_img, uint8_t* buf,
+                           uint8_t* pooled, int64_t y0, int64_t qa, int64_t qb) {
+    squeeze<false>(a, x_img, buf, pooled, y0, qa, qb);
+  }
+
+  static void run(const Int8FireArgs& a, int64_t begin, int64_t end, uint8_t* scratch) {
+    run_bands<Int8FireRun>(a, begin, end, scratch);
   }
 };
 
