@@ -68,7 +68,7 @@ struct Int8AmxFire : Int8FireRun<Q>, Int8AmxTiles<Q> {
   template <int NT>
   static void expand(const Int8FireArgs& a, const Int8Conv& conv, const uint8_t* buf,
                      uint8_t* out_img, int64_t y0, int64_t rows, int64_t E, int64_t co0) {
-    const int64_t Wp = a.W + 2, S4 = round4(a.S), channels = a.E1 + a.E3;
+    const int64_t Wp = a.W + 2, S4 = int8_quads(a.S) * kInt8Quad, channels = a.E1 + a.E3;
     const int64_t p_begin = Wp + 1, p_end = rows * Wp + a.W + 1;
     const bool by_rows = NT == 9 && a.Sp == S4;
     const int64_t taps = by_rows ? 3 : NT, K = by_rows ? 3 * S4 : S4;
@@ -95,8 +95,6 @@ struct Int8AmxFire : Int8FireRun<Q>, Int8AmxTiles<Q> {
       }
     }
   }
-
-  static int64_t round4(int64_t c) { return (c + kInt8Quad - 1) / kInt8Quad * kInt8Quad; }
 
   static void run(const Int8FireArgs& a, int64_t begin, int64_t end, uint8_t* scratch) {
     F::template run_bands<Int8AmxFire>(a, begin, end, scratch);

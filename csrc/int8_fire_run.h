@@ -58,7 +58,7 @@ struct Int8FireRun : Int8Tiles<Q> {
                                    kInt8Panel * a.C4, cs0, acc);
         typename Q::rq p[NRB];
         T::params(a.squeeze, cs0, p);
-        const int64_t quads = (a.S + kInt8Quad - 1) / kInt8Quad;
+        const int64_t quads = int8_quads(a.S);
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i) {
           if (i >= valid) break;
@@ -89,7 +89,7 @@ struct Int8FireRun : Int8Tiles<Q> {
       static void run(const Int8FireArgs& a, const Int8Conv& conv, const int64_t* off,
                       const uint8_t* buf, uint8_t* out_img, int64_t y0, int64_t p0,
                       int64_t p_end, int64_t j0, int64_t E, int64_t co0) {
-        const int64_t Wp = a.W + 2, S4 = (a.S + kInt8Quad - 1) / kInt8Quad * kInt8Quad;
+        const int64_t Wp = a.W + 2, S4 = int8_quads(a.S) * kInt8Quad;
         const uint8_t* rows[MR];
 #pragma GCC unroll 8
         for (int i = 0; i < MR; ++i) rows[i] = buf + (p0 + i) * a.Sp;

@@ -31,6 +31,8 @@ namespace fire_kernels {
 // zeros, so that a padded channel computes 0.
 constexpr int64_t kInt8Panel = 16;
 constexpr int64_t kInt8Quad = 4;
+// The channel quads of `channels` channels (the last one zero-padded).
+constexpr int64_t int8_quads(int64_t channels) { return (channels + kInt8Quad - 1) / kInt8Quad; }
 
 struct Int8Conv {
   const int8_t* w;

@@ -133,7 +133,7 @@ struct Int8SparseRun : Int8Tiles<Q> {
   static void fire(const Int8FireArgs& a, int64_t begin, int64_t end, uint8_t* scratch) {
     using Dense = Int8FireRun<Q>;
     const int64_t Wp = a.W + 2, HW = a.H * a.W, E = a.E1 + a.E3;
-    const int64_t quads = (a.S + kInt8Quad - 1) / kInt8Quad;
+    const int64_t quads = int8_quads(a.S);
     uint8_t* pooled = scratch + int8_band_bytes(a);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / a.bands, y0 = item % a.bands * a.band_rows;
