@@ -21,6 +21,7 @@
 #include <memory>
 
 #include "cpu_features.h"
+#include "thread_pool.h"
 
 namespace fire_kernels {
 
@@ -82,10 +83,10 @@ int64_t channel_split(const FireArgs& a, int64_t part, int64_t parts) {
 
 // The threads a kernel call can share its work among: one inside another
 // parallel region (a network program running images on threads of their own),
-// where at::parallel_for runs inline.
+// where parallel_for runs inline.
 int64_t available_threads() { return at::in_parallel_region() ? 1 : at::get_num_threads(); }
 
-// Per-thread scratch, kept between calls (PyTorch's pool threads persist).
+// Per-thread scratch, kept between calls (the pool's threads persist).
 // Zero-filled when it grows, so that the halo lanes tiles read but never
 // store are always finite.
 enum class Scratch { kKernel, kShared };
@@ -111,7 +112,7 @@ void run_shared_image(const FireArgs& a, const FireKernel& kernel, int64_t n, in
                       int64_t scratch_floats, float* shared) {
   const int64_t HW = a.H * a.W;
   const int64_t chunks = (HW + kSharedSplitAlign - 1) / kSharedSplitAlign;
-  at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
     const int64_t q0 = std::min(HW, chunks * begin / threads * kSharedSplitAlign);
     const int64_t q1 = std::min(HW, chunks * end / threads * kSharedSplitAlign);
     if (q0 < q1)
@@ -120,7 +121,7 @@ void run_shared_image(const FireArgs& a, const FireKernel& kernel, int64_t n, in
   });
   kernel.run(a, FireWork{FirePhase::kPadding, 0, 0, n, shared},
              thread_scratch(scratch_floats, Scratch::kKernel));
-  at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
     const int64_t c0 = channel_split(a, begin, threads), c1 = channel_split(a, end, threads);
     if (c0 < c1)
       kernel.run(a, FireWork{FirePhase::kExpand, c0, c1, n, shared},
@@ -153,7 +154,7 @@ void run_fire(FireArgs& a, const FireKernel& kernel) {
   const bool shared = choose_bands(a, threads, unit);
   const int64_t scratch_floats = fire_scratch_layout(a).total;
   if (!shared) {
-    at::parallel_for(0, a.N * a.bands_per_image, 1, [&](int64_t begin, int64_t end) {
+    parallel_for(0, a.N * a.bands_per_image, 1, [&](int64_t begin, int64_t end) {
       kernel.run(a, FireWork{FirePhase::kBands, begin, end, 0, nullptr},
                  thread_scratch(scratch_floats, Scratch::kKernel));
     });
@@ -180,7 +181,7 @@ void run_stem(const StemArgs& a) {
   const NetworkKernel& kernel = current_network_kernel();
   const int64_t bands = balanced_bands(a.N, 1, a.Ho, available_threads());
   const int64_t floats = stem_scratch_layout(a).total;
-  at::parallel_for(0, a.N * bands, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, a.N * bands, 1, [&](int64_t begin, int64_t end) {
     float* scratch = thread_scratch(floats, Scratch::kKernel);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / bands, b = item % bands;
@@ -197,7 +198,7 @@ void run_head(const HeadArgs& a) {
   const int64_t blocks = (a.O + kChannelPad - 1) / kChannelPad;
   const int64_t parts = a.N < threads ? std::min(blocks, (threads + a.N - 1) / a.N) : 1;
   const int64_t floats = head_scratch_floats(a);
-  at::parallel_for(0, a.N * parts, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, a.N * parts, 1, [&](int64_t begin, int64_t end) {
     float* scratch = thread_scratch(floats, Scratch::kKernel);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / parts, part = item % parts;

@@ -1,5 +1,5 @@
 // The CPU scheduler: how one forward of a fused Fire, stem or head is cut into
-// pieces and spread over PyTorch's thread pool (at::parallel_for, so
+// pieces and spread over the extension's thread pool (thread_pool.h;
 // torch.set_num_threads governs it).
 #pragma once
 

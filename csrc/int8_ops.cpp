@@ -1,4 +1,4 @@
-// The CPU kernels of the int8 operators (schemas in fire_kernels/int8_ops.py):
+// The CPU kernels of the int8 operators (int8_ops.h; schemas in fire_kernels/int8_ops.py):
 // pack_int8 (a conv's int8 weights, int32 bias and float32 multipliers in the
 // kernels' layout, int8_kernel.h), fire_int8 (the fused int8 Fire), head_int8
 // (the classifier: conv 1x1, ReLU, global average pool) and quantize_uint8 (a
@@ -21,7 +21,9 @@
 #include "fire_checks.h"
 #include "fire_kernel.h"
 #include "int8_kernel.h"
+#include "int8_ops.h"
 #include "int8_paths.h"
+#include "thread_pool.h"
 
 namespace fire_kernels {
 
@@ -195,7 +197,7 @@ at::Tensor quantize_image(const at::Tensor& x, const Quantizer& q, int64_t C4) {
   uint8_t* dst = out.data_ptr<uint8_t>();
   const int64_t sn = x.stride(0), sc = x.stride(1), sh = x.stride(2), sw = x.stride(3);
   const bool fours = C4 == kInt8Quad && sw == 1;
-  at::parallel_for(0, N * H, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, N * H, 1, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const float* in = src + row / H * sn + row % H * sh;
       uint8_t* o = dst + row * W * C4;
@@ -349,7 +351,7 @@ FireCall fire_call(const at::Tensor& x, const at::Tensor& squeeze, const at::Ten
 void run_fire(const FireCall& f,
               void (*fire)(const Int8FireArgs&, int64_t, int64_t, uint8_t*)) {
   const int64_t scratch_bytes = int8_scratch_bytes(f.a);
-  at::parallel_for(0, f.a.N * f.a.bands, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, f.a.N * f.a.bands, 1, [&](int64_t begin, int64_t end) {
     fire(f.a, begin, end, thread_scratch(scratch_bytes));
   });
 }
@@ -443,7 +445,7 @@ at::Tensor quad_major(const at::Tensor& xk, int64_t N, int64_t HW, int64_t C4, i
   at::Tensor out = at::empty({N * quads * plane}, xk.options());
   const uint32_t* src = reinterpret_cast<const uint32_t*>(xk.const_data_ptr<uint8_t>());
   uint32_t* dst = reinterpret_cast<uint32_t*>(out.data_ptr<uint8_t>());
-  at::parallel_for(0, N * quads, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, N * quads, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / quads, q = item % quads;
       const uint32_t* in = src + n * HW * quads + q;
@@ -466,7 +468,7 @@ at::Tensor head_int8_cpu(const at::Tensor& x, const at::Tensor& weight, const at
   h.a.x = h.xk.data_ptr<uint8_t>();
   h.a.conv = bind(weight, bias, multiplier);
   const Int8Kernel& kernel = kernel_for({&weight});
-  at::parallel_for(0, h.a.N * h.a.blocks, 1,
+  parallel_for(0, h.a.N * h.a.blocks, 1,
                    [&](int64_t begin, int64_t end) { kernel.head(h.a, begin, end); });
   return h.out;
 }
@@ -485,7 +487,7 @@ at::Tensor head_int8_sparse_cpu(const at::Tensor& x, const at::Tensor& rows,
   const at::Tensor xq = quad_major(h.xk, a.N, a.HW, a.C4, a.plane);
   a.x = xq.data_ptr<uint8_t>();
   const Int8Kernel& kernel = kernel_for({&values});
-  at::parallel_for(0, a.N * a.blocks, 1,
+  parallel_for(0, a.N * a.blocks, 1,
                    [&](int64_t begin, int64_t end) { kernel.head_sparse(a, begin, end); });
   return h.out;
 }
@@ -553,7 +555,7 @@ at::Tensor stem_int8_cpu(const at::Tensor& x, const at::Tensor& weight, const at
   split_rows(N, a.out_h, (a.out_h + fit - 1) / fit, &a.band_rows, &a.bands);
   const Int8Kernel& kernels = kernel_for({&weight});
   const int64_t scratch_bytes = int8_stem_conv_rows(a, a.band_rows) * a.conv_w * Op;
-  at::parallel_for(0, N * a.bands, 1, [&](int64_t begin, int64_t end) {
+  parallel_for(0, N * a.bands, 1, [&](int64_t begin, int64_t end) {
     kernels.stem(a, begin, end, thread_scratch(scratch_bytes));
   });
   return out;
@@ -573,7 +575,7 @@ at::Tensor quantize_uint8_cpu(const at::Tensor& x, double scale, int64_t zero_po
   const float* src = xc.data_ptr<float>();
   uint8_t* dst = out.data_ptr<uint8_t>();
   const Quantizer q(static_cast<float>(scale), static_cast<int>(zero_point));
-  at::parallel_for(0, xc.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
+  parallel_for(0, xc.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
     quantize_range(src + begin, dst + begin, end - begin, q);
   });
   return out;

@@ -1,6 +1,7 @@
 // A network program: a chain of fused layers (stem, Fires dense or sparse,
-// head) run in one call from Python, each by its operator's CPU kernel
-// (fire_ops.h) without the dispatcher or Python between the layers. Built by
+// head; float32 or int8) run in one call from Python, each by its operator's
+// CPU kernel (fire_ops.h, int8_ops.h) without the dispatcher or Python between
+// the layers. Built by
 // fire_kernels.network.FusedSequential from its children's weight plans; it
 // keeps the tensors those plans were made from (their versions and data) and
 // declines to run (returns nullopt) once any of them changed, or for an input
@@ -13,30 +14,44 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace fire_kernels {
 
 class NetworkProgram {
  public:
-  enum class Kind { kStem, kFire, kFireSparse, kHead, kHeadSparse };
+  enum class Kind {
+    kStem, kFire, kFireSparse, kHead, kHeadSparse,
+    kQuantize, kDequantize, kStemInt8, kFireInt8, kFireInt8Sparse, kHeadInt8, kHeadInt8Sparse
+  };
   struct Step {
     Kind kind;
     std::vector<std::optional<at::Tensor>> tensors;  // the operator's tensor arguments, in order
-    std::vector<int64_t> ints;                        // then its integer ones
+    std::vector<int64_t> ints;                        // then its integer (and bool) ones
+    std::vector<double> reals;                        // then its float ones
   };
+  using StepSpec = std::tuple<std::string, std::vector<std::optional<at::Tensor>>,
+                              std::vector<int64_t>, std::vector<double>>;
 
-  // `steps`: (kind, tensors, ints) with kind "stem", "fire", "fire_sparse",
-  // "head" or "head_sparse", and the arguments of conv_relu_maxpool, fire (or
-  // maxpool_fire with the pool's 3 ints), fire_sparse (maxpool_fire_sparse),
-  // conv1x1_relu_avgpool or its sparse twin after the input. `sources`: what
-  // the steps' tensors were computed from. The input: float32 on the CPU,
-  // 4-D with `channels` channels and `width` columns. `per_image`: run the
+  // `steps`: (kind, tensors, ints, reals), the arguments of a kind's operator
+  // after the input, in the schema's order within each of the three lists:
+  //   "stem"             conv_relu_maxpool
+  //   "fire"             fire, or maxpool_fire with the pool's 3 ints
+  //   "fire_sparse"      fire_sparse, or maxpool_fire_sparse
+  //   "head"             conv1x1_relu_avgpool
+  //   "head_sparse"      conv1x1_relu_avgpool_sparse
+  //   "quantize"         quantize_uint8 (reals: scale; ints: zero point)
+  //   "dequantize"       a uint8 tensor times reals[0], to float32 (as Python's
+  //                      `q * scale` computes it)
+  //   "stem_int8", "fire_int8", "fire_int8_sparse", "head_int8",
+  //   "head_int8_sparse" the int8 operators of those names.
+  // `sources`: what the steps' tensors were computed from. The input: on the
+  // CPU, 4-D, of `dtype` (float32, or uint8 for a chain that starts with an int8
+  // step), with `channels` channels and `width` columns. `per_image`: run the
   // chain image by image (see run).
-  NetworkProgram(
-      const std::vector<std::tuple<std::string, std::vector<std::optional<at::Tensor>>,
-                                   std::vector<int64_t>>>& steps,
-      std::vector<at::Tensor> sources, int64_t channels, int64_t width, bool per_image);
+  NetworkProgram(const std::vector<StepSpec>& steps, std::vector<at::Tensor> sources,
+                 int64_t channels, int64_t width, at::ScalarType dtype, bool per_image);
 
   // The chain's output for x, or nullopt where the program no longer holds
   // (a source changed) or was not built for inputs like x. With per_image, the
@@ -56,6 +71,7 @@ class NetworkProgram {
   std::vector<int64_t> versions_;
   std::vector<const void*> data_;
   int64_t channels_, width_;
+  at::ScalarType dtype_;
   bool per_image_;
 };
 

@@ -109,8 +109,8 @@ def cxx_flags() -> list[str]:
     No ``-march``: the build must run on any x86-64 CPU. The AVX2 and AVX-512
     kernels are compiled for their ISA by ``#pragma GCC target`` inside their own
     translation units and are only called after a run-time CPU check.
-    ``-fopenmp`` makes ``at::parallel_for`` (an inline OpenMP loop in PyTorch's
-    headers) parallel; the OpenMP runtime is the one torch already loaded.
+    No ``-fopenmp``: the kernels share their work on the extension's own thread pool
+    (``csrc/thread_pool.h``), not in OpenMP regions.
     """
     if sanitize():
         opt = ["-O1", "-g", "-fno-omit-frame-pointer", *_SANITIZERS]
@@ -119,8 +119,8 @@ def cxx_flags() -> list[str]:
     else:
         opt = ["-O3"]
     emulation = _emulation_flags() if emulate_avx512() else []
-    return [*opt, *emulation, "-fopenmp", "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"]
+    return [*opt, *emulation, "-fno-math-errno", "-Wall", "-Wno-unknown-pragmas"]
 
 
 def ld_flags() -> list[str]:
-    return ["-fopenmp", *(_SANITIZERS if sanitize() else [])]
+    return [*(_SANITIZERS if sanitize() else [])]

@@ -194,39 +194,47 @@ def _called_plainly(m: nn.Module) -> bool:
     return not (m.training or m._forward_hooks or m._forward_pre_hooks)
 
 
-def _program_step(m: nn.Module, x: Tensor) -> tuple | None:
-    """What child ``m`` does to its input ``x`` in a network program: ``()`` for
-    nothing (the identity), else ``(kind, tensors, ints, sources)`` with the arguments
-    of its C++ operator after the input (``csrc/network_program.h``), and what they
-    were computed from; None where ``m`` cannot be a step (another module, another
-    backend, a plan that cannot be kept). ``m`` has just run on ``x``, so its plan is
-    the one for ``x``."""
+#: A network program step: (kind, tensors, ints, floats), the arguments of the kind's
+#: C++ operator after the input (``csrc/network_program.h``).
+ProgramStep = tuple[str, list, list, list]
+
+
+def _program_step(m: nn.Module, x: Tensor) -> tuple[list[ProgramStep], list[Tensor]] | None:
+    """What child ``m`` does to its input ``x`` in a network program: its steps (none
+    for the identity) and the tensors their arguments were computed from; None where
+    ``m`` cannot be a step (another module, another backend, a plan that cannot be
+    kept). ``m`` has just run on ``x``, so its plan is the one for ``x``. A module of
+    another kind says itself, by a method ``_program_steps(x)`` answering the same (the
+    quantized modules, ``fire_kernels.quantized``)."""
     if type(m) in (FusedAway, nn.Dropout, nn.Identity):
-        return ()
+        return [], []
+    steps_of = getattr(m, "_program_steps", None)
+    if steps_of is not None:
+        return steps_of(x)
     if type(m) is FusedConvReluMaxPool:
         if F.resolve_backend(m.backend, x) != "cpp":
             return None
         ints = [m.stride[0], m.padding[0], *m.pool]
-        return "stem", [conv_weight(m), conv_weight(m, "bias")], ints, sources_of((m,))
+        return [("stem", [conv_weight(m), conv_weight(m, "bias")], ints, [])], sources_of((m,))
     plan = m.__dict__.get("_plan") if isinstance(m, (FusedFire, FusedConvReluAvgPool)) else None
     if plan is None or plan.backend != "cpp" or not plan.cacheable:
         return None
     form = plan.sparse
     if type(m) is FusedConvReluAvgPool:
         if form is None:
-            return "head", list(plan.weights), [], plan.sources
-        return ("head_sparse", [form.values, form.index, plan.weights[1]],
-                [form.out_channels, form.block], plan.sources)
+            return [("head", list(plan.weights), [], [])], plan.sources
+        return ([("head_sparse", [form.values, form.index, plan.weights[1]],
+                  [form.out_channels, form.block], [])], plan.sources)
     pool = list(m.pool) if m.pool is not None else []
     if form is None:
-        return "fire", list(plan.weights), pool, plan.sources
+        return [("fire", list(plan.weights), pool, [])], plan.sources
     if isinstance(form, SparsePacked):
         w = plan.weights
         tensors = [form.squeeze_values, form.squeeze_index, w.squeeze_bias, form.expand_values,
                    form.expand_index, w.expand1x1_bias, w.expand3x3_bias]
         ints = [form.squeeze_channels, form.expand1x1_channels, form.expand3x3_channels,
                 form.block, form.width]
-        return "fire_sparse", tensors, ints + pool, plan.sources
+        return [("fire_sparse", tensors, ints + pool, [])], plan.sources
     return None
 
 
@@ -234,7 +242,8 @@ class FusedSequential(nn.Sequential):
     """An ``nn.Sequential`` holding fused modules, as ``fuse_network`` leaves it (the
     same children and ``state_dict`` keys). Its inference forward on the CPU (no
     gradient wanted, not traced by torch.compile) runs its layers in one C++ call, a
-    network program (``fire_kernels._C.NetworkProgram``): each layer's kernel in turn,
+    network program (``fire_kernels._C.NetworkProgram``): each layer's kernel in turn
+    (float32, or int8 for the modules of ``quantize_network``),
     the images of a batch on threads of their own (so that an image's activations stay
     in its core's caches between layers), with no Python, dispatch or module machinery
     between them, which otherwise cost a SqueezeNet at batch 1 several percent of its
@@ -282,9 +291,10 @@ class FusedSequential(nn.Sequential):
     def _forward_and_make_program(self, x: Tensor) -> Tensor:
         """The forward child by child, making the program on the way (for an input the
         C++ kernels can run: another kind, a CUDA or float64 one, drops the program and
-        leaves the next CPU float32 input to make one)."""
+        leaves the next CPU float32 input, or uint8 one of a quantized network, to make
+        one)."""
         if not (_extension.C is not None and x.device.type == "cpu"
-                and x.dtype == torch.float32 and x.dim() == 4):
+                and x.dtype in (torch.float32, torch.uint8) and x.dim() == 4):
             self.__dict__.pop("_program", None)
             return super().forward(x)
         children = tuple(self._modules.values())
@@ -297,13 +307,14 @@ class FusedSequential(nn.Sequential):
                 step = _program_step(m, h) if _called_plainly(m) else None
                 if step is None:
                     steps = None
-                elif step:
-                    steps.append(step[:3])
-                    sources += step[3]
+                else:
+                    steps += step[0]
+                    sources += step[1]
             h = out
         native = None
         if steps:
-            native = _extension.C.NetworkProgram(steps, sources, x.shape[1], x.shape[3])
+            native = _extension.C.NetworkProgram(steps, sources, x.shape[1], x.shape[3],
+                                                 x.dtype)
         program = _Program(children, generations(), native)
         if native is not None:
             # Kept beside the programs for other input shapes made under the same

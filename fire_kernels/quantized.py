@@ -36,8 +36,9 @@ from . import int8_reference as q8
 from .int8_ops import (expand_work_density, int8_sparse_pays, pack_int8_sparse, quad_density,
                        sparse_expands)
 from .module import FusedFire, check_sparse_mode
-from .network import FusedAway, FusedConvReluAvgPool, FusedConvReluMaxPool, fuse_network
-from .weight_plan import SparseMode
+from .network import (FusedAway, FusedConvReluAvgPool, FusedConvReluMaxPool, ProgramStep,
+                      fuse_network)
+from .weight_plan import SparseMode, note_module_change
 
 __all__ = ["QuantizedFire", "QuantizedHead", "QuantizedStem", "dequantize_network",
            "quantize_network"]
@@ -117,9 +118,39 @@ class _Int8Module(nn.Module):
             sources += self._modules[name]._sources()
         return sources
 
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__(name, value)
+        if name != "_packed":  # a setting (float_output, pool, sparse...): programs are stale
+            note_module_change()
+
     def _kernel(self) -> tuple[Callable, list]:
         """The operator to run and its arguments after the input."""
         raise NotImplementedError
+
+    def _program_steps(self, x: Tensor) -> tuple[list[ProgramStep], list[Tensor]] | None:
+        """What this module, having just run on ``x``, did in a network program's steps
+        (``fire_kernels.network.FusedSequential``): the input quantized where it was
+        float32, the kernel (a step of the operator's name), the output dequantized
+        where ``float_output``; and the buffers they were made from. None where the
+        forward did not run the kernel."""
+        prepared = self._packed
+        if prepared is None or not self._runs_kernel(x) or not prepared.holds(self._sources()):
+            return None
+        steps: list[ProgramStep] = []
+        if isinstance(self, QuantizedStem):
+            if x.dtype != torch.float32:
+                return None
+        elif x.dtype == torch.float32:
+            steps.append(("quantize", [], [0], [prepared.input_scale]))
+        elif x.dtype != torch.uint8:
+            return None
+        args = prepared.args
+        steps.append((prepared.kernel.__name__, [a for a in args if isinstance(a, Tensor)],
+                      [int(a) for a in args if isinstance(a, int)],
+                      [a for a in args if isinstance(a, float)]))
+        if getattr(self, "float_output", False):
+            steps.append(("dequantize", [], [], [prepared.output_scale]))
+        return steps, [t for t, _ in prepared.sources]
 
     def _prepared(self) -> _Prepared:
         prepared = self._packed

@@ -249,15 +249,19 @@ def test_copies_unfusing_and_bad_programs():
     native = fk._extension.C.NetworkProgram
     w = torch.randn(8, 3, 3, 3)
     with pytest.raises(ValueError, match="unknown step kind"):
-        native([("conv", [w, None], [])], [w], 3, 8)
+        native([("conv", [w, None], [], [])], [w], 3, 8)
     with pytest.raises(ValueError, match="takes 2 tensors"):
-        native([("stem", [w], [1, 0, 1, 1, 0])], [w], 3, 8)
+        native([("stem", [w], [1, 0, 1, 1, 0], [])], [w], 3, 8)
     with pytest.raises(ValueError, match="integers"):
-        native([("stem", [w, None], [1, 0])], [w], 3, 8)
+        native([("stem", [w, None], [1, 0], [])], [w], 3, 8)
+    with pytest.raises(ValueError, match="takes 1 floats"):
+        native([("quantize", [], [0], [])], [w], 3, 8)
+    with pytest.raises(ValueError, match="float32 or uint8 input"):
+        native([("stem", [w, None], [1, 0, 1, 1, 0], [])], [w], 3, 8, torch.float64)
     with torch.inference_mode():
         frozen = torch.randn(2)
     with pytest.raises(ValueError, match="version counters"):
-        native([("stem", [w, None], [1, 0, 1, 1, 0])], [frozen], 3, 8)
+        native([("stem", [w, None], [1, 0, 1, 1, 0], [])], [frozen], 3, 8)
 
 
 @pytest.mark.parametrize("batch", [1, 2])
@@ -274,3 +278,82 @@ def test_the_profiler_sees_each_layer(batch):
                             + ["fire_kernels::maxpool_fire_sparse", "fire_kernels::fire_sparse"] * 2
                             + ["fire_kernels::fire_sparse"] * 2
                             + ["fire_kernels::conv1x1_relu_avgpool_sparse"]) * batch)
+
+
+def _quantized(version: str = "1_1", sparsity: float | None = None, sparse="auto"):
+    model, _ = _pair(version, sparsity)
+    g = torch.Generator().manual_seed(1)
+    return fk.quantize_network(model, [torch.rand(2, 3, 64, 64, generator=g)], sparse=sparse)
+
+
+def _child_by_child(model, x):
+    with torch.enable_grad():  # a FusedSequential then runs its children one by one
+        return model(x)
+
+
+@pytest.mark.parametrize("version", ["1_0", "1_1"])
+@pytest.mark.parametrize("sparsity,sparse", [(None, "auto"), (0.9, True)], ids=["dense", "sparse"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_quantized_program_computes_the_network(version, sparsity, sparse, batch):
+    """The int8 steps (stem, Fires dense or sparse, head) give the bytes the quantized
+    modules give, the features' program handing the classifier's uint8."""
+    model = _quantized(version, sparsity, sparse)
+    x = torch.rand(batch, 3, 64, 61)
+    expected = _child_by_child(model, x)
+    with torch.no_grad():
+        assert torch.equal(model(x), expected)  # child by child, making the programs
+        native = _native(model.features)
+        assert native is not None and _native(model.classifier) is not None
+        assert model.features(x).dtype == torch.uint8
+        for _ in range(2):
+            assert torch.equal(model(x), expected)
+    assert _native(model.features) is native
+
+
+def test_quantized_program_quantizes_and_dequantizes_where_the_modules_do():
+    """A padded stem stays float: the first quantized Fire quantizes its input, and the
+    last one, which no quantized module reads, dequantizes its output. Its settings,
+    scales and buffers are seen."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, 2),
+                          fk.FusedFire(16, 8, 16, 16), fk.FusedFire(32, 8, 16, 16)).eval()
+    x = torch.rand(2, 3, 16, 16)
+    fk.quantize_network(model, [x])
+    assert type(model) is FusedSequential
+    assert [type(m) for m in model[3:]] == [fk.QuantizedFire] * 2
+
+    def check(dtype):
+        expected = _child_by_child(model, x)
+        with torch.no_grad():
+            model(x)
+            native = _native(model)
+            with torch.profiler.profile() as prof:
+                out = model(x)
+        assert native is not None and _native(model) is native
+        assert out.dtype == dtype and torch.equal(out, expected)
+        return [e.name for e in prof.events() if e.name.startswith(("fire_kernels::", "aten::mul"))]
+
+    quantize, fire = "fire_kernels::quantize_uint8", "fire_kernels::fire_int8"
+    names = check(torch.float32)
+    assert names.count(quantize) == 2 and names.count(fire) == 4 and "aten::mul" in names
+    model[4].float_output = False
+    assert "aten::mul" not in check(torch.uint8)
+    model[4].pool = (2, 1, True)
+    check(torch.uint8)
+    with torch.no_grad():
+        model[3].output_scale.mul_(2.0)
+        model[4].squeeze.bias.zero_()
+    check(torch.uint8)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_the_profiler_sees_each_int8_layer(batch):
+    model = _quantized(sparsity=0.9, sparse=True)
+    x = torch.rand(batch, 3, 64, 64)
+    with torch.no_grad():
+        model(x)
+        with torch.profiler.profile() as prof:
+            model(x)
+    names = sorted(e.name for e in prof.events() if e.name.startswith("fire_kernels::"))
+    assert names == sorted((["fire_kernels::stem_int8"] + ["fire_kernels::fire_int8_sparse"] * 8
+                            + ["fire_kernels::head_int8_sparse"]) * batch)
