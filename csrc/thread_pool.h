@@ -7,9 +7,9 @@
 // vCPUs the host parks, a worker woken after the process idled can take a host
 // time slice to run, and the caller spins for it the whole time: measured on a
 // 2-vCPU AMD EPYC, a 256x256 torch.mm took 0.2 ms back to back and 11.8 ms
-// after a 100 ms pause (0.6 ms with OMP_WAIT_POLICY=passive, which costs every
-// back-to-back call instead), and SqueezeNet 1.1 int8 at batch 1 1.4 ms and
-// 11.8 ms. ONNX Runtime, whose caller never waits for a worker that has not
+// after a 100 ms pause (0.7 ms, median, with OMP_WAIT_POLICY=passive, which
+// costs every back-to-back call instead), and SqueezeNet 1.1 int8 at batch 1
+// 1.4 ms and 11.8 ms. ONNX Runtime, whose caller never waits for a worker that has not
 // started, lost nothing.
 //
 // So here the range's chunks are the same as at::parallel_for's (one per
