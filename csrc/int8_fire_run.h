@@ -136,7 +136,7 @@ struct Int8FireRun : Int8Tiles<Q> {
   template <bool QM>
   static void squeeze(const Int8FireArgs& a, const uint8_t* x_img, uint8_t* buf, uint8_t* pooled,
                       int64_t y0, int64_t qa, int64_t qb) {
-    const int64_t Wp = a.W + 2;
+    const int64_t Wp = QM ? a.pitch : a.W + 2;
     for (int64_t q = qa; q < qb; q += MR) {
       const int64_t valid = imin(MR, qb - q);
       // Pixels past the valid ones repeat the last valid one: computed, not stored.

@@ -60,13 +60,13 @@ Int8Conv bind(const at::Tensor& w, const at::Tensor& bias, const at::Tensor& mul
 }
 
 // offsets[i] = the byte offset of entry i of a sparse K x K conv (K = 1 or 3)
-// into quad-major activations: quad * plane + ((dy - K/2) * row_bytes + dx -
-// K/2) * 4, tap = K*dy + dx; nonzero return: some entry lies outside `quads`
-// quads and K*K taps. Branch-free 32-bit arithmetic (t / 3 as t * 11 >> 5 for
-// t < 16), so that it vectorizes: it runs every call.
+// into quad-major activations: quad * plane + (dy - K/2) * row_bytes + (dx -
+// K/2) * column_bytes, tap = K*dy + dx; nonzero return: some entry lies outside
+// `quads` quads and K*K taps. Branch-free 32-bit arithmetic (t / 3 as t * 11 >>
+// 5 for t < 16), so that it vectorizes: it runs every call.
 template <int K>
 int32_t entry_offsets(const int32_t* entries, int64_t n, int32_t quads, int32_t plane,
-                      int32_t row_bytes, int32_t* offsets) {
+                      int32_t row_bytes, int32_t column_bytes, int32_t* offsets) {
   const int32_t tap_mask = (1 << kInt8TapBits) - 1;
   int32_t outside = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -76,7 +76,7 @@ int32_t entry_offsets(const int32_t* entries, int64_t n, int32_t quads, int32_t 
     // Unsigned, then wrapped back: an entry outside (rejected) must not overflow.
     offsets[i] = static_cast<int32_t>(static_cast<uint32_t>(quad) * static_cast<uint32_t>(plane) +
                                       static_cast<uint32_t>((dy - K / 2) * row_bytes +
-                                                            (dx - K / 2) * kInt8Quad));
+                                                            (dx - K / 2) * column_bytes));
   }
   return outside;
 }
@@ -84,13 +84,14 @@ int32_t entry_offsets(const int32_t* entries, int64_t n, int32_t quads, int32_t 
 // A sparse conv of O output channels over `quads` channel quads, K x K taps
 // (Int8Sparse, int8_kernel.h; fire_kernels.int8_ops.pack_int8_sparse),
 // checked, with its entries' byte offsets into activations whose quad planes
-// lie `plane` bytes apart and rows `row_bytes` apart in `offsets`: every entry
-// inside them, so that no read leaves the activations.
+// lie `plane` bytes apart, rows `row_bytes` and a tap's columns `column_bytes`
+// (entry_offsets) in `offsets`: every entry inside them, so that no read leaves
+// the activations.
 Int8Sparse sparse_conv(const at::Tensor& rows, const at::Tensor& entries,
                        const at::Tensor& values, const at::Tensor& bias,
                        const at::Tensor& multiplier, int64_t O, int64_t quads, int K,
-                       int64_t plane, int64_t row_bytes, std::vector<int32_t>& offsets,
-                       const char* who) {
+                       int64_t plane, int64_t row_bytes, int64_t column_bytes,
+                       std::vector<int32_t>& offsets, const char* who) {
   for (const at::Tensor* t : {&rows, &entries, &values, &bias})
     TORCH_CHECK_VALUE(t->scalar_type() == at::kInt && t->dim() == 1 && t->is_contiguous() &&
                           t->device().is_cpu(),
@@ -112,14 +113,17 @@ Int8Sparse sparse_conv(const at::Tensor& rows, const at::Tensor& entries,
   bool ordered = true;
   for (int64_t o = 0; o < O; ++o) ordered &= r[o] <= r[o + 1];
   TORCH_CHECK_VALUE(ordered, who, ": the sparse conv's row starts decrease");
-  TORCH_CHECK_VALUE((quads + 1) * plane <= std::numeric_limits<int32_t>::max(), who,
+  TORCH_CHECK_VALUE((quads + 1) * plane + K / 2 * column_bytes <=
+                        std::numeric_limits<int32_t>::max(),
+                    who,
                     ": the activations are too large for the sparse kernel's 32-bit offsets");
   offsets.resize(n);
   const int32_t* e = entries.data_ptr<int32_t>();
   const auto q = static_cast<int32_t>(quads), p = static_cast<int32_t>(plane);
   const auto rb = static_cast<int32_t>(row_bytes);
-  const int32_t outside = K == 3 ? entry_offsets<3>(e, n, q, p, rb, offsets.data())
-                                 : entry_offsets<1>(e, n, q, p, rb, offsets.data());
+  const auto cb = static_cast<int32_t>(column_bytes);
+  const int32_t outside = K == 3 ? entry_offsets<3>(e, n, q, p, rb, cb, offsets.data())
+                                 : entry_offsets<1>(e, n, q, p, rb, cb, offsets.data());
   TORCH_CHECK_VALUE(!outside, who, ": the sparse conv has entries outside its ", quads,
                     " channel quads and ", K * K, " taps");
   return {r, offsets.data(), values.data_ptr<int32_t>(), bias.data_ptr<int32_t>(),
@@ -249,12 +253,15 @@ uint8_t* thread_scratch(int64_t bytes) {
 }  // namespace
 
 int64_t int8_band_bytes(const Int8FireArgs& a) {
-  if (a.plane > 0) return round_up(a.S, kInt8Quad) / kInt8Quad * a.plane;  // sparse: quad-major
+  // Sparse: quad-major, its copies and a line's slack to align them.
+  if (a.plane > 0) return kInt8SparseCopies * int8_quads(a.S) * a.plane + 64;
   return ((a.band_rows + 2) * (a.W + 2) + kInt8MaxTile) * a.Sp;
 }
 
+int64_t int8_sparse_pitch(int64_t W) { return round_up(W + 2, kInt8SparseAlign); }
+
 int64_t int8_sparse_plane_bytes(int64_t band_rows, int64_t W) {
-  return ((band_rows + 2) * (W + 2) + kInt8SparseMaxTile) * kInt8Quad;
+  return ((band_rows + 2) * int8_sparse_pitch(W) + kInt8SparseMaxTile) * kInt8Quad;
 }
 
 int64_t int8_scratch_bytes(const Int8FireArgs& a) {
@@ -392,12 +399,16 @@ at::Tensor fire_int8_sparse_cpu(const at::Tensor& x, const at::Tensor& squeeze,
   const int64_t S = squeeze_channels, E1 = expand1x1_channels, E3 = expand3x3_channels;
   FireCall f = fire_call(x, squeeze, squeeze_bias, squeeze_multiplier, S, E1, E3, pool_kernel,
                          pool_stride, pool_ceil_mode, "fire_int8_sparse");
-  // The expands read the band's quad-major squeeze, rows of W + 2 padded pixels.
+  // The expands read the band's quad-major squeeze, rows of `pitch` padded
+  // pixels; a tap's column is the next copy of the band (int8_sparse_run.h).
   f.a.plane = int8_sparse_plane_bytes(f.a.band_rows, f.a.W);
+  f.a.pitch = int8_sparse_pitch(f.a.W);
+  const int64_t quads = int8_quads(S);
   std::vector<int32_t> offsets;
   f.a.expand = sparse_conv(expand_rows, expand_entries, expand_values, expand_bias,
-                           expand_multiplier, E1 + E3, round_up(S, kInt8Quad) / kInt8Quad, 3,
-                           f.a.plane, (f.a.W + 2) * kInt8Quad, offsets, "fire_int8_sparse");
+                           expand_multiplier, E1 + E3, quads, 3, f.a.plane,
+                           f.a.pitch * kInt8Quad, quads * f.a.plane, offsets,
+                           "fire_int8_sparse");
   if (f.out.numel() == 0) return f.out;
   run_fire(f, kernel_for({&squeeze, &expand_values}).fire_sparse);
   return f.out;
@@ -482,7 +493,7 @@ at::Tensor head_int8_sparse_cpu(const at::Tensor& x, const at::Tensor& rows,
   a.plane = round_up(a.HW, kInt8SparseMaxTile) * kInt8Quad;
   std::vector<int32_t> offsets;
   a.sparse = sparse_conv(rows, entries, values, bias, multiplier, out_channels, a.C4 / kInt8Quad,
-                         1, a.plane, 0, offsets, "head_int8_sparse");
+                         1, a.plane, 0, 0, offsets, "head_int8_sparse");
   if (a.N == 0) return h.out;
   const at::Tensor xq = quad_major(h.xk, a.N, a.HW, a.C4, a.plane);
   a.x = xq.data_ptr<uint8_t>();

@@ -18,8 +18,11 @@
 // Tiling:
 //   * Fire: the squeeze runs dense (its input is the previous layer's
 //     channels-last output) but stores its requantized bytes into a quad-major
-//     band buffer, zero-bordered as the dense kernel's (int8_fire_run.h), so a
-//     3x3 tap is an offset in every plane. The expands are one 3x3 conv of
+//     band buffer, zero-bordered as the dense kernel's (int8_fire_run.h), its
+//     rows int8_sparse_pitch pixels (a multiple of 16), so a 3x3 tap's row is
+//     an offset of whole 64-byte lines. Its column is a copy of the band: copy
+//     dx holds at pixel p the band's pixel p + dx - 1, so every tap's load of a
+//     tile's pixels is aligned. The expands are one 3x3 conv of
 //     E1 + E3 concat channels. A tile is SNV vectors of band pixels x 16 concat
 //     channels: each channel's entries stream past the tile's pixels (in L1),
 //     alternating between two accumulator sets so that 2*SNV dots are in
@@ -33,6 +36,7 @@
 #include <string.h>
 
 #include "int8_fire_run.h"
+#include "qvec_rows.h"
 
 namespace fire_kernels {
 namespace {
@@ -40,12 +44,13 @@ namespace {
 template <class Q>
 struct Int8SparseRun : Int8Tiles<Q> {
   using T = Int8Tiles<Q>;
-  using T::VW, T::imin;
+  using T::VW, T::imax, T::imin;
   using acc_t = typename T::acc_t;
   using ivec = typename Q::ivec;
   static constexpr int SNV = Q::SNV;
   static constexpr int TP = VW * SNV;  // pixels a tile
   static_assert(TP <= kInt8SparseMaxTile, "the operators pad planes for kInt8SparseMaxTile");
+  static_assert(kInt8SparseAlign % VW == 0, "a vector lies within one row of the band buffer");
   static constexpr int64_t kGroup = 16;  // concat channels a Fire tile: 16 bytes a pixel
 
   // acc[v] = sum over output channel o's entries e of the dot of pixel vector v
@@ -98,11 +103,11 @@ struct Int8SparseRun : Int8Tiles<Q> {
   // ---- Fire ----
 
   // Concat channels [g*16, g*16 + 16) of the band's padded pixels [p0, p0 +
-  // NV*VW), stored into the concat for those inside the image.
+  // NV*VW), stored into the concat for those of vector v's span[v].
   template <int NV>
   struct ExpandTile {
     static void run(const Int8FireArgs& a, const uint8_t* buf, int64_t p0,
-                    uint8_t* const* dst, int64_t g) {
+                    const PixelSpan* span, int64_t g) {
       const Int8Sparse& sp = a.expand;
       const int64_t E = a.E1 + a.E3, c0 = g * kGroup;
       // lanes[c][i]: concat channel c0 + c of pixel p0 + i, requantized.
@@ -118,6 +123,7 @@ struct Int8SparseRun : Int8Tiles<Q> {
       const int n = static_cast<int>(imin(kGroup, E - c0));
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) {
+        if (span[v].first == span[v].last) continue;  // all padding
         ivec q[kGroup / kInt8Quad];
 #pragma GCC unroll 4
         for (int64_t k = 0; k < kGroup / kInt8Quad; ++k) {
@@ -125,53 +131,57 @@ struct Int8SparseRun : Int8Tiles<Q> {
           q[k] = Q::pack4(Q::load_lanes(l[0] + v * VW), Q::load_lanes(l[1] + v * VW),
                           Q::load_lanes(l[2] + v * VW), Q::load_lanes(l[3] + v * VW));
         }
-        Q::store_pixel_quads(q[0], q[1], q[2], q[3], dst + v * VW, c0, n);
+        Q::store_pixel_quads(q[0], q[1], q[2], q[3], span[v], c0, n);
       }
     }
   };
 
   static void fire(const Int8FireArgs& a, int64_t begin, int64_t end, uint8_t* scratch) {
     using Dense = Int8FireRun<Q>;
-    const int64_t Wp = a.W + 2, HW = a.H * a.W, E = a.E1 + a.E3;
-    const int64_t quads = int8_quads(a.S);
+    const int64_t Wa = a.pitch, HW = a.H * a.W, E = a.E1 + a.E3;
+    const int64_t copy = int8_quads(a.S) * a.plane;  // bytes of one copy of the band
+    // The copies for tap columns 0, 1, 2 one after another, on a 64-byte line.
+    uint8_t* const copies = reinterpret_cast<uint8_t*>(
+        (reinterpret_cast<uintptr_t>(scratch) + 63) & ~static_cast<uintptr_t>(63));
+    uint8_t* const band = copies + copy;
     uint8_t* pooled = scratch + int8_band_bytes(a);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / a.bands, y0 = item % a.bands * a.band_rows;
       const int64_t y1 = imin(a.H, y0 + a.band_rows);
       if (y0 >= y1) continue;
       const int64_t rows = y1 - y0;
-      // The padding of every plane: halo rows off the image, both border columns.
-      for (int64_t q = 0; q < quads; ++q)
-        for (int64_t r = 0; r < rows + 2; ++r) {
-          uint8_t* row = scratch + q * a.plane + r * Wp * kInt8Quad;
-          const int64_t y = y0 - 1 + r;
-          if (y < 0 || y >= a.H) {
-            memset(row, 0, Wp * kInt8Quad);
-          } else {
-            memset(row, 0, kInt8Quad);
-            memset(row + (Wp - 1) * kInt8Quad, 0, kInt8Quad);
-          }
-        }
-      Dense::template squeeze<true>(a, a.x + n * a.in_h * a.in_w * a.C4, scratch, pooled, y0,
+      // Zero but where the squeeze stores: the halo rows off the image, the
+      // border columns and the row padding.
+      memset(band, 0, copy);
+      Dense::template squeeze<true>(a, a.x + n * a.in_h * a.in_w * a.C4, band, pooled, y0,
                                     y0 > 0 ? (y0 - 1) * a.W : 0, imin(a.H, y1 + 1) * a.W);
+      memset(copies, 0, kInt8Quad);
+      memcpy(copies + kInt8Quad, band, copy - kInt8Quad);
+      memcpy(band + copy, band + kInt8Quad, copy - kInt8Quad);
+      memset(band + 2 * copy - kInt8Quad, 0, kInt8Quad);
       uint8_t* out_img = a.out + n * HW * E;
-      const int64_t p_begin = Wp + 1, p_end = rows * Wp + a.W + 1;
+      // From the first padded row's start, so that every tile starts on a line.
+      const int64_t p_begin = Wa, p_end = rows * Wa + a.W + 1;
       // Pixel tiles outer: a tile's 3 rows of every plane stay in L1 while the
       // channels' entries stream past.
       for (int64_t p0 = p_begin; p0 < p_end; p0 += TP) {
         const int64_t nv = imin(SNV, (p_end - p0 + VW - 1) / VW);
-        // Where each of the tile's padded pixels goes in the concat: none for the
-        // border columns and the pixels past the band.
-        uint8_t* dst[TP];
-        int64_t row = p0 / Wp, col = p0 % Wp;
-        for (int64_t i = 0; i < TP; ++i, ++col) {
-          if (col == Wp) col = 0, ++row;
-          const bool inside = p0 + i < p_end && col != 0 && col != Wp - 1;
-          dst[i] = inside ? out_img + ((y0 + row - 1) * a.W + col - 1) * E : nullptr;
+        // Where each vector's pixels go in the concat: a vector lies within one
+        // padded row (Wa is a multiple of VW); its lanes on the row's image
+        // columns [1, W], and before p_end, are stored.
+        PixelSpan span[SNV];
+        for (int64_t v = 0; v < nv; ++v) {
+          const int64_t p = p0 + v * VW, row = p / Wa, col = p % Wa;
+          const int64_t first = imax(col, 1);
+          const int64_t last = imin(imin(col + VW, a.W + 1), p_end - row * Wa);
+          span[v] = last > first ? PixelSpan{out_img + ((y0 + row - 1) * a.W + first - 1) * E, E,
+                                             static_cast<int>(first - col),
+                                             static_cast<int>(last - col)}
+                                 : PixelSpan{nullptr, E, 0, 0};
         }
-        uint8_t* const* pixels = dst;
+        const PixelSpan* spans = span;
         for (int64_t g = 0; g * kGroup < E; ++g)
-          dispatch_vectors<SNV, ExpandTile>(nv, a, scratch, p0, pixels, g);
+          dispatch_vectors<SNV, ExpandTile>(nv, a, band, p0, spans, g);
       }
     }
   }

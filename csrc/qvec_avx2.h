@@ -84,18 +84,23 @@ struct QVec256 {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
   }
   // Pixel (lane) l's 16 bytes, int32 a0[l], a1[l], a2[l], a3[l], the first n
-  // stored at dst[l] + offset (dst[l] null: skipped). A 4 x 4 transpose within
+  // stored at the span's pixels (qvec_rows.h) + offset. A 4 x 4 transpose within
   // each 128-bit lane: u_m's lane j is then pixel 4j + m's row.
   FK_INLINE static void store_pixel_quads(ivec a0, ivec a1, ivec a2, ivec a3,
-                                          uint8_t* const* dst, int64_t offset, int n) {
+                                          const PixelSpan& span, int64_t offset, int n) {
     const __m256i t0 = _mm256_unpacklo_epi32(a0, a1), t1 = _mm256_unpackhi_epi32(a0, a1);
     const __m256i t2 = _mm256_unpacklo_epi32(a2, a3), t3 = _mm256_unpackhi_epi32(a2, a3);
     const __m256i u[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
                           _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+    if (n == 16) {  // straight from the registers, as qvec_avx512.h
+      store_lanes_at(span, offset, [&]<int L>() { return _mm256_extracti128_si256(u[L % 4], L / 4); },
+                     std::make_integer_sequence<int, W>());
+      return;
+    }
     alignas(32) uint8_t rows[4][2][16];  // [m][j]: pixel 4j + m
 #pragma GCC unroll 4
     for (int m = 0; m < 4; ++m) _mm256_store_si256(reinterpret_cast<__m256i*>(rows[m]), u[m]);
-    store_pixel_rows<W>(rows, dst, offset, n);
+    store_pixel_rows<W>(rows, span, offset, n);
   }
   // Lane l: bytes q0[l], q1[l], q2[l], q3[l] (each in [0, 255]) as one int32.
   FK_INLINE static ivec pack4(ivec q0, ivec q1, ivec q2, ivec q3) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "inline.h"
+#include "qvec_rows.h"
 
 struct QVecPortable {
   static constexpr int W = 8;
@@ -95,16 +96,16 @@ struct QVecPortable {
     return q;
   }
   // Pixel (lane) l's 16 bytes, int32 a0[l], a1[l], a2[l], a3[l], the first n
-  // stored at dst[l] + offset (dst[l] null: skipped).
+  // stored at the span's pixels (qvec_rows.h) + offset.
   FK_INLINE static void store_pixel_quads(const ivec& a0, const ivec& a1, const ivec& a2,
-                                          const ivec& a3, uint8_t* const* dst, int64_t offset,
+                                          const ivec& a3, const PixelSpan& span, int64_t offset,
                                           int n) {
-    for (int l = 0; l < W; ++l) {
-      if (dst[l] == nullptr) continue;
+    uint8_t* dst = span.at + offset;
+    for (int l = span.first; l < span.last; ++l, dst += span.pitch) {
       uint8_t row[16];
       memcpy(row, &a0.v[l], 4), memcpy(row + 4, &a1.v[l], 4);
       memcpy(row + 8, &a2.v[l], 4), memcpy(row + 12, &a3.v[l], 4);
-      memcpy(dst[l] + offset, row, n);
+      memcpy(dst, row, n);
     }
   }
   // Lane l: bytes q0[l], q1[l], q2[l], q3[l] (each in [0, 255]) as one int32.
