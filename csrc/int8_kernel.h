@@ -139,13 +139,18 @@ struct Int8HeadArgs {
 // max pool (pool_kernel 1: none) into uint8 [N][out_h][out_w][O]. Work item =
 // (image, band of `band_rows` output rows): its conv rows go to per-thread
 // scratch, [rows][conv_w][Op] bytes (int8_stem_scratch_bytes), then pooled.
+// The image is uint8 channels-last with its pixels C bytes apart (unpadded), so
+// that a window's row, k pixels, is k*C contiguous bytes: K of them (k*C
+// rounded up to a quad) are one reduction, the bytes past the window weighted
+// zero (SqueezeNet 1.0's 7x7 on RGB: 6 quads a row where a quad a tap took 7).
+// The image has kInt8Quad bytes of slack after its last pixel.
 struct Int8StemArgs {
-  int64_t N, C4, in_h, in_w;
+  int64_t N, C, K, in_h, in_w;
   int64_t k, stride, conv_h, conv_w;
   int64_t O, Op;
   int64_t pool_kernel, pool_stride, out_h, out_w;
   const uint8_t* x;
-  Int8Conv conv;  // packed [Op/16][k*k][C4/4][16][4]
+  Int8Conv conv;  // packed by window row: [Op/16][k][K/4][16][4] (pack_int8_stem)
   uint8_t* out;
   int64_t band_rows, bands;
 };

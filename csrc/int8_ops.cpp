@@ -13,6 +13,7 @@
 #include <emmintrin.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
@@ -190,31 +191,42 @@ void quantize_range(const float* src, uint8_t* dst, int64_t n, const Quantizer& 
   for (; i < n; ++i) dst[i] = q.one(src[i]);
 }
 
+// The stem's image layout (Int8StemArgs): uint8 [N][H][W][C] and kInt8Quad
+// zero bytes of slack, flat; its first N*H*W*C bytes are the pixels.
+at::Tensor stem_image(const at::Tensor& x) {
+  const int64_t n = x.size(0) * x.size(1) * x.size(2) * x.size(3);
+  at::Tensor out = at::empty({n + kInt8Quad}, x.options().dtype(at::kByte));
+  out.narrow(0, n, kInt8Quad).zero_();
+  return out;
+}
+
 // The float image x (N, C, H, W), any strides, quantized straight into the
-// kernels' layout: uint8 [N][H][W][C4], the channels past C zero (their
-// weights are). An RGB(A) image with unit-stride rows goes four pixels a step,
-// a pixel's channels interleaved into its 32-bit lane.
-at::Tensor quantize_image(const at::Tensor& x, const Quantizer& q, int64_t C4) {
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  at::Tensor out = at::empty({N, H, W, C4}, x.options().dtype(at::kByte));
+// stem's layout (stem_image). An image of up to 4 channels with unit-stride
+// rows goes four pixels a step, a pixel's channels interleaved into a 32-bit
+// lane whose 4 bytes are stored C bytes after the last pixel's (the last of a
+// row one at a time: rows are threads' own).
+at::Tensor quantize_image(const at::Tensor& x, const Quantizer& q) {
+  const int64_t C = x.size(1), H = x.size(2), W = x.size(3);
+  at::Tensor out = stem_image(x);
   const float* src = x.data_ptr<float>();
   uint8_t* dst = out.data_ptr<uint8_t>();
   const int64_t sn = x.stride(0), sc = x.stride(1), sh = x.stride(2), sw = x.stride(3);
-  const bool fours = C4 == kInt8Quad && sw == 1;
-  parallel_for(0, N * H, 1, [&](int64_t begin, int64_t end) {
+  const bool fours = C <= kInt8Quad && sw == 1;
+  parallel_for(0, x.size(0) * H, 1, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const float* in = src + row / H * sn + row % H * sh;
-      uint8_t* o = dst + row * W * C4;
+      uint8_t* o = dst + row * W * C;
       int64_t px = 0;
-      for (; fours && px + 4 <= W; px += 4) {
+      for (; fours && (px + 3) * C + kInt8Quad <= W * C; px += 4) {
         __m128i pixels = _mm_setzero_si128();
         for (int64_t c = 0; c < C; ++c)
           pixels = _mm_or_si128(pixels, _mm_slli_epi32(q.four(in + c * sc + px), 8 * c));
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + px * C4), pixels);
+        alignas(16) uint8_t lanes[16];
+        _mm_store_si128(reinterpret_cast<__m128i*>(lanes), pixels);
+        for (int i = 0; i < 4; ++i) memcpy(o + (px + i) * C, lanes + i * kInt8Quad, kInt8Quad);
       }
       for (; px < W; ++px)
-        for (int64_t c = 0; c < C4; ++c)
-          o[px * C4 + c] = c < C ? q.one(in[c * sc + px * sw]) : 0;
+        for (int64_t c = 0; c < C; ++c) o[px * C + c] = q.one(in[c * sc + px * sw]);
     }
   });
   return out;
@@ -524,12 +536,12 @@ at::Tensor stem_int8_cpu(const at::Tensor& x, const at::Tensor& weight, const at
                     " kernel does not fit the ", x.size(2), "x", x.size(3), " input");
   TORCH_CHECK_VALUE(input_zero_point >= 0 && input_zero_point <= 255,
                     "stem_int8: expected a zero point in [0, 255], got ", input_zero_point);
-  const int64_t C4 = round_up(C, kInt8Quad), Op = round_up(O, kInt8Panel);
-  TORCH_CHECK_VALUE(k * k * C4 <= kMaxReduction, "stem_int8: reductions of more than ",
+  const int64_t K = round_up(k * C, kInt8Quad), Op = round_up(O, kInt8Panel);
+  TORCH_CHECK_VALUE(k * K <= kMaxReduction, "stem_int8: reductions of more than ",
                     kMaxReduction, " products could overflow the int32 accumulators");
-  check_packed(weight, bias, multiplier, O, C4, k * k, "stem_int8", "weight");
+  check_packed(weight, bias, multiplier, O, K, k, "stem_int8", "weight");
   Int8StemArgs a{};
-  a.N = N, a.C4 = C4, a.in_h = x.size(2), a.in_w = x.size(3);
+  a.N = N, a.C = C, a.K = K, a.in_h = x.size(2), a.in_w = x.size(3);
   a.k = k, a.stride = stride;
   a.conv_h = (a.in_h - k) / stride + 1, a.conv_w = (a.in_w - k) / stride + 1;
   a.O = O, a.Op = Op;
@@ -543,18 +555,22 @@ at::Tensor stem_int8_cpu(const at::Tensor& x, const at::Tensor& weight, const at
   at::Tensor out = at::empty({N, O, a.out_h, a.out_w}, x.options().dtype(at::kByte),
                              at::MemoryFormat::ChannelsLast);
   if (N == 0) return out;
-  const at::Tensor xk =
-      x.scalar_type() == at::kFloat
-          ? quantize_image(x, Quantizer(static_cast<float>(input_scale),
-                                        static_cast<int>(input_zero_point)),
-                           C4)
-          : kernel_input(x, C4);
+  at::Tensor xk;
+  if (x.scalar_type() == at::kFloat) {
+    xk = quantize_image(x, Quantizer(static_cast<float>(input_scale),
+                                     static_cast<int>(input_zero_point)));
+  } else {
+    xk = stem_image(x);
+    xk.narrow(0, 0, xk.numel() - kInt8Quad)
+        .view({N, x.size(2), x.size(3), C})
+        .copy_(x.permute({0, 2, 3, 1}));
+  }
   // The input's zero point folded into the bias: sum_k w (x - zp) = sum_k w x - zp sum_k w,
-  // exact without padding. Packed weight i belongs to output channel
-  // i / (taps * C4 * 16) * 16 + i / 4 % 16.
+  // exact without padding (the slack past a window's row weighs zero). Packed
+  // weight i belongs to output channel i / (k * K * 16) * 16 + i / 4 % 16.
   std::vector<int32_t> folded(bias.data_ptr<int32_t>(), bias.data_ptr<int32_t>() + Op);
   const int8_t* w = weight.data_ptr<int8_t>();
-  const int64_t panel_bytes = k * k * C4 * kInt8Panel;
+  const int64_t panel_bytes = k * K * kInt8Panel;
   for (int64_t i = 0; i < weight.numel(); ++i)
     folded[i / panel_bytes * kInt8Panel + i / kInt8Quad % kInt8Panel] -=
         static_cast<int32_t>(input_zero_point) * w[i];

@@ -8,11 +8,10 @@
 // window of c (clipped at the edge in ceil mode).
 //
 // Tiling: an item is a band of output rows. Its conv rows are computed into
-// scratch, MR pixels along a row per tile, each tap one channel quad (the
-// image's C4 = 4 bytes a pixel: RGB and a zero-weighted fourth), a tap's
-// offset (dy*in_w + dx)*C4 bytes from the window's corner; then the band's
-// output pixels take their window maxima from scratch, a vector of bytes at a
-// time.
+// scratch, MR pixels along a row per tile, each window row dy one "tap" of K/4
+// quads (int8_kernel.h: k pixels of C bytes side by side) at dy*in_w*C bytes
+// from the window's corner; then the band's output pixels take their window
+// maxima from scratch, a vector of bytes at a time.
 #pragma once
 
 #include <string.h>
@@ -35,9 +34,8 @@ struct Int8StemRun : Int8Tiles<Q> {
     static void run(const Int8StemArgs& a, const int64_t* off, const uint8_t* const (&rows)[MR],
                     uint8_t* dst, int64_t valid, int64_t j0) {
       acc_t acc[MR][NRB];
-      const int64_t taps = a.k * a.k;
-      T::template conv_tile<NRB>(rows, off, taps, a.C4 / kInt8Quad, a.conv.w,
-                                 kInt8Panel * taps * a.C4, j0, acc);
+      T::template conv_tile<NRB>(rows, off, a.k, a.K / kInt8Quad, a.conv.w,
+                                 kInt8Panel * a.k * a.K, j0, acc);
       typename Q::rq p[NRB];
       T::params(a.conv, j0, p);
 #pragma GCC unroll 8
@@ -53,11 +51,11 @@ struct Int8StemRun : Int8Tiles<Q> {
   // Conv row cy of image x_img into `row` ([conv_w][Op] bytes).
   static void conv_row(const Int8StemArgs& a, const int64_t* off, const uint8_t* x_img,
                        int64_t cy, uint8_t* row) {
-    const uint8_t* top = x_img + cy * a.stride * a.in_w * a.C4;
+    const uint8_t* top = x_img + cy * a.stride * a.in_w * a.C;
     for (int64_t cx = 0; cx < a.conv_w; cx += MR) {
       const int64_t valid = imin(MR, a.conv_w - cx);
       const uint8_t* rows[MR];
-      for (int i = 0; i < MR; ++i) rows[i] = top + (cx + imin(i, valid - 1)) * a.stride * a.C4;
+      for (int i = 0; i < MR; ++i) rows[i] = top + (cx + imin(i, valid - 1)) * a.stride * a.C;
       for (int64_t j0 = 0; j0 < a.Op; j0 += NR)
         dispatch_vectors<NRV, Tile>(vectors_for(a.Op - j0), a, off, rows, row + cx * a.Op, valid,
                                     j0);
@@ -88,7 +86,7 @@ struct Int8StemRun : Int8Tiles<Q> {
       const int64_t py1 = imin(a.out_h, py0 + a.band_rows);
       if (py0 >= py1) continue;
       const int64_t cy0 = py0 * ps, cy1 = imin(a.conv_h, (py1 - 1) * ps + pk);
-      const uint8_t* x_img = a.x + n * a.in_h * a.in_w * a.C4;
+      const uint8_t* x_img = a.x + n * a.in_h * a.in_w * a.C;
       for (int64_t cy = cy0; cy < cy1; ++cy)
         conv_row(x_img, cy, scratch + (cy - cy0) * a.conv_w * a.Op);
       uint8_t* out_img = a.out + n * a.out_h * a.out_w * a.O;
@@ -101,7 +99,7 @@ struct Int8StemRun : Int8Tiles<Q> {
 
   static void run(const Int8StemArgs& a, int64_t begin, int64_t end, uint8_t* scratch) {
     int64_t off[kInt8MaxStemTaps];
-    for (int64_t t = 0; t < a.k * a.k; ++t) off[t] = (t / a.k * a.in_w + t % a.k) * a.C4;
+    for (int64_t dy = 0; dy < a.k; ++dy) off[dy] = dy * a.in_w * a.C;
     bands(a, begin, end, scratch, [&](const uint8_t* x_img, int64_t cy, uint8_t* row) {
       conv_row(a, off, x_img, cy, row);
     });

@@ -19,7 +19,8 @@
   :func:`fire_kernels.int8_reference.head_int8_reference` (CPU; inference only).
 * ``head_int8_sparse``: ``head_int8`` with its conv pruned (:func:`pack_int8_sparse`).
 * ``stem_int8``: a network's first layer in int8, conv k x k stride s (no padding) +
-  ReLU + max pool, uint8 channels-last out, on an image: float32, quantized here (as
+  ReLU + max pool, its weights packed by :func:`pack_int8_stem`, uint8 channels-last
+  out, on an image: float32, quantized here (as
   ``quantize_uint8`` with ``input_scale`` and ``input_zero_point``, straight into the
   kernel's layout), or uint8 quantized with ``input_zero_point`` (an image need not
   follow a ReLU); bit for bit :func:`fire_kernels.int8_reference.stem_int8_reference`
@@ -41,7 +42,7 @@ from .validation import check_pool_args, pooled_size
 
 __all__ = ["INT8_SPARSE_MAX_WORK_DENSITY", "SparseInt8Conv", "expand_work_density", "fire_int8",
            "fire_int8_sparse", "head_int8", "head_int8_sparse", "int8_sparse_pays", "pack_int8",
-           "pack_int8_sparse", "packed_int8_size", "quad_density", "sparse_expands", "stem_int8"]
+           "pack_int8_sparse", "pack_int8_stem", "packed_int8_size", "quad_density", "sparse_expands", "stem_int8"]
 
 #: Per int8 path, the largest work density (nonzero weight quads over all,
 #: :func:`quad_density`) at which the sparse int8 kernels beat the dense ones
@@ -189,6 +190,27 @@ def pack_int8(weight: Tensor, bias: Tensor, multiplier: Tensor) -> tuple[Tensor,
     return torch.ops.fire_kernels.pack_int8(weight, bias, multiplier)
 
 
+def pack_int8_stem(weight: Tensor, bias: Tensor,
+                   multiplier: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """A stem's int8 weights ``(O, C, k, k)``, int32 bias and float32 multipliers
+    ``(O,)`` as ``stem_int8`` reads them: by window row, ``[Op/16][k][K/4][16][4]`` with
+    ``K`` = ``k*C`` rounded up to 4, row ``dy``'s byte ``dx*C + c`` the weight of tap
+    ``(dy, dx)`` and channel ``c`` (the image's pixels are ``C`` bytes, so a window's row
+    is ``k*C`` contiguous ones; the rest weigh zero); bias and multipliers as
+    :func:`pack_int8`'s."""
+    if weight.dtype != torch.int8 or weight.dim() != 4 or weight.shape[2] != weight.shape[3]:
+        raise ValueError(f"pack_int8_stem: expected square int8 conv weights (O, C, k, k), "
+                         f"got {weight.dtype} {tuple(weight.shape)}")
+    o, c, k, _ = weight.shape
+    padded, row = _round_up(o, 16), _round_up(k * c, 4)
+    rows = torch.zeros(padded, k, row, dtype=torch.int8)
+    rows[:o, :, :k * c] = weight.permute(0, 2, 3, 1).reshape(o, k, k * c)
+    packed = rows.reshape(padded // 16, 16, k, row // 4, 4).permute(0, 2, 3, 1, 4)
+    pad = (0, padded - o)
+    return (packed.contiguous().flatten(), torch.nn.functional.pad(bias, pad),
+            torch.nn.functional.pad(multiplier, pad))
+
+
 class SparseInt8Conv(NamedTuple):
     """A pruned int8 conv in the sparse kernels' format (``csrc/int8_kernel.h``,
     ``Int8Sparse``): per output channel ``o``, entries ``rows[o]:rows[o+1]``, each a
@@ -310,6 +332,6 @@ def stem_int8(x: Tensor, stem) -> Tensor:
     :func:`fire_int8`)."""
     c = stem.conv
     return torch.ops.fire_kernels.stem_int8(
-        x, *pack_int8(c.weight, c.bias, c.multiplier), c.weight.shape[0], c.weight.shape[2],
+        x, *pack_int8_stem(c.weight, c.bias, c.multiplier), c.weight.shape[0], c.weight.shape[2],
         stem.stride, stem.input_scale, stem.input_zero_point, *stem.pool)
 

@@ -33,8 +33,8 @@ from torch import Tensor
 
 from . import _extension
 from . import int8_reference as q8
-from .int8_ops import (expand_work_density, int8_sparse_pays, pack_int8_sparse, quad_density,
-                       sparse_expands)
+from .int8_ops import (expand_work_density, int8_sparse_pays, pack_int8_sparse, pack_int8_stem,
+                       quad_density, sparse_expands)
 from .module import FusedFire, check_sparse_mode
 from .network import (FusedAway, FusedConvReluAvgPool, FusedConvReluMaxPool, ProgramStep,
                       fuse_network)
@@ -408,10 +408,11 @@ class QuantizedStem(_Int8Module):
 
     def _kernel(self) -> tuple[Callable, list]:
         stem = self.arithmetic()
-        w = stem.conv.weight
+        c = stem.conv
+        w = c.weight
         return torch.ops.fire_kernels.stem_int8, [
-            *_pack(stem.conv), w.shape[0], w.shape[2], stem.stride, stem.input_scale,
-            stem.input_zero_point, *stem.pool]
+            *pack_int8_stem(c.weight, c.bias, c.multiplier), w.shape[0], w.shape[2], stem.stride,
+            stem.input_scale, stem.input_zero_point, *stem.pool]
 
     def forward(self, x: Tensor) -> Tensor:
         if not x.is_floating_point():

@@ -13,8 +13,8 @@ import torch
 import fire_kernels as fk
 from fire_kernels import int8_reference as q8
 from fire_kernels.int8_ops import (expand_work_density, fire_int8, fire_int8_sparse, head_int8,
-                                   head_int8_sparse, pack_int8, pack_int8_sparse, quad_density,
-                                   sparse_expands, stem_int8)
+                                   head_int8_sparse, pack_int8, pack_int8_sparse, pack_int8_stem,
+                                   quad_density, sparse_expands, stem_int8)
 from fire_kernels.reference import fire_reference
 from fire_kernels.testing import FireSample, fire_weights, odd_samples, squeezenet_samples
 
@@ -255,8 +255,8 @@ def test_bad_arguments_raise():
     with pytest.raises(ValueError, match="square conv weight"):
         pack_int8(torch.zeros(4, 4, 5, 3, dtype=torch.int8), fire.squeeze.bias,
                   fire.squeeze.multiplier)
-    stem_packs = pack_int8(torch.zeros(4, 8, 3, 3, dtype=torch.int8), fire.squeeze.bias,
-                           fire.squeeze.multiplier)
+    stem_packs = pack_int8_stem(torch.zeros(4, 8, 3, 3, dtype=torch.int8), fire.squeeze.bias,
+                                fire.squeeze.multiplier)
     with pytest.raises(ValueError, match="kernel does not fit"):
         torch.ops.fire_kernels.stem_int8(xq[..., :2, :], *stem_packs, 4, 3, 1, 0.1, 0)
     with pytest.raises(ValueError, match="zero point in"):
@@ -345,9 +345,9 @@ def test_opcheck():
                                 (2, 2, True))
         if min(xq.shape[2:]) >= 4:
             torch.library.opcheck(torch.ops.fire_kernels.stem_int8.default,
-                                  (xq, *pack_int8(stem.conv.weight, stem.conv.bias,
-                                                  stem.conv.multiplier), 4, 3, 1, 0.1, 7, 2, 2,
-                                   True))
+                                  (xq, *pack_int8_stem(stem.conv.weight, stem.conv.bias,
+                                                       stem.conv.multiplier), 4, 3, 1, 0.1, 7, 2,
+                                   2, True))
         head = q8.quantize_head(torch.randn(5, 10, 1, 1), None, 0.1, 0.2)
         torch.library.opcheck(torch.ops.fire_kernels.head_int8.default,
                               (xq, *pack_int8(head.conv.weight, head.conv.bias,
