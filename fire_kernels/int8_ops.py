@@ -42,19 +42,21 @@ from .validation import check_pool_args, pooled_size
 
 __all__ = ["INT8_SPARSE_MAX_WORK_DENSITY", "SparseInt8Conv", "expand_work_density", "fire_int8",
            "fire_int8_sparse", "head_int8", "head_int8_sparse", "int8_sparse_pays", "pack_int8",
-           "pack_int8_sparse", "pack_int8_stem", "packed_int8_size", "quad_density", "sparse_expands", "stem_int8"]
+           "pack_int8_sparse", "pack_int8_stem", "packed_int8_size", "quad_density",
+           "sparse_expands", "stem_int8"]
 
 #: Per int8 path, the largest work density (nonzero weight quads over all,
 #: :func:`quad_density`) at which the sparse int8 kernels beat the dense ones
 #: (``benchmarks/bench_sparse_int8.py``: SqueezeNet's 16 Fires and head, each path forced
-#: in turn on an AVX-512 VNNI Xeon with AMX, 2 threads, batch 1 and 16, geomean speedups of
-#: sparse over dense). AMX's dense tile multiplies leave the sparse kernels behind down to
-#: about 98 % unstructured: 0.46-0.65x at 0.35 nonzero quads, 0.70-0.78x at 0.19,
-#: 0.95-1.14x at 0.08 (two runs). With AVX-512 VNNI one dense dot does 64 products: 1.01-1.04x at 0.35 (90 %
-#: unstructured; layers from 0.77x to 1.17x), 1.27-1.39x at 0.19 (95 %). AVX-VNNI:
-#: 1.22-1.32x at 0.35, 1.62-1.69x at 0.19. AVX2 (three instructions a dot; AMD Zen 3 and
-#: other CPUs without VNNI): 1.67-1.69x at 0.35, 2.29-2.51x at 0.19.
-INT8_SPARSE_MAX_WORK_DENSITY = {"avx512_amx": 0.06, "avx512_vnni": 0.25, "avx_vnni": 0.4,
+#: in turn, 2 threads, batch 1 and 16, geomean speedups of sparse over dense). AMX (an
+#: Intel Xeon): its dense tile multiplies leave the sparse kernels behind down to about 98 %
+#: unstructured: 0.46-0.65x at 0.35 nonzero quads, 0.70-0.78x at 0.19, 0.95-1.14x at 0.08
+#: (two runs). AVX-512 VNNI (an AMD Zen 4, since the sparse kernels' loads are aligned; two
+#: runs): 0.79-1.02x at 0.59 (80 % unstructured), 1.13-1.43x at 0.35 (90 %), 1.55-1.90x at
+#: 0.19 (95 %); before, on the Xeon, 1.01-1.04x at 0.35. AVX-VNNI (the Xeon, unaligned):
+#: 1.22-1.32x at 0.35, 1.62-1.69x at 0.19. AVX2 (three instructions a dot; the Zen 4):
+#: 1.14-1.18x at 0.59, 1.65-1.69x at 0.35, 2.27-2.39x at 0.19.
+INT8_SPARSE_MAX_WORK_DENSITY = {"avx512_amx": 0.06, "avx512_vnni": 0.4, "avx_vnni": 0.4,
                                 "avx2": 0.5, "portable": 0.5}
 
 _lib = torch.library.Library("fire_kernels", "FRAGMENT")

@@ -212,11 +212,13 @@ def test_quantize_network_sets_the_sparse_mode():
 
 def test_the_sparse_threshold_follows_the_int8_path():
     """90 % unstructured leaves about a third of the weight quads nonzero: enough for
-    the sparse kernels to pay on AVX2, not against VNNI's dense dot products."""
+    the sparse kernels to pay on AVX2 and VNNI, not against AMX's tile multiplies; 80 %
+    leaves 0.59, enough only on AVX2."""
     from fire_kernels.int8_ops import INT8_SPARSE_MAX_WORK_DENSITY, int8_sparse_pays
     assert set(INT8_SPARSE_MAX_WORK_DENSITY) == {"avx512_amx", "avx512_vnni", "avx_vnni", "avx2",
                                                  "portable"}
-    assert int8_sparse_pays(0.34, "avx2") and not int8_sparse_pays(0.34, "avx512_vnni")
+    assert int8_sparse_pays(0.34, "avx2") and int8_sparse_pays(0.34, "avx512_vnni")
+    assert not int8_sparse_pays(0.34, "avx512_amx") and not int8_sparse_pays(0.59, "avx512_vnni")
     assert not int8_sparse_pays(0.6, "portable") and int8_sparse_pays(0.2, "avx_vnni")
     C = _extension.C
     C.set_int8_path("portable")
