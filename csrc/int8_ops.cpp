@@ -416,7 +416,8 @@ at::Tensor fire_int8_sparse_cpu(const at::Tensor& x, const at::Tensor& squeeze,
   f.a.plane = int8_sparse_plane_bytes(f.a.band_rows, f.a.W);
   f.a.pitch = int8_sparse_pitch(f.a.W);
   const int64_t quads = int8_quads(S);
-  std::vector<int32_t> offsets;
+  // Kept between calls: a network runs each sparse layer once an image.
+  thread_local std::vector<int32_t> offsets;
   f.a.expand = sparse_conv(expand_rows, expand_entries, expand_values, expand_bias,
                            expand_multiplier, E1 + E3, quads, 3, f.a.plane,
                            f.a.pitch * kInt8Quad, quads * f.a.plane, offsets,
@@ -503,7 +504,7 @@ at::Tensor head_int8_sparse_cpu(const at::Tensor& x, const at::Tensor& rows,
   HeadCall h = head_call(x, out_channels, output_scale, "head_int8_sparse");
   Int8HeadArgs& a = h.a;
   a.plane = round_up(a.HW, kInt8SparseMaxTile) * kInt8Quad;
-  std::vector<int32_t> offsets;
+  thread_local std::vector<int32_t> offsets;  // kept between calls, as fire_int8_sparse's
   a.sparse = sparse_conv(rows, entries, values, bias, multiplier, out_channels, a.C4 / kInt8Quad,
                          1, a.plane, 0, 0, offsets, "head_int8_sparse");
   if (a.N == 0) return h.out;

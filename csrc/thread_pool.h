@@ -12,12 +12,13 @@
 // 1.4 ms and 11.8 ms. ONNX Runtime, whose caller never waits for a worker that has not
 // started, lost nothing.
 //
-// So here the range's chunks are the same as at::parallel_for's (one per
-// thread, contiguous, in order), but claimed: the caller publishes the call,
-// wakes any sleeping worker, and runs chunks itself until none is left; then
-// it waits only for chunks a worker has already claimed. A worker that has not
-// woken by then finds nothing to do. Workers spin for a while after a call
-// (most kernel calls follow another within microseconds) and then sleep.
+// So here the range is cut into contiguous chunks, up to kChunksPerThread per
+// thread (at::parallel_for's are one per thread), claimed in order: the caller
+// publishes the call, wakes any sleeping worker, and runs chunks itself until
+// none is left; then it waits only for chunks a worker has already claimed. A
+// worker that has not woken by then finds nothing to do, and one that wakes
+// late still finds chunks left. Workers spin for a while after a call (most
+// kernel calls follow another within microseconds) and then sleep.
 //
 // torch.set_num_threads governs it (at::get_num_threads() threads, the caller
 // one of them). Inside a chunk at::in_parallel_region() is true (c10's
