@@ -51,11 +51,11 @@ __all__ = ["INT8_SPARSE_MAX_WORK_DENSITY", "SparseInt8Conv", "expand_work_densit
 #: in turn, 2 threads, batch 1 and 16, geomean speedups of sparse over dense). AMX (an
 #: Intel Xeon): its dense tile multiplies leave the sparse kernels behind down to about 98 %
 #: unstructured: 0.46-0.65x at 0.35 nonzero quads, 0.70-0.78x at 0.19, 0.95-1.14x at 0.08
-#: (two runs). AVX-512 VNNI (an AMD Zen 4, since the sparse kernels' loads are aligned; two
+#: (two runs). AVX-512 VNNI (an AMD Zen 4, since the sparse kernels' loads are aligned; three
 #: runs): 0.79-1.02x at 0.59 (80 % unstructured), 1.13-1.43x at 0.35 (90 %), 1.55-1.90x at
 #: 0.19 (95 %); before, on the Xeon, 1.01-1.04x at 0.35. AVX-VNNI (the Xeon, unaligned):
-#: 1.22-1.32x at 0.35, 1.62-1.69x at 0.19. AVX2 (three instructions a dot; the Zen 4):
-#: 1.14-1.18x at 0.59, 1.65-1.69x at 0.35, 2.27-2.39x at 0.19.
+#: 1.22-1.32x at 0.35, 1.62-1.69x at 0.19. AVX2 (three instructions a dot; the Zen 4, two
+#: runs): 1.14-1.18x at 0.59, 1.52-1.69x at 0.35, 2.27-2.39x at 0.19.
 INT8_SPARSE_MAX_WORK_DENSITY = {"avx512_amx": 0.06, "avx512_vnni": 0.4, "avx_vnni": 0.4,
                                 "avx2": 0.5, "portable": 0.5}
 
