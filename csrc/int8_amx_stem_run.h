@@ -8,9 +8,10 @@
 // pixel's window is k input pixels side by side, K contiguous bytes (k*C
 // rounded up to a quad: 24 for SqueezeNet 1.0's 7x7 on RGB), and the next conv
 // pixel's starts s*C bytes on: A's rows. The weights are packed by window row
-// ([Op/16][k][K/4][16][4]), so the conv is a reduction of k rows of K bytes. A row's last tile starts 16 pixels before its end
-// (recomputing a few pixels) so that no tile reads past the image; rows of
-// fewer than 16 conv pixels run the vector kernel.
+// ([Op/16][k][K/4][16][4]), so the conv is a reduction of k rows of K bytes. A
+// row's last tile starts 16 pixels before its end (recomputing a few pixels) so
+// that no tile reads past the image; rows of fewer than 16 conv pixels run the
+// vector kernel.
 #pragma once
 
 #include "int8_amx_tiles.h"

@@ -93,8 +93,8 @@ struct QVec256 {
     const __m256i u[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
                           _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
     if (n == 16) {  // straight from the registers, as qvec_avx512.h
-      store_lanes_at(span, offset, [&]<int L>() { return _mm256_extracti128_si256(u[L % 4], L / 4); },
-                     std::make_integer_sequence<int, W>());
+      const auto row = [&]<int L>() { return _mm256_extracti128_si256(u[L % 4], L / 4); };
+      store_lanes_at(span, offset, row, std::make_integer_sequence<int, W>());
       return;
     }
     alignas(32) uint8_t rows[4][2][16];  // [m][j]: pixel 4j + m

@@ -113,8 +113,8 @@ struct QVecAvx512Vnni {
       // Straight from the registers: each 16-byte load of the 64-byte stores
       // below waits for their forwarding (perf, AMD Zen 4: as long as the
       // sparse Fire's dot products of a 16-channel Fire).
-      store_lanes_at(span, offset, [&]<int L>() { return _mm512_extracti32x4_epi32(u[L % 4], L / 4); },
-                     std::make_integer_sequence<int, W>());
+      const auto row = [&]<int L>() { return _mm512_extracti32x4_epi32(u[L % 4], L / 4); };
+      store_lanes_at(span, offset, row, std::make_integer_sequence<int, W>());
       return;
     }
     alignas(64) uint8_t rows[4][4][16];  // [m][j]: pixel 4j + m

@@ -17,18 +17,15 @@ struct PixelSpan {
   int first, last;
 };
 
-// rows[m][j] (16 bytes) is pixel 4j + m's row, for W pixels; the first n bytes
-// of the span's pixels' rows go to their place + offset.
+// rows[m][j] (16 bytes) is pixel 4j + m's row, for W pixels; the first n < 16
+// bytes of the span's pixels' rows go to their place + offset (whole rows go
+// straight from the registers, store_lanes_at).
 template <int W>
 FK_INLINE void store_pixel_rows(const uint8_t (*rows)[W / 4][16], const PixelSpan& span,
                                 int64_t offset, int n) {
   uint8_t* dst = span.at + offset;
-  for (int l = span.first; l < span.last; ++l, dst += span.pitch) {
-    if (n == 16)
-      memcpy(dst, rows[l % 4][l / 4], 16);  // one vector store
-    else
-      memcpy(dst, rows[l % 4][l / 4], n);
-  }
+  for (int l = span.first; l < span.last; ++l, dst += span.pitch)
+    memcpy(dst, rows[l % 4][l / 4], n);
 }
 
 // Pixel L's 16 bytes, row<L>() (a 128-bit vector), stored at its place in the
