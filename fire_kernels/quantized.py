@@ -103,6 +103,9 @@ class _Int8Module(nn.Module):
     the input's quantization."""
 
     _CONVS: tuple[str, ...] = ()
+    #: Whether the kernel takes the float32 image and quantizes it itself (the stem's, into
+    #: its own layout), rather than uint8 or a float input quantized by a step before it.
+    _QUANTIZES_IMAGE = False
 
     def __init__(self, input_scale: float, output_scale: float) -> None:
         super().__init__()
@@ -137,7 +140,7 @@ class _Int8Module(nn.Module):
         if prepared is None or not self._runs_kernel(x) or not prepared.holds(self._sources()):
             return None
         steps: list[ProgramStep] = []
-        if isinstance(self, QuantizedStem):
+        if self._QUANTIZES_IMAGE:
             if x.dtype != torch.float32:
                 return None
         elif x.dtype == torch.float32:
@@ -372,6 +375,7 @@ class QuantizedStem(_Int8Module):
     :class:`QuantizedFire`'s (``float_output``)."""
 
     _CONVS = ("conv",)
+    _QUANTIZES_IMAGE = True
 
     def __init__(self, stem: q8.QuantizedStem, float_output: bool = True) -> None:
         super().__init__(stem.input_scale, stem.output_scale)
