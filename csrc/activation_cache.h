@@ -1,12 +1,12 @@
 // The memory the fused operators' outputs live in: blocks kept for reuse after
 // their tensors die, as ONNX Runtime's arena keeps its activations.
 //
-// Why: from glibc, an activation of a few MB or more comes back from the kernel as
+// Why: from glibc, an activation of a few 100 KB or more can come back from the kernel as
 // fresh pages on every forward (mmap, or a heap trimmed when it was freed), and
 // each 4 KiB page costs a fault and a clear. A fused SqueezeNet 1.1 at batch 16
 // took 13,741 page faults per forward, and 13-20 % less time with glibc told to
 // keep its memory (its mmap and trim thresholds raised). Outputs allocated here
-// reuse the blocks the previous forward's tensors released.
+// reuse the blocks earlier outputs released, in this forward or the last.
 #pragma once
 
 #include <ATen/core/Tensor.h>

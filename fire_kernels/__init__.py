@@ -124,11 +124,12 @@ def set_cpu_isa(name: str) -> None:
 def empty_cache() -> int:
     """Frees the memory the CPU kernels keep for their outputs; returns the bytes freed.
 
-    A fused operator's output of 1 MiB or more lives in a block that goes back to a
-    cache, not to the system, when its last tensor dies, so that the next forward of
-    the same network takes it again instead of faulting in fresh pages (through
-    glibc, a batch-16 forward faulted in each of its large outputs afresh). The cache
-    keeps at most 1 GiB, 4 blocks of each size. Like ``torch.cuda.empty_cache``.
+    A fused operator's output of 64 KiB or more lives in a block that goes back to a
+    cache, not to the system, when its last tensor dies, so that the next output that
+    fits (the next layer's, or the next forward's) takes it again instead of faulting
+    in fresh pages (through glibc, a batch-16 forward faulted in each of its large
+    outputs afresh); the block given up last first, while it is in the CPU's caches.
+    The cache keeps at most 1 GiB, 16 blocks. Like ``torch.cuda.empty_cache``.
     """
     if _extension.C is None:
         return 0

@@ -1,5 +1,6 @@
 """The cache the fused CPU operators' outputs live in (csrc/activation_cache.cpp):
-a large output's block is reused after its tensor dies, never while it lives, and
+a large output's block is reused after its tensor dies, never while it lives, by an
+output of its size or somewhat smaller, the block given up last first; and
 fk.empty_cache() gives the blocks back."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from fire_kernels.testing import assert_close_to_reference, make_fire
 
 pytestmark = pytest.mark.skipif(not fk.cpu_kernel_available(), reason="C++ extension unavailable")
 
-# A Fire whose output (1 x 128 x 48 x 48 floats, 1.1 MiB) is above the cache's 1 MiB floor.
+# A Fire whose output (1 x 128 x 48 x 48 floats, 1.1 MiB) is above the cache's 64 KiB floor.
 CFG, HW = (32, 8, 64, 64), 48
 
 
@@ -45,13 +46,43 @@ def test_a_dead_outputs_block_is_reused_and_a_live_ones_never(fire):
     assert fk.empty_cache() == 0
 
 
-def test_the_cache_keeps_at_most_four_blocks_of_a_size(fire):
+def test_the_cache_keeps_at_most_sixteen_blocks(fire):
     fk.empty_cache()
-    outs = [run(fire) for _ in range(6)]
+    outs = [run(fire) for _ in range(18)]
     nbytes = outs[0].numel() * 4
-    assert len({o.data_ptr() for o in outs}) == 6
+    assert len({o.data_ptr() for o in outs}) == 18
     del outs
-    assert fk.empty_cache() == 4 * nbytes
+    assert fk.empty_cache() == 16 * nbytes
+
+
+def test_an_output_takes_the_block_given_up_last_that_holds_it(fire):
+    fk.empty_cache()
+    first, second = run(fire), run(fire, seed=1)
+    first_ptr, second_ptr = first.data_ptr(), second.data_ptr()
+    del first, second  # given up in this order: `second`'s block is taken first
+    ref, fused = fire
+    smaller = torch.randn(1, CFG[0], HW - 8, HW - 8)  # 0.8 MiB: fits the 1.1 MiB blocks
+    with torch.no_grad():
+        out = fused(smaller)
+        assert_close_to_reference(out, ref(smaller))
+        assert out.data_ptr() == second_ptr
+        assert fused(smaller).data_ptr() == first_ptr
+    fk.empty_cache()
+
+
+def test_a_much_smaller_output_takes_no_large_block(fire):
+    fk.empty_cache()
+    big = run(fire)
+    nbytes = big.numel() * 4
+    del big
+    ref, fused = fire
+    # 128 KiB: cached (64 KiB and up), but the free 1.1 MiB block is over 8 times that.
+    x = torch.randn(1, CFG[0], 16, 16)
+    with torch.no_grad():
+        small = fused(x)
+    assert fk.empty_cache() == nbytes  # the large block stayed in the cache
+    del small
+    assert fk.empty_cache() == 16 * 16 * (CFG[2] + CFG[3]) * 4
 
 
 def test_small_outputs_are_not_cached():
