@@ -23,9 +23,9 @@ def fire():
     return ref, fk.FusedFire.from_fire(ref, sparse=False)
 
 
-def run(fire, seed=0):
+def run(fire, seed=0, hw=HW):
     ref, fused = fire
-    x = torch.randn(1, CFG[0], HW, HW, generator=torch.Generator().manual_seed(seed))
+    x = torch.randn(1, CFG[0], hw, hw, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         out = fused(x)
         assert_close_to_reference(out, ref(x))
@@ -60,13 +60,9 @@ def test_an_output_takes_the_block_given_up_last_that_holds_it(fire):
     first, second = run(fire), run(fire, seed=1)
     first_ptr, second_ptr = first.data_ptr(), second.data_ptr()
     del first, second  # given up in this order: `second`'s block is taken first
-    ref, fused = fire
-    smaller = torch.randn(1, CFG[0], HW - 8, HW - 8)  # 0.8 MiB: fits the 1.1 MiB blocks
-    with torch.no_grad():
-        out = fused(smaller)
-        assert_close_to_reference(out, ref(smaller))
-        assert out.data_ptr() == second_ptr
-        assert fused(smaller).data_ptr() == first_ptr
+    out = run(fire, hw=HW - 8)  # 0.8 MiB: fits the 1.1 MiB blocks
+    assert out.data_ptr() == second_ptr
+    assert run(fire, hw=HW - 8).data_ptr() == first_ptr
     fk.empty_cache()
 
 
@@ -75,11 +71,8 @@ def test_a_much_smaller_output_takes_no_large_block(fire):
     big = run(fire)
     nbytes = big.numel() * 4
     del big
-    ref, fused = fire
     # 128 KiB: cached (64 KiB and up), but the free 1.1 MiB block is over 8 times that.
-    x = torch.randn(1, CFG[0], 16, 16)
-    with torch.no_grad():
-        small = fused(x)
+    small = run(fire, hw=16)
     assert fk.empty_cache() == nbytes  # the large block stayed in the cache
     del small
     assert fk.empty_cache() == 16 * 16 * (CFG[2] + CFG[3]) * 4
